@@ -1,0 +1,19 @@
+-- One filtered per-minute rollup: clicks per (minute, ad, dimension values).
+-- Placeholders are filled by adclick.db.rollups with quoted identifiers and literals.
+CREATE TABLE IF NOT EXISTS {table} (
+    minute timestamptz NOT NULL,
+    ad_id text COLLATE "C" NOT NULL,
+    {dimension_columns},
+    clicks bigint NOT NULL,
+    -- ad first: a per-ad lookup over a window is an index range scan.
+    PRIMARY KEY (ad_id, {dimension_key}, minute)
+) WITH (fillfactor = 70);
+
+SELECT create_hypertable(
+    {table_name}, by_range('minute', INTERVAL '1 day'), if_not_exists => TRUE,
+    create_default_indexes => FALSE
+);
+
+INSERT INTO filtered_rollups (table_name, dimensions)
+VALUES ({table_name}, {dimensions})
+ON CONFLICT (table_name) DO NOTHING;

@@ -1,0 +1,1 @@
+"""adclick: exact, real-time ad click aggregation."""

@@ -1,0 +1,1 @@
+"""The database: connections, migrations and the per-configuration rollup tables."""

@@ -1,0 +1,63 @@
+"""Filtered per-minute rollups, one table per configured dimension set.
+
+The dimension sets are configuration (``ADCLICK_DIMENSION_SETS``), so their tables are
+created from it, idempotently, by ``adclick migrate`` / ``adclick up`` and at the start of
+every ingest worker, and recorded in the ``filtered_rollups`` catalog. A set added later
+counts from then on; ``adclick recalculate`` (see the lifecycle docs) fills its past.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from adclick.db.connect import Connection
+from adclick.resources import load_sql
+from adclick.settings import Settings
+
+# "country" is a column of every event; every other dimension is a further attribute.
+COLUMN_DIMENSIONS = frozenset({"country"})
+
+
+@dataclass(frozen=True)
+class FilteredRollup:
+    """The per-minute rollup of clicks by ad and the given dimensions."""
+
+    dimensions: tuple[str, ...]
+
+    @property
+    def table(self) -> str:
+        """Table name, e.g. ``clicks_1m_by_country``."""
+        return "clicks_1m_by_" + "_".join(self.dimensions)
+
+    def value_expression(self, dimension: str) -> sql.Composable:
+        """SQL for a dimension's value in a row of raw_clicks ('' when absent)."""
+        if dimension in COLUMN_DIMENSIONS:
+            return sql.Identifier(dimension)
+        return sql.SQL("coalesce(attributes ->> {}, '')").format(sql.Literal(dimension))
+
+
+def filtered_rollups(settings: Settings) -> list[FilteredRollup]:
+    """The filtered rollups the settings declare."""
+    return [FilteredRollup(tuple(dims)) for dims in settings.dimension_sets]
+
+
+def ensure_filtered_rollups(conn: Connection, settings: Settings) -> None:
+    """Create the tables of the configured filtered rollups when missing, and catalog them."""
+    template = load_sql("schema/filtered_rollup")
+    for rollup in filtered_rollups(settings):
+        columns = sql.SQL(", ").join(
+            sql.SQL('{} text COLLATE "C" NOT NULL').format(sql.Identifier(d))
+            for d in rollup.dimensions
+        )
+        key = sql.SQL(", ").join(sql.Identifier(d) for d in rollup.dimensions)
+        statement = sql.SQL(template).format(
+            table=sql.Identifier(rollup.table),
+            table_name=sql.Literal(rollup.table),
+            dimension_columns=columns,
+            dimension_key=key,
+            dimensions=sql.Literal(list(rollup.dimensions)),
+        )
+        conn.execute(statement)
+    conn.commit()

@@ -1,0 +1,155 @@
+"""Parsers for the two wire formats of a click: a JSON object and the log line.
+
+Every failure raises :class:`InvalidEventError` with a stable ``reason`` code; the
+ingest worker dead-letters the message with that reason.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from adclick.errors import InvalidEventError
+from adclick.events.click_id import derive_click_id
+from adclick.events.model import ClickEvent
+
+# Reason codes, as written to the dead-letter topic.
+MALFORMED = "malformed"
+MISSING_FIELD = "missing_field"
+INVALID_FIELD = "invalid_field"
+
+MAX_ID_LENGTH = 128
+MAX_ATTRIBUTES = 32
+LOG_LINE_PREFIX = "[AdClickEvent]"
+
+# Event times outside this range are certainly wrong (and would not fit the chunks).
+_MIN_TS_MS = 946_684_800_000  # 2000-01-01
+_MAX_TS_MS = 4_102_444_800_000  # 2100-01-01
+
+_REQUIRED = ("ad_id", "timestamp", "user_id", "ip", "country")
+_KNOWN = frozenset((*_REQUIRED, "click_id"))
+
+
+def parse_timestamp_ms(value: object) -> int:
+    """Epoch milliseconds from ISO-8601 text (no offset means UTC) or epoch milliseconds."""
+    if isinstance(value, bool):
+        raise InvalidEventError(INVALID_FIELD, "timestamp must be ISO-8601 text or epoch ms")
+    if isinstance(value, int):
+        ts_ms = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise InvalidEventError(
+                INVALID_FIELD, f"timestamp {value[:40]!r} is not ISO-8601"
+            ) from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        ts_ms = (
+            (parsed - _EPOCH).days * 86_400_000
+            + (parsed - _EPOCH).seconds * 1000
+            + (parsed - _EPOCH).microseconds // 1000
+        )
+    else:
+        raise InvalidEventError(INVALID_FIELD, "timestamp must be ISO-8601 text or epoch ms")
+    if not _MIN_TS_MS <= ts_ms < _MAX_TS_MS:
+        raise InvalidEventError(INVALID_FIELD, f"timestamp {value!r} is outside 2000..2100")
+    return ts_ms
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _identifier(data: dict[str, Any], name: str) -> str:
+    value = data.get(name)
+    if value is None:
+        raise InvalidEventError(MISSING_FIELD, name)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise InvalidEventError(INVALID_FIELD, f"{name} must be a string")
+    value = value.strip()
+    if not value or len(value) > MAX_ID_LENGTH:
+        raise InvalidEventError(INVALID_FIELD, f"{name} must have 1..{MAX_ID_LENGTH} characters")
+    return value
+
+
+def _ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise InvalidEventError(INVALID_FIELD, f"ip {value[:40]!r} is not an IP address") from None
+
+
+def _country(value: str) -> str:
+    code = value.upper()
+    if not (2 <= len(code) <= 3 and code.isascii() and code.isalpha()):
+        raise InvalidEventError(
+            INVALID_FIELD, f"country {value[:40]!r} is not a 2 or 3 letter code"
+        )
+    return code
+
+
+def _attributes(data: dict[str, Any]) -> dict[str, str]:
+    extra = {k: v for k, v in data.items() if k not in _KNOWN}
+    if len(extra) > MAX_ATTRIBUTES:
+        raise InvalidEventError(INVALID_FIELD, f"more than {MAX_ATTRIBUTES} attributes")
+    attributes: dict[str, str] = {}
+    for name, value in extra.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, int | float):
+            value = str(value)
+        elif not isinstance(value, str):
+            raise InvalidEventError(INVALID_FIELD, f"attribute {name[:40]!r} must be a scalar")
+        if len(value) > MAX_ID_LENGTH or len(name) > MAX_ID_LENGTH:
+            raise InvalidEventError(INVALID_FIELD, f"attribute {name[:40]!r} is too long")
+        attributes[name] = value
+    return attributes
+
+
+def event_from_dict(data: dict[str, Any]) -> ClickEvent:
+    """Validate a decoded JSON object into a :class:`ClickEvent`."""
+    ad_id = _identifier(data, "ad_id")
+    if "timestamp" not in data or data["timestamp"] is None:
+        raise InvalidEventError(MISSING_FIELD, "timestamp")
+    ts_ms = parse_timestamp_ms(data["timestamp"])
+    user_id = _identifier(data, "user_id")
+    ip = _ip(_identifier(data, "ip"))
+    country = _country(_identifier(data, "country"))
+    attributes = _attributes(data)
+    click_id = (
+        _identifier(data, "click_id")
+        if data.get("click_id") is not None
+        else derive_click_id(ad_id, ts_ms, user_id, ip, country, attributes)
+    )
+    return ClickEvent(ad_id, ts_ms, user_id, ip, country, click_id, attributes)
+
+
+def parse_json_event(payload: bytes | str) -> ClickEvent:
+    """Parse one JSON click message."""
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEventError(MALFORMED, f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidEventError(MALFORMED, "not a JSON object")
+    return event_from_dict(data)
+
+
+def parse_log_line(line: str) -> ClickEvent:
+    """Parse ``[AdClickEvent] ad001, 2024-07-09 00:00:01, user-1, 207.148.22.22, USA``."""
+    text = line.strip()
+    if not text.startswith(LOG_LINE_PREFIX):
+        raise InvalidEventError(MALFORMED, f"log line does not start with {LOG_LINE_PREFIX}")
+    fields = [part.strip() for part in text[len(LOG_LINE_PREFIX) :].split(",")]
+    if len(fields) != len(_REQUIRED):
+        raise InvalidEventError(
+            MALFORMED, f"log line has {len(fields)} fields, expected {len(_REQUIRED)}"
+        )
+    return event_from_dict(dict(zip(_REQUIRED, fields, strict=True)))

@@ -1,0 +1,38 @@
+"""Prometheus metrics of the ingest workers (conventional names, base units).
+
+``adclick ingest --metrics-port`` serves them; with several worker processes they are
+aggregated through prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_CONSUMED = Counter(
+    "adclick_ingest_events_consumed_total", "Messages read from the clicks topic."
+)
+EVENTS_INSERTED = Counter(
+    "adclick_ingest_events_inserted_total", "Clicks stored for the first time (counted)."
+)
+EVENTS_DUPLICATE = Counter(
+    "adclick_ingest_events_duplicate_total", "Valid clicks already stored (not counted again)."
+)
+EVENTS_LATE = Counter(
+    "adclick_ingest_events_late_total", "Valid clicks behind their partition's watermark."
+)
+EVENTS_DEAD_LETTERED = Counter(
+    "adclick_ingest_events_dead_lettered_total",
+    "Messages sent to the dead-letter topic, by reason.",
+    ["reason"],
+)
+BATCH_SECONDS = Histogram(
+    "adclick_ingest_batch_duration_seconds",
+    "Time to write and commit one batch.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+WATERMARK = Gauge(
+    "adclick_ingest_watermark_timestamp_seconds",
+    "Event time up to which a partition is complete (Unix time).",
+    ["partition"],
+    multiprocess_mode="max",
+)

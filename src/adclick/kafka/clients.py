@@ -1,0 +1,80 @@
+"""Factories for confluent-kafka clients, so every client shares one configuration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from adclick.errors import DependencyUnavailableError
+from adclick.settings import Settings
+
+
+def make_producer(settings: Settings, **overrides: Any) -> Producer:
+    """A producer tuned for throughput; idempotence keeps retries from duplicating."""
+    config = settings.kafka_client_config(
+        **{
+            "linger.ms": 20,
+            "batch.num.messages": 10_000,
+            "queue.buffering.max.messages": 1_000_000,
+            "queue.buffering.max.kbytes": 1_048_576,
+            "acks": "all",
+        }
+    )
+    config.update(overrides)
+    return Producer(config)
+
+
+def make_consumer(settings: Settings, **overrides: Any) -> Consumer:
+    """A consumer of the ingest group whose offsets live in the database, not in Kafka."""
+    config = settings.kafka_client_config(
+        **{
+            "group.id": settings.consumer_group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": settings.kafka_session_timeout_ms,
+            "heartbeat.interval.ms": max(500, settings.kafka_session_timeout_ms // 6),
+            "partition.assignment.strategy": "roundrobin",
+            "fetch.max.bytes": 52_428_800,
+            "queued.max.messages.kbytes": 262_144,
+        }
+    )
+    config.update(overrides)
+    return Consumer(config)
+
+
+def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
+    """Create adclick's topics when missing; returns the names it created."""
+    admin = AdminClient(settings.kafka_client_config())
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException as exc:
+        raise DependencyUnavailableError(
+            f"Kafka at {settings.kafka_bootstrap_servers} is not reachable: {exc}"
+        ) from exc
+    wanted = {
+        settings.clicks_topic: settings.topic_partitions,
+        settings.dlq_topic: 1,
+        settings.top_ads_topic: 1,
+    }
+    missing = [
+        NewTopic(
+            name, num_partitions=partitions, replication_factor=settings.topic_replication_factor
+        )
+        for name, partitions in wanted.items()
+        if name not in existing
+    ]
+    if not missing:
+        return []
+    created = []
+    for name, future in admin.create_topics(missing, operation_timeout=timeout_s).items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise DependencyUnavailableError(f"cannot create topic {name}: {exc}") from exc
+    return created

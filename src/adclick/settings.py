@@ -1,0 +1,159 @@
+"""The single source of configuration: environment variables ``ADCLICK_*``.
+
+Every setting can also come from a TOML file named by ``ADCLICK_CONFIG_FILE``;
+environment variables win over the file. The same code therefore runs against the
+local stack (the defaults) and against a real Kafka cluster and TimescaleDB.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+
+# Ports of the local stack: private, away from the usual 5432 / 9092.
+LOCAL_DB_PORT = 55432
+LOCAL_KAFKA_PORT = 59092
+
+
+class Settings(BaseSettings):
+    """adclick settings. Each field is read from ``ADCLICK_<FIELD NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="ADCLICK_", extra="forbid")
+
+    state_dir: Path = Field(
+        Path(".adclick"),
+        description="Where the local stack keeps its database cluster, broker and logs.",
+    )
+    database_url: str = Field(
+        f"postgresql://adclick@127.0.0.1:{LOCAL_DB_PORT}/adclick",
+        description="libpq URL of the TimescaleDB database.",
+    )
+    kafka_bootstrap_servers: str = Field(
+        f"127.0.0.1:{LOCAL_KAFKA_PORT}", description="Kafka bootstrap servers, comma separated."
+    )
+    kafka_config: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra librdkafka properties for every client (JSON object), "
+        'e.g. {"security.protocol": "SASL_SSL"}.',
+    )
+    clicks_topic: str = Field("ad-clicks", description="Topic of click events (key: ad_id).")
+    dlq_topic: str = Field("ad-clicks-dlq", description="Dead-letter topic for rejected input.")
+    top_ads_topic: str = Field("ad-top-ads", description="Topic of published top-N lists.")
+    topic_replication_factor: int = Field(
+        1, ge=1, description="Replication factor of topics adclick creates (3 in production)."
+    )
+    topic_partitions: int = Field(
+        8, ge=1, description="Partitions of the clicks topic when adclick creates it."
+    )
+    consumer_group: str = Field("adclick-ingest", description="Consumer group of ingest workers.")
+    kafka_session_timeout_ms: int = Field(
+        6000,
+        ge=1000,
+        description="Consumer session timeout. Short, because a long one makes the first "
+        "group join wait on the Tansu broker.",
+    )
+
+    dimension_sets: list[list[str]] = Field(
+        default_factory=lambda: [["country"]],
+        description="Filtered per-minute rollups, one per set of dimensions (JSON list of "
+        'lists). "country" is a column of every event; other names are read from the '
+        "event's further attributes.",
+    )
+    ingest_batch_size: int = Field(
+        20_000, ge=1, description="Most events one ingest transaction holds."
+    )
+    ingest_batch_timeout_s: float = Field(
+        0.25, gt=0, description="Longest wait for a batch to fill before it is written."
+    )
+    allowed_lateness: timedelta = Field(
+        timedelta(seconds=60),
+        description="How far behind a partition's newest event time an event may arrive "
+        "before it counts as late (it is still counted).",
+    )
+    dedup_horizon: timedelta = Field(
+        timedelta(days=7),
+        description="Events older than this behind their partition's newest event time "
+        "cannot be checked for duplicates (raw data may be tiered away) and are "
+        "dead-lettered. Equal to the hot retention of raw_clicks.",
+    )
+    max_clock_skew: timedelta = Field(
+        timedelta(minutes=5),
+        description="Events stamped further than this in the future (wall clock) are "
+        "dead-lettered.",
+    )
+
+    @field_validator("dimension_sets")
+    @classmethod
+    def _check_dimension_sets(cls, value: list[list[str]]) -> list[list[str]]:
+        seen: set[tuple[str, ...]] = set()
+        for dims in value:
+            if not dims:
+                raise ValueError("a dimension set must name at least one dimension")
+            for dim in dims:
+                if not _IDENTIFIER.match(dim):
+                    raise ValueError(f"dimension {dim!r} must match {_IDENTIFIER.pattern}")
+            key = tuple(sorted(set(dims)))
+            if len(key) != len(dims):
+                raise ValueError(f"dimension set {dims} repeats a dimension")
+            if key in seen:
+                raise ValueError(f"dimension set {dims} is declared twice")
+            seen.add(key)
+        return [sorted(dims) for dims in value]
+
+    @model_validator(mode="after")
+    def _check_topics(self) -> Settings:
+        names = [self.clicks_topic, self.dlq_topic, self.top_ads_topic]
+        if len(set(names)) != len(names):
+            raise ValueError("clicks_topic, dlq_topic and top_ads_topic must differ")
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL in SQLAlchemy's form, with the psycopg 3 driver."""
+        url = self.database_url
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    def kafka_client_config(self, **overrides: Any) -> dict[str, Any]:
+        """librdkafka configuration shared by every producer, consumer and admin client."""
+        config: dict[str, Any] = {"bootstrap.servers": self.kafka_bootstrap_servers}
+        config.update(self.kafka_config)
+        config.update(overrides)
+        return config
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("ADCLICK_CONFIG_FILE")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

@@ -1,0 +1,238 @@
+"""TimescaleDB for the local stack: build, install and run a private cluster.
+
+The Apache-2 edition is built from Debian's source package (the machine's apt sources
+stay untouched: a private apt configuration under the state directory names the
+deb-src suite) against the machine's PostgreSQL 15 development files, then installed
+into that PostgreSQL. The cluster itself lives under ``<state>/pgdata``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from adclick.errors import StackError
+from adclick.stack.process import run, wait_for_port
+
+PG_MAJOR = 15
+# Trixie's timescaledb (2.19.x) is the newest Debian build that still supports PG 15.
+SOURCE_SUITES = ("trixie", "trixie-security")
+DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+BUILD_PACKAGES = (f"postgresql-server-dev-{PG_MAJOR}", "cmake", "gcc", "make", "dpkg-dev")
+# The flags of Debian's own debian/rules, minus the test suites.
+CMAKE_FLAGS = (
+    "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
+    "-DSEND_TELEMETRY_DEFAULT=OFF",
+    "-DUSE_TELEMETRY=OFF",
+    "-DAPACHE_ONLY=1",
+    "-DREGRESS_CHECKS=OFF",
+    "-DTAP_CHECKS=OFF",
+    "-DWARNINGS_AS_ERRORS=OFF",
+)
+CLUSTER_USER = "postgres"  # initdb refuses to run as root
+
+Say = Callable[[str], None]
+
+
+def pg_bindir() -> Path:
+    """The machine's PostgreSQL 15 server binaries."""
+    return Path(f"/usr/lib/postgresql/{PG_MAJOR}/bin")
+
+
+def _pg_config(flag: str) -> Path:
+    return Path(run([pg_bindir() / "pg_config", flag]).strip())
+
+
+def timescaledb_installed() -> bool:
+    """True when the timescaledb extension is installed into the machine's PostgreSQL."""
+    if not (pg_bindir() / "pg_config").exists():
+        return False
+    control = _pg_config("--sharedir") / "extension" / "timescaledb.control"
+    library = _pg_config("--pkglibdir") / "timescaledb.so"
+    return control.exists() and library.exists()
+
+
+def _missing_packages() -> list[str]:
+    missing = []
+    for package in BUILD_PACKAGES:
+        status = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True
+        )
+        if "install ok installed" not in status.stdout:
+            missing.append(package)
+    return missing
+
+
+def _apt_options(apt_dir: Path) -> list[str]:
+    return [
+        "-o", f"Dir::Etc::SourceList={apt_dir / 'sources.list'}",
+        "-o", "Dir::Etc::SourceParts=/dev/null",
+        "-o", f"Dir::State::Lists={apt_dir / 'lists'}",
+        "-o", f"Dir::Cache::Archives={apt_dir / 'archives'}",
+    ]  # fmt: skip
+
+
+def install_timescaledb(state_dir: Path, say: Say) -> None:
+    """Build TimescaleDB (Apache-2 edition) from Debian's source package and install it."""
+    if os.geteuid() != 0:
+        raise StackError("installing TimescaleDB needs root (apt-get and make install)")
+    missing = _missing_packages()
+    if missing:
+        say(f"installing build dependencies: {' '.join(missing)}")
+        run(["apt-get", "update", "-qq"])
+        run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing])
+    apt_dir = (state_dir / "build" / "apt").resolve()
+    (apt_dir / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+    (apt_dir / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+    mirror = {"trixie": "debian", "trixie-security": "debian-security"}
+    (apt_dir / "sources.list").write_text(
+        "".join(
+            f"deb-src [signed-by={DEBIAN_KEYRING}] http://deb.debian.org/{mirror[suite]} "
+            f"{suite} main\n"
+            for suite in SOURCE_SUITES
+        )
+    )
+    say("fetching Debian's timescaledb source package")
+    run(["apt-get", *_apt_options(apt_dir), "update", "-qq"])
+    src_dir = (state_dir / "build" / "src").resolve()
+    shutil.rmtree(src_dir, ignore_errors=True)
+    src_dir.mkdir(parents=True)
+    run(["apt-get", *_apt_options(apt_dir), "source", "timescaledb"], cwd=src_dir)
+    trees = [p for p in src_dir.iterdir() if p.is_dir() and p.name.startswith("timescaledb")]
+    if len(trees) != 1:
+        raise StackError(f"expected one unpacked timescaledb source tree in {src_dir}")
+    build_dir = trees[0] / "build"
+    build_dir.mkdir()
+    say(f"building {trees[0].name} against PostgreSQL {PG_MAJOR} (about 30 s on two cores)")
+    run(
+        ["cmake", "..", f"-DPG_CONFIG={pg_bindir() / 'pg_config'}", *CMAKE_FLAGS],
+        cwd=build_dir,
+    )
+    run(["make", f"-j{os.cpu_count() or 2}"], cwd=build_dir)
+    run(["make", "install"], cwd=build_dir)
+    if not timescaledb_installed():
+        raise StackError("timescaledb was built but is not found in PostgreSQL's directories")
+
+
+def _settings_conf(port: int, socket_dir: Path) -> str:
+    # Durable settings (fsync, synchronous_commit) stay at their defaults: counts are
+    # billed, and a committed batch must survive a crash of the machine too.
+    return f"""
+listen_addresses = '127.0.0.1'
+port = {port}
+unix_socket_directories = '{socket_dir}'
+shared_preload_libraries = 'timescaledb'
+timescaledb.telemetry_level = off
+max_connections = 200
+shared_buffers = 1GB
+work_mem = 64MB
+maintenance_work_mem = 256MB
+max_wal_size = 8GB
+checkpoint_timeout = 15min
+wal_compression = on
+max_locks_per_transaction = 256
+logging_collector = off
+log_min_messages = warning
+"""
+
+
+class TimescaleCluster:
+    """The private cluster under ``<state>/pgdata``, run as the ``postgres`` user when root."""
+
+    def __init__(self, state_dir: Path, port: int) -> None:
+        self.state_dir = state_dir.resolve()
+        self.port = port
+        self.data_dir = self.state_dir / "pgdata"
+        self.socket_dir = self.state_dir / "run"
+        self.log_file = self.state_dir / "logs" / "postgresql.log"
+
+    @property
+    def _user(self) -> str | None:
+        return CLUSTER_USER if os.geteuid() == 0 else None
+
+    def _own(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        if self._user is not None:
+            shutil.chown(path, self._user, self._user)
+
+    def initialised(self) -> bool:
+        """True when initdb has run."""
+        return (self.data_dir / "PG_VERSION").exists()
+
+    def running(self) -> bool:
+        """True when the postmaster of this cluster is running."""
+        command = [str(pg_bindir() / "pg_ctl"), "status", "-D", str(self.data_dir)]
+        if self._user is not None:
+            command = ["runuser", "-u", self._user, "--", *command]
+        return subprocess.run(command, capture_output=True).returncode == 0
+
+    def init(self) -> None:
+        """initdb with UTF-8, UTC and trust for local connections (a private dev cluster)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self._user is not None:
+            # The postgres user must be able to reach the state directory.
+            self.state_dir.chmod(0o755)
+        self._own(self.data_dir)
+        self._own(self.socket_dir)
+        self._own(self.log_file.parent)
+        run(
+            [
+                pg_bindir() / "initdb", "-D", self.data_dir, "-U", "postgres",
+                "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions",
+            ],
+            user=self._user,
+        )  # fmt: skip
+        with (self.data_dir / "postgresql.conf").open("a") as conf:
+            conf.write(_settings_conf(self.port, self.socket_dir))
+
+    def start(self) -> None:
+        """Start the postmaster and wait for it to accept connections."""
+        self._own(self.socket_dir)
+        run(
+            [
+                pg_bindir() / "pg_ctl", "start", "-D", self.data_dir, "-l", self.log_file,
+                "-w", "-t", "60", "-o", f"-p {self.port} -k {self.socket_dir}",
+            ],
+            user=self._user,
+        )  # fmt: skip
+        wait_for_port("127.0.0.1", self.port, 30, "PostgreSQL")
+
+    def stop(self) -> None:
+        """Fast shutdown: running transactions roll back, committed data is safe."""
+        if self.running():
+            run(
+                [pg_bindir() / "pg_ctl", "stop", "-D", self.data_dir, "-m", "fast", "-w"],
+                user=self._user,
+            )
+
+    def _superuser(self, database: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(
+            host="127.0.0.1", port=self.port, user="postgres", dbname=database, autocommit=True
+        )
+
+    def ensure_database(self, name: str, owner: str) -> None:
+        """Create the owner role and the database with timescaledb, when missing."""
+        with self._superuser() as conn:
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,)).fetchone():
+                # CREATEDB for the test suite's per-test databases, CREATEROLE for the
+                # analyst role; not a superuser.
+                conn.execute(
+                    sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE").format(
+                        sql.Identifier(owner)
+                    )
+                )
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                        sql.Identifier(name), sql.Identifier(owner)
+                    )
+                )
+        # The extension needs a superuser; the migrations only check it is there.
+        with self._superuser(name) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
