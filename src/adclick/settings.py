@@ -7,6 +7,7 @@ local stack (the defaults) and against a real Kafka cluster and TimescaleDB.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from datetime import timedelta
@@ -136,6 +137,14 @@ class Settings(BaseSettings):
         config.update(self.kafka_config)
         config.update(overrides)
         return config
+
+    def as_environment(self) -> dict[str, str]:
+        """The settings as ``ADCLICK_*`` variables, e.g. for a worker process or a container."""
+        environment = {}
+        for name, value in self.model_dump(mode="json").items():
+            text = value if isinstance(value, str) else json.dumps(value)
+            environment[f"ADCLICK_{name.upper()}"] = text
+        return environment
 
     @classmethod
     def settings_customise_sources(

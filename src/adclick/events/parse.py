@@ -6,7 +6,7 @@ ingest worker dead-letters the message with that reason.
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 from datetime import UTC, datetime
 from typing import Any
 
@@ -74,14 +74,19 @@ def _identifier(data: dict[str, Any], name: str) -> str:
     value = value.strip()
     if not value or len(value) > MAX_ID_LENGTH:
         raise InvalidEventError(INVALID_FIELD, f"{name} must have 1..{MAX_ID_LENGTH} characters")
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL
+        raise InvalidEventError(INVALID_FIELD, f"{name} contains a NUL character")
     return value
 
 
 def _ip(value: str) -> str:
+    # inet_pton is the C parser and ~20x faster than the ipaddress module; the database's
+    # inet type normalises the text form on the way in.
     try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
+        socket.inet_pton(socket.AF_INET6 if ":" in value else socket.AF_INET, value)
+    except OSError:
         raise InvalidEventError(INVALID_FIELD, f"ip {value[:40]!r} is not an IP address") from None
+    return value
 
 
 def _country(value: str) -> str:
@@ -94,11 +99,14 @@ def _country(value: str) -> str:
 
 
 def _attributes(data: dict[str, Any]) -> dict[str, str]:
-    extra = {k: v for k, v in data.items() if k not in _KNOWN}
-    if len(extra) > MAX_ATTRIBUTES:
+    names = data.keys() - _KNOWN
+    if not names:  # the common case, kept cheap
+        return {}
+    if len(names) > MAX_ATTRIBUTES:
         raise InvalidEventError(INVALID_FIELD, f"more than {MAX_ATTRIBUTES} attributes")
     attributes: dict[str, str] = {}
-    for name, value in extra.items():
+    for name in sorted(names):
+        value = data[name]
         if value is None:
             continue
         if isinstance(value, bool):
@@ -109,6 +117,8 @@ def _attributes(data: dict[str, Any]) -> dict[str, str]:
             raise InvalidEventError(INVALID_FIELD, f"attribute {name[:40]!r} must be a scalar")
         if len(value) > MAX_ID_LENGTH or len(name) > MAX_ID_LENGTH:
             raise InvalidEventError(INVALID_FIELD, f"attribute {name[:40]!r} is too long")
+        if "\x00" in value or "\x00" in name:
+            raise InvalidEventError(INVALID_FIELD, f"attribute {name[:40]!r} contains NUL")
         attributes[name] = value
     return attributes
 

@@ -7,7 +7,6 @@ duplicate) or a dead letter with its reason. Nothing here does I/O.
 from __future__ import annotations
 
 import base64
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -20,6 +19,7 @@ from adclick.ingest.clock import PartitionClocks, Timeliness
 BEYOND_DEDUP_HORIZON = "beyond_dedup_horizon"
 TOO_FAR_IN_FUTURE = "too_far_in_future"
 MISSING_VALUE = "malformed"
+DATABASE_REJECTED = "rejected_by_database"
 
 # One row of the staging table, in the column order of sql/ingest/create_staging.sql.
 StagingRow = tuple[int, str, str, str, str, str, str, int, int]
@@ -69,15 +69,29 @@ class DeadLetter:
 class Batch:
     """What one transaction writes, and what it tells the metrics."""
 
+    topic: str
     rows: list[StagingRow] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     next_offsets: dict[int, int] = field(default_factory=dict)
     late: int = 0
     consumed: int = 0
+    records: list[KafkaRecord] = field(default_factory=list)
 
-    def dead_letter_reasons(self) -> Counter[str]:
-        """Dead letters by reason."""
-        return Counter(d.reason for d in self.dead_letters)
+    def dead_letter_for(self, row: StagingRow, reason: str, detail: str) -> DeadLetter:
+        """A dead letter for a staged row, carrying its original message."""
+        partition, offset = row[7], row[8]
+        for record in self.records:
+            if record.partition() == partition and record.offset() == offset:
+                return DeadLetter(
+                    reason,
+                    detail,
+                    self.topic,
+                    partition,
+                    offset,
+                    record.key(),
+                    record.value() or b"",
+                )
+        raise LookupError(f"no record at partition {partition} offset {offset}")
 
 
 def assemble_batch(
@@ -88,7 +102,7 @@ def assemble_batch(
     max_skew_ms: int,
 ) -> Batch:
     """Validate records in offset order, advancing ``clocks``; bad ones become dead letters."""
-    batch = Batch(consumed=len(records))
+    batch = Batch(topic=topic, consumed=len(records), records=records)
     future_limit = now_ms + max_skew_ms
     for record in records:
         partition = record.partition() or 0

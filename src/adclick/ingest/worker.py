@@ -11,6 +11,7 @@ import contextlib
 import logging
 import signal
 import time
+from collections import Counter
 from dataclasses import dataclass
 from types import FrameType
 
@@ -187,17 +188,16 @@ class IngestWorker:
             max_skew_ms=self._max_skew_ms,
         )
         try:
-            self._dead_letters.publish(batch.dead_letters)
-            inserted = self._writer.write(batch, clocks)
-        except (psycopg.Error, DependencyUnavailableError) as exc:
+            inserted, rejected = self._writer.write(batch, clocks, self._dead_letters.publish)
+        except (psycopg.OperationalError, DependencyUnavailableError) as exc:
+            # The commit may or may not have happened: the stored offsets tell.
             log.error("%s: batch of %d not written (%s); re-reading", self.name, len(records), exc)
             self._recover()
             return
         self._clocks = clocks
         self._positions.update(batch.next_offsets)
-        self._count(
-            batch.consumed, len(batch.rows), inserted, batch.late, batch.dead_letter_reasons()
-        )
+        reasons = Counter(letter.reason for letter in batch.dead_letters + rejected)
+        self._count(batch.consumed, len(batch.rows) - len(rejected), inserted, batch.late, reasons)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         log.debug(
             "%s batch: %d consumed, %d inserted, %d dead letters in %.3f s",

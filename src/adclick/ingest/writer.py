@@ -8,18 +8,22 @@ all of it, offsets included.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+import psycopg
 from psycopg import sql
 
 from adclick.db.connect import Connection
 from adclick.db.rollups import FilteredRollup, ensure_filtered_rollups, filtered_rollups
-from adclick.ingest.batch import Batch
+from adclick.ingest.batch import DATABASE_REJECTED, Batch, DeadLetter, StagingRow
 from adclick.ingest.clock import PartitionClocks
 from adclick.resources import load_sql
 from adclick.settings import Settings
 
+# Errors that mean "the database refuses these rows", as opposed to "it is unavailable".
+_REFUSED = (psycopg.DataError, psycopg.IntegrityError)
 _STAGING_COPY = "COPY ingest_staging FROM STDIN (FORMAT BINARY)"
 _STAGING_TYPES = ["int8", "text", "text", "text", "text", "text", "text", "int4", "int8"]
 
@@ -74,19 +78,62 @@ class BatchWriter:
         self.conn.commit()
         return {int(p): Position(offset, newest) for p, offset, newest in rows}
 
-    def write(self, batch: Batch, clocks: PartitionClocks) -> int:
-        """Commit one batch; returns how many clicks were new (the rest were duplicates)."""
-        inserted = 0
+    def write(
+        self,
+        batch: Batch,
+        clocks: PartitionClocks,
+        publish_dead_letters: Callable[[list[DeadLetter]], None],
+    ) -> tuple[int, list[DeadLetter]]:
+        """Commit one batch; returns how many clicks were new, and the rows the database
+        refused (dead-lettered too). Valid rows neither new nor refused were duplicates.
+
+        Dead letters are handed to ``publish_dead_letters`` just before the commit, so a
+        batch never commits with its rejects unpublished.
+        """
+        try:
+            inserted = self._insert(batch.rows)
+            rejected: list[DeadLetter] = []
+        except _REFUSED:
+            # Validation should make this impossible, but a constraint an operator added
+            # may not: find the refused rows by bisection and dead-letter them rather
+            # than lose or block the batch.
+            self.conn.rollback()
+            inserted, rejected = self._insert_isolating(batch, batch.rows)
+        self._store_positions(batch, clocks)
+        publish_dead_letters(batch.dead_letters + rejected)
+        self.conn.commit()
+        return inserted, rejected
+
+    def _insert(self, rows: list[StagingRow]) -> int:
+        if not rows:
+            return 0
         with self.conn.cursor() as cur:
-            if batch.rows:
-                with cur.copy(_STAGING_COPY) as copy:
-                    copy.set_types(_STAGING_TYPES)
-                    for row in batch.rows:
-                        copy.write_row(row)
-                cur.execute(self._write)
-                result = cur.fetchone()
-                inserted = int(result[0]) if result else 0
-            partitions = sorted(batch.next_offsets)
+            with cur.copy(_STAGING_COPY) as copy:
+                copy.set_types(_STAGING_TYPES)
+                for row in rows:
+                    copy.write_row(row)
+            cur.execute(self._write)
+            result = cur.fetchone()
+            cur.execute("TRUNCATE ingest_staging")
+        return int(result[0]) if result else 0
+
+    def _insert_isolating(
+        self, batch: Batch, rows: list[StagingRow]
+    ) -> tuple[int, list[DeadLetter]]:
+        try:
+            with self.conn.transaction():  # a savepoint inside the batch's transaction
+                return self._insert(rows), []
+        except _REFUSED as exc:
+            if len(rows) == 1:
+                return 0, [batch.dead_letter_for(rows[0], DATABASE_REJECTED, str(exc))]
+            middle = len(rows) // 2
+            first, first_rejected = self._insert_isolating(batch, rows[:middle])
+            second, second_rejected = self._insert_isolating(batch, rows[middle:])
+            return first + second, first_rejected + second_rejected
+
+    def _store_positions(self, batch: Batch, clocks: PartitionClocks) -> None:
+        partitions = sorted(batch.next_offsets)
+        with self.conn.cursor() as cur:
             cur.execute(
                 load_sql("ingest/store_offsets"),
                 {
@@ -107,5 +154,3 @@ class BatchWriter:
                         "lateness": timedelta(milliseconds=clocks.lateness_ms),
                     },
                 )
-        self.conn.commit()
-        return inserted

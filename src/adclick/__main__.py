@@ -1,0 +1,5 @@
+"""``python -m adclick`` is the ``adclick`` command."""
+
+from adclick.cli import main
+
+main()

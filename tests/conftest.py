@@ -1,0 +1,108 @@
+"""Session fixtures: a real TimescaleDB and a real Kafka-compatible broker (the local stack).
+
+The stack is started once per session under a private state directory on free ports;
+each test gets its own database (a copy of the migrated template) and its own topics and
+consumer group, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from confluent_kafka.admin import AdminClient
+from psycopg import sql
+
+from adclick.kafka import create_topics
+from adclick.settings import Settings
+from adclick.stack import stack_down, stack_up
+
+# The developer's own ADCLICK_* variables must not leak into the tests.
+for _name in [n for n in os.environ if n.startswith("ADCLICK_")]:
+    del os.environ[_name]
+
+TEST_PARTITIONS = 4
+TEMPLATE = "adclick_template"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def stack_settings() -> Iterator[Settings]:
+    """The local stack, up for the whole session, torn down at its end."""
+    state_dir = Path(tempfile.mkdtemp(prefix="adclick-test-"))
+    state_dir.chmod(0o755)  # the database runs as the postgres user when we are root
+    settings = Settings(
+        state_dir=state_dir,
+        database_url=f"postgresql://adclick@127.0.0.1:{free_port()}/{TEMPLATE}",
+        kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
+    )
+    stack_up(settings, say=lambda message: print(f"stack: {message}"))
+    with _admin_connection(settings) as conn:
+        # A template must have no sessions; TimescaleDB's scheduler would hold one.
+        conn.execute(f"ALTER DATABASE {TEMPLATE} WITH ALLOW_CONNECTIONS false")
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            (TEMPLATE,),
+        )
+    try:
+        yield settings
+    finally:
+        stack_down(settings, say=lambda message: print(f"stack: {message}"))
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def _admin_connection(base: Settings) -> psycopg.Connection[tuple[object, ...]]:
+    # The cluster's superuser, on the maintenance database: the template must stay unused.
+    port = base.database_url.rsplit(":", 1)[1].split("/")[0]
+    return psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True)
+
+
+@pytest.fixture
+def settings(stack_settings: Settings) -> Iterator[Settings]:
+    """Settings of one test: a fresh migrated database, fresh topics and consumer group."""
+    suffix = uuid.uuid4().hex[:12]
+    database = f"test_{suffix}"
+    with _admin_connection(stack_settings) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER adclick").format(
+                sql.Identifier(database), sql.Identifier(TEMPLATE)
+            )
+        )
+    settings = stack_settings.model_copy(
+        update={
+            "database_url": stack_settings.database_url.rsplit("/", 1)[0] + f"/{database}",
+            "clicks_topic": f"ad-clicks-{suffix}",
+            "dlq_topic": f"ad-clicks-dlq-{suffix}",
+            "top_ads_topic": f"ad-top-ads-{suffix}",
+            "consumer_group": f"ingest-{suffix}",
+            "topic_partitions": TEST_PARTITIONS,
+        }
+    )
+    create_topics(settings)
+    try:
+        yield settings
+    finally:
+        admin = AdminClient(settings.kafka_client_config())
+        topics = [settings.clicks_topic, settings.dlq_topic, settings.top_ads_topic]
+        for future in admin.delete_topics(topics, operation_timeout=10).values():
+            try:
+                future.result()
+            except Exception:  # noqa: BLE001 - cleanup of an in-memory broker; best effort
+                pass
+        with _admin_connection(stack_settings) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+            )

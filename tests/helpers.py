@@ -1,0 +1,139 @@
+"""What the integration tests share: sending messages, running workers, reading results."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import orjson
+import psycopg
+from confluent_kafka import Consumer, TopicPartition
+
+from adclick.ingest.worker import IngestWorker, WorkerTotals
+from adclick.kafka import make_producer
+from adclick.settings import Settings
+
+
+def send(settings: Settings, payloads: list[bytes | dict[str, Any]], key: bytes = b"") -> None:
+    """Send messages to the clicks topic; dicts are sent as JSON keyed by their ad_id."""
+    producer = make_producer(settings)
+    for payload in payloads:
+        if isinstance(payload, dict):
+            message_key = str(payload.get("ad_id", "")).encode() or key
+            producer.produce(settings.clicks_topic, value=orjson.dumps(payload), key=message_key)
+        else:
+            producer.produce(settings.clicks_topic, value=payload, key=key)
+        producer.poll(0)
+    assert producer.flush(30) == 0
+
+
+def ingest_until_idle(settings: Settings, idle_s: float = 2.0) -> WorkerTotals:
+    """Run one worker in this process until the topic is drained and idle."""
+    return IngestWorker(settings).run(exit_when_idle_s=idle_s)
+
+
+class WorkerThread(threading.Thread):
+    """A worker in a thread, for tests that run several in one group."""
+
+    def __init__(self, settings: Settings, name: str, idle_s: float | None = None) -> None:
+        super().__init__(name=name, daemon=True)
+        self.worker = IngestWorker(settings, name)
+        self.idle_s = idle_s
+        self.totals: WorkerTotals | None = None
+
+    def run(self) -> None:
+        self.totals = self.worker.run(exit_when_idle_s=self.idle_s)
+
+
+def ingest_process(settings: Settings, *args: str) -> subprocess.Popen[bytes]:
+    """``adclick ingest`` as a separate process (for kill -9 and signal tests)."""
+    environment = {**os.environ, **settings.as_environment()}
+    return subprocess.Popen(
+        [sys.executable, "-m", "adclick", "ingest", *args],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def query(settings: Settings, statement: str, *params: object) -> list[tuple[Any, ...]]:
+    """Rows of one query on the test's database."""
+    with psycopg.connect(settings.database_url) as conn:
+        return conn.execute(statement, params).fetchall()  # type: ignore[arg-type]
+
+
+def execute(settings: Settings, statement: str, *params: object) -> None:
+    """Run one statement (DDL, a deliberate corruption) on the test's database."""
+    with psycopg.connect(settings.database_url) as conn:
+        conn.execute(statement, params)  # type: ignore[arg-type]
+
+
+def rollup_counts(settings: Settings) -> dict[tuple[str, int], int]:
+    """clicks_1m as {(ad_id, minute epoch seconds): clicks}."""
+    rows = query(
+        settings, "SELECT ad_id, extract(epoch FROM minute)::bigint, clicks FROM clicks_1m"
+    )
+    return {(ad, int(minute)): int(clicks) for ad, minute, clicks in rows}
+
+
+def country_rollup_counts(settings: Settings) -> dict[tuple[str, int, str], int]:
+    """clicks_1m_by_country as {(ad_id, minute epoch seconds, country): clicks}."""
+    rows = query(
+        settings,
+        "SELECT ad_id, extract(epoch FROM minute)::bigint, country, clicks"
+        " FROM clicks_1m_by_country",
+    )
+    return {(ad, int(minute), country): int(clicks) for ad, minute, country, clicks in rows}
+
+
+def hourly_counts(settings: Settings) -> dict[tuple[str, int], int]:
+    """clicks_1h as {(ad_id, hour epoch seconds): clicks}."""
+    rows = query(settings, "SELECT ad_id, extract(epoch FROM hour)::bigint, clicks FROM clicks_1h")
+    return {(ad, int(hour)): int(clicks) for ad, hour, clicks in rows}
+
+
+def hours_from_minutes(per_minute: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+    """Roll per-minute counts up to hours, the way clicks_1h must hold them."""
+    hours: Counter[tuple[str, int]] = Counter()
+    for (ad, minute), clicks in per_minute.items():
+        hours[(ad, minute - minute % 3600)] += clicks
+    return dict(hours)
+
+
+def duplicate_click_ids(settings: Settings) -> int:
+    """How many click_ids raw_clicks holds more than once (must be 0)."""
+    rows = query(
+        settings,
+        "SELECT count(*) FROM (SELECT click_id FROM raw_clicks"
+        " GROUP BY click_id HAVING count(*) > 1) AS d",
+    )
+    return int(rows[0][0])
+
+
+def read_topic(settings: Settings, topic: str, expected: int, timeout_s: float = 30) -> list[Any]:
+    """Every message of a one-partition topic, as decoded JSON, waiting for ``expected``."""
+    consumer = Consumer(
+        settings.kafka_client_config(
+            **{"group.id": f"reader-{time.monotonic_ns()}", "enable.auto.commit": False}
+        )
+    )
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    messages: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(messages) < expected and time.monotonic() < deadline:
+            for message in consumer.consume(1000, 0.5):
+                if message.error() is None:
+                    messages.append(orjson.loads(message.value()))
+        # Anything beyond what was expected would be a bug too: give it a moment to show.
+        for message in consumer.consume(1000, 1.0):
+            if message.error() is None:
+                messages.append(orjson.loads(message.value()))
+    finally:
+        consumer.close()
+    return messages

@@ -1,0 +1,134 @@
+"""Assembling a batch: every message lands in exactly one place, in offset order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from adclick.ingest.batch import (
+    BEYOND_DEDUP_HORIZON,
+    TOO_FAR_IN_FUTURE,
+    assemble_batch,
+)
+from adclick.ingest.clock import PartitionClocks, Timeliness
+
+T0 = 1_720_483_200_000  # 2024-07-09 00:00:00 UTC
+MINUTE = 60_000
+DAY = 86_400_000
+
+
+@dataclass
+class Record:
+    part: int
+    off: int
+    payload: bytes | None
+    k: bytes | None = b"ad"
+
+    def partition(self) -> int:
+        return self.part
+
+    def offset(self) -> int:
+        return self.off
+
+    def key(self) -> bytes | None:
+        return self.k
+
+    def value(self) -> bytes | None:
+        return self.payload
+
+
+def click(ts_ms: int, ad: str = "ad1", click_id: str | None = None) -> bytes:
+    event = {"ad_id": ad, "timestamp": ts_ms, "user_id": "u", "ip": "1.2.3.4", "country": "US"}
+    if click_id:
+        event["click_id"] = click_id
+    return orjson.dumps(event)
+
+
+def clocks() -> PartitionClocks:
+    return PartitionClocks(lateness_ms=MINUTE, horizon_ms=7 * DAY)
+
+
+def assemble(records: list[Record], state: PartitionClocks | None = None, now: int = T0):
+    return assemble_batch(records, "t", state or clocks(), now_ms=now, max_skew_ms=5 * MINUTE)
+
+
+def test_good_and_bad_messages_are_split_and_nothing_is_lost() -> None:
+    records = [
+        Record(0, 10, click(T0)),
+        Record(0, 11, b"{broken"),
+        Record(1, 5, click(T0, ad="ad2")),
+        Record(1, 6, None),
+        Record(0, 12, click(T0 + 1000)),
+    ]
+    batch = assemble(records)
+    assert [row[8] for row in batch.rows] == [10, 5, 12]
+    assert [(d.partition, d.offset, d.reason) for d in batch.dead_letters] == [
+        (0, 11, "malformed"),
+        (1, 6, "malformed"),
+    ]
+    assert len(batch.rows) + len(batch.dead_letters) == batch.consumed == 5
+    assert batch.next_offsets == {0: 13, 1: 7}
+
+
+def test_staging_row_carries_the_event_and_its_source() -> None:
+    (row,) = assemble([Record(3, 7, click(T0, click_id="c1"))]).rows
+    assert row == (T0, "c1", "ad1", "u", "1.2.3.4", "US", "{}", 3, 7)
+
+
+def test_late_events_are_kept_and_counted_as_late() -> None:
+    batch = assemble(
+        [Record(0, 0, click(T0 + 10 * MINUTE)), Record(0, 1, click(T0)), Record(0, 2, click(T0))],
+        now=T0 + 10 * MINUTE,
+    )
+    assert len(batch.rows) == 3
+    assert batch.late == 2
+
+
+def test_lateness_is_per_partition() -> None:
+    batch = assemble(
+        [Record(0, 0, click(T0 + 10 * MINUTE)), Record(1, 0, click(T0))], now=T0 + 10 * MINUTE
+    )
+    assert batch.late == 0
+
+
+def test_events_beyond_the_dedup_horizon_are_dead_lettered() -> None:
+    batch = assemble([Record(0, 0, click(T0)), Record(0, 1, click(T0 - 8 * DAY))])
+    assert len(batch.rows) == 1
+    assert [d.reason for d in batch.dead_letters] == [BEYOND_DEDUP_HORIZON]
+
+
+def test_horizon_is_measured_on_stream_time_not_the_wall_clock() -> None:
+    # Replaying last month's logs: the wall clock is far ahead, the events are fine.
+    batch = assemble([Record(0, 0, click(T0)), Record(0, 1, click(T0 + 1))], now=T0 + 30 * DAY)
+    assert len(batch.rows) == 2 and not batch.dead_letters
+
+
+def test_too_far_future_events_are_dead_lettered_and_do_not_move_the_clock() -> None:
+    state = clocks()
+    batch = assemble(
+        [Record(0, 0, click(T0)), Record(0, 1, click(T0 + DAY)), Record(0, 2, click(T0 - 1000))],
+        state,
+    )
+    assert [d.reason for d in batch.dead_letters] == [TOO_FAR_IN_FUTURE]
+    assert batch.late == 0  # the skewed event did not make T0 - 1 s look late
+    assert state.newest_ms == {0: T0}
+
+
+def test_clock_classifies_by_newest_event_time() -> None:
+    state = clocks()
+    assert state.observe(0, T0) is Timeliness.ON_TIME
+    assert state.observe(0, T0 - MINUTE + 1) is Timeliness.ON_TIME
+    assert state.observe(0, T0 - MINUTE - 1) is Timeliness.LATE
+    assert state.observe(0, T0 - 8 * DAY) is Timeliness.BEYOND_HORIZON
+    assert state.watermark_ms(0) == T0 - MINUTE
+    assert state.watermark_ms(1) is None
+
+
+def test_dead_letter_keeps_the_original_payload() -> None:
+    batch = assemble([Record(2, 9, b"\xff\xfe not utf-8", k=b"key")])
+    letter = orjson.loads(batch.dead_letters[0].to_json())
+    assert letter["source"] == {"topic": "t", "partition": 2, "offset": 9}
+    assert letter["payload"] is None
+    assert letter["payload_base64"] == "//4gbm90IHV0Zi04"
+    assert letter["reason"] == "malformed"
