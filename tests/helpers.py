@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -16,6 +17,9 @@ from confluent_kafka import Consumer, TopicPartition
 
 from adclick.ingest.worker import IngestWorker, WorkerTotals
 from adclick.kafka import make_producer
+from adclick.loadgen.generator import LoadSpec, generate
+from adclick.loadgen.send import send_blocks
+from adclick.loadgen.truth import Truth, TruthAccumulator
 from adclick.settings import Settings
 
 
@@ -137,3 +141,38 @@ def read_topic(settings: Settings, topic: str, expected: int, timeout_s: float =
     finally:
         consumer.close()
     return messages
+
+
+def load(settings: Settings, spec: LoadSpec) -> Truth:
+    """Send what ``spec`` generates to the clicks topic; returns the exact truth of it."""
+    truth = TruthAccumulator.for_spec(spec)
+    send_blocks(generate(spec), make_producer(settings), settings.clicks_topic, truth=truth)
+    return truth.to_truth()
+
+
+def recent_spec(events: int, seed: int, **options: Any) -> LoadSpec:
+    """A load whose event time ends a few minutes before now (nothing lands in the future)."""
+    event_rate = options.pop("event_rate", 2_000.0)
+    span_ms = int(events * 1000 / event_rate)
+    start_ms = (int(time.time() * 1000) - span_ms - 300_000) // 60_000 * 60_000
+    return LoadSpec(events=events, start_ms=start_ms, seed=seed, event_rate=event_rate, **options)
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll ``condition`` until it holds, or fail the test naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def committed_offsets(settings: Settings) -> int:
+    """Sum of the next offsets the ingest group has committed (its progress)."""
+    rows = query(
+        settings,
+        "SELECT coalesce(sum(next_offset), 0) FROM ingest_offsets WHERE consumer_group = %s",
+        settings.consumer_group,
+    )
+    return int(rows[0][0])

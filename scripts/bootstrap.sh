@@ -1,0 +1,24 @@
+# Sourced by scripts/demo and scripts/test: puts a pinned uv on PATH and syncs the locked
+# environment. Works on a fresh Debian machine with Python 3.11 (root for apt-get).
+set -euo pipefail
+
+UV_VERSION="0.13.9"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+if ! command -v uv >/dev/null 2>&1; then
+    tools="${XDG_CACHE_HOME:-$HOME/.cache}/adclick/uv-$UV_VERSION"
+    if [ ! -x "$tools/bin/uv" ]; then
+        echo "bootstrap: installing uv $UV_VERSION into $tools" >&2
+        if ! python3 -m venv "$tools" 2>/dev/null; then
+            # Debian ships venv separately.
+            apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+            python3 -m venv "$tools"
+        fi
+        "$tools/bin/pip" install -q "uv==$UV_VERSION"
+    fi
+    export PATH="$tools/bin:$PATH"
+fi
+
+# The lock file is the truth: --locked fails instead of silently re-resolving.
+uv sync --locked --python 3.11 --quiet

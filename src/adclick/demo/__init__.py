@@ -1,0 +1,1 @@
+"""The demo: the service on the local stack fed with real and synthetic clicks."""
