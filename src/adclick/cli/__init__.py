@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from adclick.cli import ingest, loadgen, stack  # noqa: F401  (they register commands)
+from adclick.cli import demo, ingest, loadgen, stack  # noqa: F401  (they register commands)
 from adclick.cli.app import app
 from adclick.errors import AdclickError
 
