@@ -75,10 +75,17 @@ class Settings(BaseSettings):
         "event's further attributes.",
     )
     ingest_batch_size: int = Field(
-        20_000, ge=1, description="Most events one ingest transaction holds."
+        50_000, ge=1, description="Most events one ingest transaction holds."
     )
     ingest_batch_timeout_s: float = Field(
         0.25, gt=0, description="Longest wait for a batch to fill before it is written."
+    )
+    ingest_recent_clicks: int = Field(
+        1_000_000,
+        ge=0,
+        description="Keys of recent clicks each worker remembers (two generations of this "
+        "many) to drop duplicates before the database; 0 turns the memory off. About 100 "
+        "bytes each.",
     )
     allowed_lateness: timedelta = Field(
         timedelta(seconds=60),

@@ -12,6 +12,7 @@ from adclick.ingest.batch import (
     assemble_batch,
 )
 from adclick.ingest.clock import PartitionClocks, Timeliness
+from adclick.ingest.recent import RecentClicks
 
 T0 = 1_720_483_200_000  # 2024-07-09 00:00:00 UTC
 MINUTE = 60_000
@@ -36,6 +37,9 @@ class Record:
 
     def value(self) -> bytes | None:
         return self.payload
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, T0)  # (create time, epoch ms), as confluent_kafka.Message has it
 
 
 def click(ts_ms: int, ad: str = "ad1", click_id: str | None = None) -> bytes:
@@ -78,7 +82,11 @@ def test_staging_row_carries_the_event_and_its_source() -> None:
 
 def test_late_events_are_kept_and_counted_as_late() -> None:
     batch = assemble(
-        [Record(0, 0, click(T0 + 10 * MINUTE)), Record(0, 1, click(T0)), Record(0, 2, click(T0))],
+        [
+            Record(0, 0, click(T0 + 10 * MINUTE)),
+            Record(0, 1, click(T0, click_id="a")),
+            Record(0, 2, click(T0, click_id="b")),
+        ],
         now=T0 + 10 * MINUTE,
     )
     assert len(batch.rows) == 3
@@ -132,3 +140,38 @@ def test_dead_letter_keeps_the_original_payload() -> None:
     assert letter["payload"] is None
     assert letter["payload_base64"] == "//4gbm90IHV0Zi04"
     assert letter["reason"] == "malformed"
+
+
+def test_repeats_within_a_batch_and_recent_clicks_are_dropped_as_duplicates() -> None:
+    recent = RecentClicks(generation_size=10)
+    first = assemble_batch(
+        [Record(0, 0, click(T0, click_id="a")), Record(0, 1, click(T0, click_id="a"))],
+        "t",
+        clocks(),
+        now_ms=T0,
+        max_skew_ms=MINUTE,
+        recent=recent,
+    )
+    assert [row[1] for row in first.rows] == ["a"] and first.known_duplicates == 1
+    recent.add_all(first.keys())
+    second = assemble_batch(
+        [Record(0, 2, click(T0, click_id="a")), Record(0, 3, click(T0 + 1, click_id="a"))],
+        "t",
+        clocks(),
+        now_ms=T0,
+        max_skew_ms=MINUTE,
+        recent=recent,
+    )
+    # Same click_id at another time is another click: the key is (time, click_id).
+    assert [row[0] for row in second.rows] == [T0 + 1] and second.known_duplicates == 1
+    assert second.next_offsets == {0: 4}
+
+
+def test_recent_clicks_memory_is_bounded_and_keeps_the_newest() -> None:
+    recent = RecentClicks(generation_size=3)
+    for i in range(10):
+        recent.add_all([(i, "c")])
+    assert len(recent) <= 6
+    assert (9, "c") in recent and (0, "c") not in recent
+    recent.clear()
+    assert (9, "c") not in recent

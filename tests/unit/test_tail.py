@@ -221,6 +221,19 @@ def test_copytruncate_is_noticed_even_when_the_file_grew_past_the_old_offset(
     assert texts(follower) == ["new content, longer than the old"]
 
 
+def test_copytruncate_prefers_the_newest_file_that_matches(log: Path, follow: Follow) -> None:
+    old = log.with_name("app.log.0")
+    old.write_text("ab\nfrom an old rotation\n")  # begins like the current file
+    os.utime(old, (1_000_000, 1_000_000))
+    append(log, "ab\n")
+    follower = follow(log)
+    assert texts(follower) == ["ab"]
+    append(log, "cd\n")
+    shutil.copyfile(log, log.with_name("app.log.1"))
+    os.truncate(log, 0)
+    assert texts(follower) == ["cd"]
+
+
 def test_truncation_without_a_copy_starts_over_and_warns_about_unread_bytes(
     log: Path,
     follow: Follow,

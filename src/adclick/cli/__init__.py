@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from adclick.cli import demo, ingest, loadgen, stack  # noqa: F401  (they register commands)
+from adclick.cli import bench, collect, demo, ingest, loadgen, stack, verify  # noqa: F401
 from adclick.cli.app import app
 from adclick.errors import AdclickError
 

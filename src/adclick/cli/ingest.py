@@ -6,9 +6,9 @@ import logging
 from typing import Annotated
 
 import typer
-from prometheus_client import start_http_server
 
 from adclick.cli.app import app
+from adclick.ingest.metrics import serve_metrics
 from adclick.ingest.supervisor import run_workers
 from adclick.logs import configure_logging
 from adclick.settings import get_settings
@@ -38,7 +38,8 @@ def ingest(
     beyond-horizon events go to the dead-letter topic with their reason.
     """
     configure_logging(logging.DEBUG if verbose else logging.INFO)
+    settings = get_settings()
     if metrics_port is not None:
-        start_http_server(metrics_port, addr="127.0.0.1")
-    failed = run_workers(get_settings(), workers, exit_when_idle)
+        serve_metrics(settings, metrics_port, workers)
+    failed = run_workers(settings, workers, exit_when_idle)
     raise typer.Exit(1 if failed else 0)

@@ -13,5 +13,8 @@ def run_sql_file(migration_file: str, direction: str) -> None:
     dbapi_connection = op.get_bind().connection.dbapi_connection
     assert dbapi_connection is not None
     # Straight to psycopg without parameters, so '%' in the SQL is not a placeholder.
-    with dbapi_connection.cursor() as cursor:
+    cursor = dbapi_connection.cursor()
+    try:
         cursor.execute(path.read_text())
+    finally:
+        cursor.close()

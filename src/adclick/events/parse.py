@@ -63,8 +63,21 @@ def parse_timestamp_ms(value: object) -> int:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _identifier(data: dict[str, Any], name: str) -> str:
-    value = data.get(name)
+def _text(value: object, name: str) -> str:
+    # The common case in a few cheap checks (this runs five times per click at 50,000
+    # clicks a second); anything unusual takes the full path with its precise errors.
+    if (
+        type(value) is str
+        and 0 < len(value) <= MAX_ID_LENGTH
+        and value[0] > " "
+        and value[-1] > " "
+        and "\x00" not in value
+    ):
+        return value
+    return _identifier_value(value, name)
+
+
+def _identifier_value(value: object, name: str) -> str:
     if value is None:
         raise InvalidEventError(MISSING_FIELD, name)
     if isinstance(value, int) and not isinstance(value, bool):
@@ -125,18 +138,24 @@ def _attributes(data: dict[str, Any]) -> dict[str, str]:
 
 def event_from_dict(data: dict[str, Any]) -> ClickEvent:
     """Validate a decoded JSON object into a :class:`ClickEvent`."""
-    ad_id = _identifier(data, "ad_id")
-    if "timestamp" not in data or data["timestamp"] is None:
+    get = data.get
+    ad_id = _text(get("ad_id"), "ad_id")
+    timestamp = get("timestamp")
+    if timestamp is None:
         raise InvalidEventError(MISSING_FIELD, "timestamp")
-    ts_ms = parse_timestamp_ms(data["timestamp"])
-    user_id = _identifier(data, "user_id")
-    ip = _ip(_identifier(data, "ip"))
-    country = _country(_identifier(data, "country"))
+    if type(timestamp) is int and _MIN_TS_MS <= timestamp < _MAX_TS_MS:
+        ts_ms = timestamp
+    else:
+        ts_ms = parse_timestamp_ms(timestamp)
+    user_id = _text(get("user_id"), "user_id")
+    ip = _ip(_text(get("ip"), "ip"))
+    country = _country(_text(get("country"), "country"))
     attributes = _attributes(data)
+    click_id = get("click_id")
     click_id = (
-        _identifier(data, "click_id")
-        if data.get("click_id") is not None
-        else derive_click_id(ad_id, ts_ms, user_id, ip, country, attributes)
+        derive_click_id(ad_id, ts_ms, user_id, ip, country, attributes)
+        if click_id is None
+        else _text(click_id, "click_id")
     )
     return ClickEvent(ad_id, ts_ms, user_id, ip, country, click_id, attributes)
 

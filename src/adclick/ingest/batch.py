@@ -15,6 +15,7 @@ import orjson
 from adclick.errors import InvalidEventError
 from adclick.events.parse import parse_json_event
 from adclick.ingest.clock import PartitionClocks, Timeliness
+from adclick.ingest.recent import ClickKey, RecentClicks
 
 BEYOND_DEDUP_HORIZON = "beyond_dedup_horizon"
 TOO_FAR_IN_FUTURE = "too_far_in_future"
@@ -32,6 +33,7 @@ class KafkaRecord(Protocol):
     def offset(self) -> int | None: ...
     def key(self) -> bytes | None: ...
     def value(self) -> bytes | None: ...
+    def timestamp(self) -> tuple[int, int]: ...
 
 
 @dataclass(frozen=True)
@@ -73,9 +75,17 @@ class Batch:
     rows: list[StagingRow] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     next_offsets: dict[int, int] = field(default_factory=dict)
+    # attributes[i] belongs to rows[i]: the filtered rollups read dimensions from it.
+    attributes: list[dict[str, str]] = field(default_factory=list)
+    # Valid clicks dropped before the database: repeats in this batch or known recent.
+    known_duplicates: int = 0
     late: int = 0
     consumed: int = 0
     records: list[KafkaRecord] = field(default_factory=list)
+
+    def keys(self) -> list[ClickKey]:
+        """The unique keys of the batch's rows."""
+        return [(row[0], row[1]) for row in self.rows]
 
     def dead_letter_for(self, row: StagingRow, reason: str, detail: str) -> DeadLetter:
         """A dead letter for a staged row, carrying its original message."""
@@ -100,10 +110,17 @@ def assemble_batch(
     clocks: PartitionClocks,
     now_ms: int,
     max_skew_ms: int,
+    recent: RecentClicks | None = None,
 ) -> Batch:
-    """Validate records in offset order, advancing ``clocks``; bad ones become dead letters."""
+    """Validate records in offset order, advancing ``clocks``; bad ones become dead letters.
+
+    Valid clicks whose key is already in this batch or in ``recent`` are certain
+    duplicates and are dropped here (counted in ``known_duplicates``).
+    """
     batch = Batch(topic=topic, consumed=len(records), records=records)
     future_limit = now_ms + max_skew_ms
+    in_batch: set[ClickKey] = set()
+    known = recent if recent is not None else RecentClicks(0)
     for record in records:
         partition = record.partition() or 0
         offset = record.offset() or 0
@@ -128,6 +145,12 @@ def assemble_batch(
                         reason, detail = BEYOND_DEDUP_HORIZON, f"{event.timestamp.isoformat()}"
                     else:
                         batch.late += timeliness is Timeliness.LATE
+                        key = (event.ts_ms, event.click_id)
+                        if key in in_batch or key in known:
+                            batch.known_duplicates += 1
+                            continue
+                        in_batch.add(key)
+                        batch.attributes.append(event.attributes)
                         batch.rows.append(
                             (
                                 event.ts_ms,
@@ -136,7 +159,9 @@ def assemble_batch(
                                 event.user_id,
                                 event.ip,
                                 event.country,
-                                orjson.dumps(event.attributes).decode(),
+                                orjson.dumps(event.attributes).decode()
+                                if event.attributes
+                                else "{}",
                                 partition,
                                 offset,
                             )

@@ -6,7 +6,13 @@ aggregated through prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_D
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import os
+import shutil
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from adclick.settings import Settings
 
 EVENTS_CONSUMED = Counter(
     "adclick_ingest_events_consumed_total", "Messages read from the clicks topic."
@@ -36,3 +42,21 @@ WATERMARK = Gauge(
     ["partition"],
     multiprocess_mode="max",
 )
+
+
+def serve_metrics(settings: Settings, port: int, workers: int) -> None:
+    """Serve /metrics on 127.0.0.1:port for this process, or for all its worker processes.
+
+    Worker processes (``--workers`` > 1) write their values to files in a directory the
+    parent names before it starts them; the parent's server sums them up.
+    """
+    if workers == 1:
+        start_http_server(port, addr="127.0.0.1")
+        return
+    directory = settings.state_dir.resolve() / "metrics" / str(os.getpid())
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)  # inherited by the workers
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
+    start_http_server(port, addr="127.0.0.1", registry=registry)

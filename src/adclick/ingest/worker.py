@@ -12,20 +12,29 @@ import logging
 import signal
 import time
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import FrameType
 
 import psycopg
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from adclick.db.connect import connect
 from adclick.errors import DependencyUnavailableError
 from adclick.ingest import metrics
-from adclick.ingest.batch import KafkaRecord, assemble_batch
+from adclick.ingest.batch import Batch, KafkaRecord, assemble_batch
 from adclick.ingest.clock import PartitionClocks
 from adclick.ingest.dead_letters import DeadLetterPublisher
-from adclick.ingest.writer import BatchWriter
+from adclick.ingest.recent import RecentClicks
+from adclick.ingest.writer import BatchWriter, WriteResult
 from adclick.kafka.clients import make_consumer
 from adclick.settings import Settings
 
@@ -34,6 +43,15 @@ log = logging.getLogger(__name__)
 # How long a worker keeps retrying an unreachable database before it gives up and exits
 # (a supervisor restarts it; nothing is lost, the batch is re-read).
 DATABASE_RETRY_S = 120.0
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """The batch the writer thread is committing."""
+
+    future: Future[WriteResult]
+    batch: Batch
+    started: float
 
 
 @dataclass
@@ -46,15 +64,23 @@ class WorkerTotals:
     late: int = 0
     dead_lettered: int = 0
     batches: int = 0
+    # Wall-clock span of the work: start of the first batch, commit of the last.
+    first_batch_at: float | None = None
+    last_commit_at: float | None = None
 
 
 class IngestWorker:
     """One consumer of the ingest group; ``run`` returns when stopped or idle."""
 
-    def __init__(self, settings: Settings, name: str = "worker-0") -> None:
+    def __init__(
+        self, settings: Settings, name: str = "worker-0", *, record_freshness: bool = False
+    ) -> None:
         self.settings = settings
         self.name = name
         self.totals = WorkerTotals()
+        # Seconds from each message's produce time to its batch's commit; the benchmark
+        # turns on this per-message bookkeeping, production does not pay for it.
+        self.freshness_s: list[float] | None = [] if record_freshness else None
         self._stopping = False
         self._clocks = PartitionClocks(
             lateness_ms=int(settings.allowed_lateness.total_seconds() * 1000),
@@ -65,6 +91,9 @@ class IngestWorker:
         self._positions: dict[int, int | None] = {}
         self._ever_assigned = False
         self._writer = self._connect_writer()
+        self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix=f"{name}-writer")
+        self._pending: _Pending | None = None
+        self._recent = RecentClicks(settings.ingest_recent_clicks)
         self._dead_letters = DeadLetterPublisher(settings)
         self._consumer: Consumer = make_consumer(settings, **{"client.id": f"adclick-{name}"})
 
@@ -93,6 +122,7 @@ class IngestWorker:
     # -- assignment -----------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._finish_pending()  # the writer's connection is needed here
         stored = self._writer.load_positions([tp.partition for tp in partitions])
         for tp in partitions:
             position = stored[tp.partition]
@@ -110,8 +140,9 @@ class IngestWorker:
         )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Batches are written synchronously between consume() calls, so nothing is in
-        # flight here; the next owner resumes from the offsets already committed.
+        # Commit the batch in flight first: the next owner resumes from stored offsets,
+        # and should not read this batch again.
+        self._finish_pending()
         for tp in partitions:
             self._positions.pop(tp.partition, None)
             self._clocks.newest_ms.pop(tp.partition, None)
@@ -140,10 +171,16 @@ class IngestWorker:
                 )
                 records = self._usable(messages)
                 now = time.monotonic()
+                if now - last_report >= 60:
+                    last_report = now
+                    log.info("%s totals %s", self.name, self.totals)
                 if records:
                     last_data = now
                     self._process(records)
-                elif (
+                    continue
+                # Nothing new: commit what is in flight now rather than with the next batch.
+                self._finish_pending()
+                if (
                     exit_when_idle_s is not None
                     and now - last_data >= exit_when_idle_s
                     and (self._ever_assigned or now - started >= exit_when_idle_s + settle_s)
@@ -153,11 +190,10 @@ class IngestWorker:
                         "%s: drained and idle for %.1f s, exiting", self.name, exit_when_idle_s
                     )
                     break
-                if now - last_report >= 60:
-                    last_report = now
-                    log.info("%s totals %s", self.name, self.totals)
+            self._finish_pending()
         finally:
             self._consumer.close()  # leaves the group at once, so others take over quickly
+            self._writer_thread.shutdown(wait=True)
             self._writer.conn.close()
         return self.totals
 
@@ -178,7 +214,16 @@ class IngestWorker:
         return records
 
     def _process(self, records: list[KafkaRecord]) -> None:
+        """Assemble a batch while the previous one is still being written, then hand it over.
+
+        Parsing (this thread) and the database's work (the writer thread waits on it
+        without the GIL) overlap, so both cores work. The batch is assembled against the
+        state the previous batch will leave; if that one fails, this one is dropped too
+        and both are read again.
+        """
         started = time.perf_counter()
+        if self.totals.first_batch_at is None:
+            self.totals.first_batch_at = time.time()
         clocks = self._clocks.copy()
         batch = assemble_batch(
             records,
@@ -186,27 +231,51 @@ class IngestWorker:
             clocks,
             now_ms=int(time.time() * 1000),
             max_skew_ms=self._max_skew_ms,
+            recent=self._recent,
         )
-        try:
-            inserted, rejected = self._writer.write(batch, clocks, self._dead_letters.publish)
-        except (psycopg.OperationalError, DependencyUnavailableError) as exc:
-            # The commit may or may not have happened: the stored offsets tell.
-            log.error("%s: batch of %d not written (%s); re-reading", self.name, len(records), exc)
-            self._recover()
+        self._recent.add_all(batch.keys())
+        if not self._finish_pending():
             return
         self._clocks = clocks
+        future = self._writer_thread.submit(
+            self._writer.write, batch, clocks, self._dead_letters.publish
+        )
+        self._pending = _Pending(future, batch, started)
+
+    def _finish_pending(self) -> bool:
+        """Wait for the batch in flight; False if it failed (and the worker has rewound)."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return True
+        batch = pending.batch
+        try:
+            result = pending.future.result()
+        except (psycopg.OperationalError, DependencyUnavailableError) as exc:
+            # The commit may or may not have happened: the stored offsets tell.
+            log.error(
+                "%s: batch of %d not written (%s); re-reading", self.name, batch.consumed, exc
+            )
+            self._recover()
+            return False
+        committed_at = time.time()
+        self.totals.last_commit_at = committed_at
+        if self.freshness_s is not None:
+            self.freshness_s.extend(committed_at - r.timestamp()[1] / 1000 for r in batch.records)
         self._positions.update(batch.next_offsets)
-        reasons = Counter(letter.reason for letter in batch.dead_letters + rejected)
-        self._count(batch.consumed, len(batch.rows) - len(rejected), inserted, batch.late, reasons)
-        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        reasons = Counter(letter.reason for letter in batch.dead_letters + result.rejected)
+        valid = len(batch.rows) + batch.known_duplicates - len(result.rejected)
+        self._count(batch.consumed, valid, result.inserted, batch.late, reasons)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - pending.started)
         log.debug(
-            "%s batch: %d consumed, %d inserted, %d dead letters in %.3f s",
+            "%s batch: %d consumed, %d inserted, %d dead letters, %s path, in %.3f s",
             self.name,
             batch.consumed,
-            inserted,
-            len(batch.dead_letters),
-            time.perf_counter() - started,
+            result.inserted,
+            len(batch.dead_letters) + len(result.rejected),
+            "careful" if result.careful_path else "fast",
+            time.perf_counter() - pending.started,
         )
+        return True
 
     def _count(
         self, consumed: int, valid: int, inserted: int, late: int, reasons: dict[str, int]
@@ -231,6 +300,8 @@ class IngestWorker:
 
     def _recover(self) -> None:
         """After a failed batch: reconnect and rewind every partition to its stored offset."""
+        # Keys of the failed batch may be in the memory of recent clicks: forget them all.
+        self._recent.clear()
         with contextlib.suppress(psycopg.Error):
             self._writer.conn.close()
         self._writer = self._connect_writer()
@@ -239,7 +310,10 @@ class IngestWorker:
         for partition in partitions:
             position = stored[partition]
             offset = OFFSET_BEGINNING if position.next_offset is None else position.next_offset
-            self._consumer.seek(TopicPartition(self.settings.clicks_topic, partition, offset))
+            try:
+                self._consumer.seek(TopicPartition(self.settings.clicks_topic, partition, offset))
+            except KafkaException as exc:  # e.g. the partition is being revoked right now
+                log.warning("%s: cannot rewind partition %d: %s", self.name, partition, exc)
             self._positions[partition] = position.next_offset
             if position.newest_ms is None:
                 self._clocks.newest_ms.pop(partition, None)

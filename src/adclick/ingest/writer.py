@@ -4,46 +4,68 @@ Raw insert with dedup, every rollup, the next offset of every partition in the b
 the partitions' watermarks commit together or not at all. A crash before the commit
 loses the whole batch (it is read again from the stored offsets); a crash after keeps
 all of it, offsets included.
+
+Raw clicks go in on one of two paths. The fast path COPYs the batch straight into
+raw_clicks: the worker has already dropped the duplicates it can see, and if one it could
+not see remains, the unique key (ts, click_id) refuses the COPY. Then, inside the same
+transaction, the careful path stages the batch and inserts with ON CONFLICT DO NOTHING,
+whose RETURNING names the rows that were new. Either way only new clicks reach the
+rollups, as deltas the worker aggregated.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from adclick.db.connect import Connection
 from adclick.db.rollups import FilteredRollup, ensure_filtered_rollups, filtered_rollups
+from adclick.ingest.aggregate import RollupDeltas, aggregate
 from adclick.ingest.batch import DATABASE_REJECTED, Batch, DeadLetter, StagingRow
 from adclick.ingest.clock import PartitionClocks
+from adclick.ingest.copy_types import register_staging_dumpers
 from adclick.resources import load_sql
 from adclick.settings import Settings
 
+_COLUMNS = "ts, click_id, ad_id, user_id, ip, country, attributes, kafka_partition, kafka_offset"
+_COPY_RAW = f"COPY raw_clicks ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+_COPY_STAGING = f"COPY ingest_staging ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+_COLUMN_TYPES = ["timestamptz", "text", "text", "text", "inet", "text", "jsonb", "int4", "int8"]
 # Errors that mean "the database refuses these rows", as opposed to "it is unavailable".
+# A duplicate key is not one of them: the careful path handles it.
 _REFUSED = (psycopg.DataError, psycopg.IntegrityError)
-_STAGING_COPY = "COPY ingest_staging FROM STDIN (FORMAT BINARY)"
-_STAGING_TYPES = ["int8", "text", "text", "text", "text", "text", "text", "int4", "int8"]
 
 
-def compose_write_statement(rollups: list[FilteredRollup]) -> sql.Composed:
-    """The write_batch statement with one CTE per filtered rollup."""
-    template = load_sql("ingest/upsert_filtered_rollup")
-    parts = []
-    for index, rollup in enumerate(rollups):
-        dims = rollup.dimensions
-        parts.append(
-            sql.SQL(template).format(
-                cte=sql.Identifier(f"filtered_{index}"),
-                table=sql.Identifier(rollup.table),
-                dimensions=sql.SQL(", ").join(sql.Identifier(d) for d in dims),
-                dimension_values=sql.SQL(", ").join(rollup.value_expression(d) for d in dims),
-                group_by=sql.SQL(", ").join(sql.Literal(i) for i in range(1, len(dims) + 3)),
-            )
-        )
-    return sql.SQL(load_sql("ingest/write_batch")).format(filtered_rollups=sql.SQL("").join(parts))
+def compose_filtered_upsert(rollup: FilteredRollup) -> sql.Composed:
+    """The upsert of one filtered rollup's deltas, with a text[] parameter per dimension."""
+    dims = rollup.dimensions
+    aliases = [sql.Identifier(f"d{i}") for i in range(len(dims))]
+    return sql.SQL(load_sql("ingest/upsert_filtered_rollup")).format(
+        table=sql.Identifier(rollup.table),
+        dimensions=sql.SQL(", ").join(sql.Identifier(d) for d in dims),
+        dimension_values=sql.SQL(", ").join(sql.SQL("t.{}").format(a) for a in aliases),
+        dimension_arrays=sql.SQL(", ").join(
+            sql.SQL("{}::text[]").format(sql.Placeholder(f"d{i}")) for i in range(len(dims))
+        ),
+        dimension_aliases=sql.SQL(", ").join(aliases),
+    )
+
+
+def _columns(deltas: Counter[Any], names: list[str]) -> dict[str, list[Any]]:
+    # Sorted by key: neighbouring index pages are touched together, and two writers that
+    # ever overlap (during a rebalance) lock rows in the same order, so cannot deadlock.
+    items = sorted(deltas.items())
+    columns: dict[str, list[Any]] = {name: [] for name in names}
+    columns["clicks"] = [clicks for _key, clicks in items]
+    for position, name in enumerate(names):
+        columns[name] = [key[position] for key, _clicks in items]
+    return columns
 
 
 @dataclass(frozen=True)
@@ -54,6 +76,15 @@ class Position:
     newest_ms: int | None
 
 
+@dataclass(frozen=True)
+class WriteResult:
+    """What a committed batch did."""
+
+    inserted: int
+    rejected: list[DeadLetter]
+    careful_path: bool
+
+
 class BatchWriter:
     """Writes batches on one connection; owns the per-connection staging table."""
 
@@ -61,7 +92,9 @@ class BatchWriter:
         self.conn = conn
         self.settings = settings
         ensure_filtered_rollups(conn, settings)
-        self._write = compose_write_statement(filtered_rollups(settings))
+        self._rollups = filtered_rollups(settings)
+        self._filtered_upserts = [compose_filtered_upsert(r) for r in self._rollups]
+        register_staging_dumpers(conn)
         conn.execute(load_sql("ingest/create_staging"))
         conn.commit()
 
@@ -83,53 +116,87 @@ class BatchWriter:
         batch: Batch,
         clocks: PartitionClocks,
         publish_dead_letters: Callable[[list[DeadLetter]], None],
-    ) -> tuple[int, list[DeadLetter]]:
-        """Commit one batch; returns how many clicks were new, and the rows the database
-        refused (dead-lettered too). Valid rows neither new nor refused were duplicates.
+    ) -> WriteResult:
+        """Commit one batch.
 
-        Dead letters are handed to ``publish_dead_letters`` just before the commit, so a
-        batch never commits with its rejects unpublished.
+        Dead letters, the batch's own and rows the database refused, are handed to
+        ``publish_dead_letters`` just before the commit, so a batch never commits with
+        its rejects unpublished. Valid rows neither inserted nor refused were duplicates.
         """
-        try:
-            inserted = self._insert(batch.rows)
-            rejected: list[DeadLetter] = []
-        except _REFUSED:
-            # Validation should make this impossible, but a constraint an operator added
-            # may not: find the refused rows by bisection and dead-letter them rather
-            # than lose or block the batch.
-            self.conn.rollback()
-            inserted, rejected = self._insert_isolating(batch, batch.rows)
-        self._store_positions(batch, clocks)
-        publish_dead_letters(batch.dead_letters + rejected)
-        self.conn.commit()
-        return inserted, rejected
+        self._careful = False
+        rejected: list[DeadLetter] = []
+        # The batch's one transaction: committed when the block ends, rolled back if
+        # anything in it raises. Every inner transaction() is a savepoint.
+        with self.conn.transaction():
+            try:
+                new = self._insert_raw(batch.rows, list(range(len(batch.rows))))
+            except _REFUSED:
+                # Validation should make this impossible, but a constraint an operator
+                # added may not: find the refused rows by bisection and dead-letter them
+                # rather than lose or block the batch.
+                new, rejected = self._insert_isolating(batch, list(range(len(batch.rows))))
+            deltas = aggregate(
+                [batch.rows[i] for i in new], [batch.attributes[i] for i in new], self._rollups
+            )
+            self._upsert_rollups(deltas)
+            self._store_positions(batch, clocks)
+            publish_dead_letters(batch.dead_letters + rejected)
+        return WriteResult(len(new), rejected, self._careful)
 
-    def _insert(self, rows: list[StagingRow]) -> int:
-        if not rows:
-            return 0
-        with self.conn.cursor() as cur:
-            with cur.copy(_STAGING_COPY) as copy:
-                copy.set_types(_STAGING_TYPES)
-                for row in rows:
-                    copy.write_row(row)
-            cur.execute(self._write)
-            result = cur.fetchone()
+    def _insert_raw(self, rows: list[StagingRow], indexes: list[int]) -> list[int]:
+        """Insert ``rows`` (positions ``indexes`` of the batch); return the new ones' positions."""
+        if not indexes:
+            return []
+        try:
+            # A savepoint (write() holds the transaction): a refused COPY is undone alone.
+            with (
+                self.conn.transaction(),
+                self.conn.cursor() as cur,
+                cur.copy(_COPY_RAW) as copy,
+            ):
+                copy.set_types(_COLUMN_TYPES)
+                for i in indexes:
+                    copy.write_row(rows[i])
+            return indexes
+        except psycopg.errors.UniqueViolation:
+            pass
+        self._careful = True
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            with cur.copy(_COPY_STAGING) as copy:
+                copy.set_types(_COLUMN_TYPES)
+                for i in indexes:
+                    copy.write_row(rows[i])
+            cur.execute(load_sql("ingest/insert_staged"))
+            inserted = set(cur.fetchall())
             cur.execute("TRUNCATE ingest_staging")
-        return int(result[0]) if result else 0
+        return [i for i in indexes if (rows[i][7], rows[i][8]) in inserted]
 
     def _insert_isolating(
-        self, batch: Batch, rows: list[StagingRow]
-    ) -> tuple[int, list[DeadLetter]]:
+        self, batch: Batch, indexes: list[int]
+    ) -> tuple[list[int], list[DeadLetter]]:
         try:
-            with self.conn.transaction():  # a savepoint inside the batch's transaction
-                return self._insert(rows), []
+            return self._insert_raw(batch.rows, indexes), []
         except _REFUSED as exc:
-            if len(rows) == 1:
-                return 0, [batch.dead_letter_for(rows[0], DATABASE_REJECTED, str(exc))]
-            middle = len(rows) // 2
-            first, first_rejected = self._insert_isolating(batch, rows[:middle])
-            second, second_rejected = self._insert_isolating(batch, rows[middle:])
+            if len(indexes) == 1:
+                row = batch.rows[indexes[0]]
+                return [], [batch.dead_letter_for(row, DATABASE_REJECTED, str(exc))]
+            middle = len(indexes) // 2
+            first, first_rejected = self._insert_isolating(batch, indexes[:middle])
+            second, second_rejected = self._insert_isolating(batch, indexes[middle:])
             return first + second, first_rejected + second_rejected
+
+    def _upsert_rollups(self, deltas: RollupDeltas) -> None:
+        if not deltas.per_minute:
+            return
+        with self.conn.cursor() as cur:
+            names = ["minutes", "ads"]
+            cur.execute(load_sql("ingest/upsert_clicks_1m"), _columns(deltas.per_minute, names))
+            cur.execute(load_sql("ingest/upsert_clicks_1h"), _columns(deltas.per_hour, names))
+            for rollup, statement, counter in zip(
+                self._rollups, self._filtered_upserts, deltas.filtered, strict=True
+            ):
+                dims = [f"d{i}" for i in range(len(rollup.dimensions))]
+                cur.execute(statement, _columns(counter, [*names, *dims]))
 
     def _store_positions(self, batch: Batch, clocks: PartitionClocks) -> None:
         partitions = sorted(batch.next_offsets)

@@ -21,7 +21,7 @@ from adclick.errors import StackError
 from adclick.stack.process import run, wait_for_port
 
 PG_MAJOR = 15
-# Trixie's timescaledb (2.19.x) is the newest Debian build that still supports PG 15.
+# Trixie: its timescaledb (2.19) builds against PG 15, and a stable suite stays repeatable.
 SOURCE_SUITES = ("trixie", "trixie-security")
 DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 BUILD_PACKAGES = (f"postgresql-server-dev-{PG_MAJOR}", "cmake", "gcc", "make", "dpkg-dev")

@@ -1,0 +1,1 @@
+"""Benchmarks (``adclick bench ...``): measured, never asserted; see docs/benchmarks.md."""

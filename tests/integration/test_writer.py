@@ -1,0 +1,98 @@
+"""The batch transaction itself, on the real database: all of it commits, or none of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+import pytest
+
+from adclick.db.connect import connect
+from adclick.ingest.batch import Batch, DeadLetter, assemble_batch
+from adclick.ingest.clock import PartitionClocks
+from adclick.ingest.writer import BatchWriter
+from adclick.settings import Settings
+from tests.helpers import query, rollup_counts
+
+T0 = 1_720_483_200_000  # 2024-07-09 00:00 UTC
+
+
+@dataclass
+class Record:
+    part: int
+    off: int
+    payload: bytes
+
+    def partition(self) -> int:
+        return self.part
+
+    def offset(self) -> int:
+        return self.off
+
+    def key(self) -> bytes:
+        return b"k"
+
+    def value(self) -> bytes:
+        return self.payload
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, T0)
+
+
+def batch_of(click_ids: list[str], first_offset: int = 0) -> tuple[Batch, PartitionClocks]:
+    clocks = PartitionClocks(lateness_ms=60_000, horizon_ms=7 * 86_400_000)
+    records = [
+        Record(
+            0,
+            first_offset + i,
+            orjson.dumps(
+                {
+                    "ad_id": "ad1",
+                    "timestamp": T0,
+                    "user_id": "u",
+                    "ip": "1.2.3.4",
+                    "country": "US",
+                    "click_id": click_id,
+                }  # fmt: skip
+            ),
+        )
+        for i, click_id in enumerate(click_ids)
+    ]
+    return assemble_batch(records, "t", clocks, now_ms=T0, max_skew_ms=0), clocks
+
+
+def nothing(_letters: list[DeadLetter]) -> None:
+    pass
+
+
+def test_nothing_of_a_batch_commits_when_any_step_fails(settings: Settings) -> None:
+    writer = BatchWriter(connect(settings), settings)
+    batch, clocks = batch_of(["a", "b", "c"])
+
+    def broker_down(_letters: list[DeadLetter]) -> None:
+        raise RuntimeError("dead-letter topic unreachable")
+
+    with pytest.raises(RuntimeError):
+        writer.write(batch, clocks, broker_down)
+    assert query(settings, "SELECT count(*) FROM raw_clicks") == [(0,)]
+    assert query(settings, "SELECT count(*) FROM ingest_offsets") == [(0,)]
+    assert rollup_counts(settings) == {}
+
+    result = writer.write(batch, clocks, nothing)  # the same batch, read again
+    assert result.inserted == 3 and not result.careful_path
+    assert rollup_counts(settings) == {("ad1", T0 // 1000): 3}
+    assert query(settings, "SELECT next_offset FROM ingest_offsets") == [(3,)]
+
+
+def test_a_duplicate_the_worker_could_not_see_takes_the_careful_path(settings: Settings) -> None:
+    writer = BatchWriter(connect(settings), settings)
+    first, clocks = batch_of(["a", "b"])
+    writer.write(first, clocks, nothing)
+    # A new worker (no memory of "b") reads a batch that repeats it.
+    second, clocks = batch_of(["b", "c", "d"], first_offset=2)
+    result = writer.write(second, clocks, nothing)
+    assert result.careful_path
+    assert result.inserted == 2
+    assert rollup_counts(settings) == {("ad1", T0 // 1000): 4}
+    assert query(settings, "SELECT count(*) FROM raw_clicks") == [(4,)]
+    assert query(settings, "SELECT next_offset FROM ingest_offsets") == [(5,)]
