@@ -53,7 +53,7 @@ def batch_of(click_ids: list[str], first_offset: int = 0) -> tuple[Batch, Partit
                     "ip": "1.2.3.4",
                     "country": "US",
                     "click_id": click_id,
-                }  # fmt: skip
+                }
             ),
         )
         for i, click_id in enumerate(click_ids)
