@@ -321,11 +321,22 @@ class IngestWorker:
                 self._clocks.newest_ms[partition] = position.newest_ms
 
     def _drained(self) -> bool:
-        """True when every assigned partition has been read up to its end."""
-        for partition, position in list(self._positions.items()):
+        """True when the group has committed every partition of the topic up to its end.
+
+        Group-wide on purpose: a worker between a revoke and its next assignment holds no
+        partitions, yet the topic is not drained while others are behind.
+        """
+        topic = self.settings.clicks_topic
+        metadata = self._consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            return False
+        partitions = sorted(metadata.partitions)
+        stored = self._writer.load_positions(partitions)
+        for partition in partitions:
             low, high = self._consumer.get_watermark_offsets(
-                TopicPartition(self.settings.clicks_topic, partition), timeout=10
+                TopicPartition(topic, partition), timeout=10
             )
-            if high > (low if position is None else position):
+            committed = stored[partition].next_offset
+            if high > (low if committed is None else committed):
                 return False
         return True
