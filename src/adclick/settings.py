@@ -84,8 +84,8 @@ class Settings(BaseSettings):
         1_000_000,
         ge=0,
         description="Keys of recent clicks each worker remembers (two generations of this "
-        "many) to drop duplicates before the database; 0 turns the memory off. About 100 "
-        "bytes each.",
+        "many) to drop duplicates before the database; 0 turns the memory off. About 200 "
+        "bytes each with 32-character click ids (measured: 206 MB for a million).",
     )
     allowed_lateness: timedelta = Field(
         timedelta(seconds=60),

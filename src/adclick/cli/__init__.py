@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import sys
 
-from adclick.cli import bench, collect, demo, ingest, loadgen, stack, verify  # noqa: F401
+from adclick.cli import (  # noqa: F401  (each module registers its commands)
+    bench,
+    collect,
+    config,
+    demo,
+    ingest,
+    loadgen,
+    stack,
+    verify,
+)
 from adclick.cli.app import app
 from adclick.errors import AdclickError
 

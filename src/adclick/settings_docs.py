@@ -1,0 +1,63 @@
+"""The configuration reference (docs/configuration.md), generated from the settings class.
+
+``adclick config reference --output docs/configuration.md`` writes it; a test fails when
+the committed file and the code disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from adclick.settings import Settings
+
+_INTRO = """\
+# Configuration reference
+
+Generated from `adclick.settings.Settings` by
+`adclick config reference --output docs/configuration.md`; do not edit by hand.
+
+Every setting is read from an environment variable `ADCLICK_<NAME>`. Settings can also
+come from a TOML file named by `ADCLICK_CONFIG_FILE`, with the lower-case names below as
+keys; environment variables win over the file. Lists and objects are JSON in environment
+variables; durations are ISO-8601 durations (`PT60S`, `P7D`) or seconds. An invalid value
+stops every command at start with a message naming the setting.
+`adclick config show` prints the settings in effect.
+
+| variable | type | default | meaning |
+|---|---|---|---|
+"""
+
+_TYPE_NAMES = {
+    "str": "text",
+    "int": "integer",
+    "float": "number",
+    "Path": "path",
+    "timedelta": "duration",
+    "dict[str, str]": "JSON object",
+    "list[list[str]]": "JSON list of lists",
+}
+
+
+def _type_name(annotation: Any) -> str:
+    # Generic aliases (dict[str, str]) print as written; plain classes by their name.
+    text = str(annotation) if getattr(annotation, "__args__", None) else annotation.__name__
+    return _TYPE_NAMES.get(text, text)
+
+
+def _render(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def configuration_reference() -> str:
+    """The Markdown reference of every setting, its type, default and meaning."""
+    defaults = Settings.model_construct().model_dump(mode="json")
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = _render(defaults[name]).replace("|", "\\|")
+        description = (field.description or "").replace("|", "\\|")
+        rows.append(
+            f"| `ADCLICK_{name.upper()}` | {_type_name(field.annotation)} | `{default}` "
+            f"| {description} |"
+        )
+    return _INTRO + "\n".join(rows) + "\n"

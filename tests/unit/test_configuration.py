@@ -1,0 +1,67 @@
+"""Configuration: the reference cannot drift from the code, bad values fail by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from adclick.resources import REPO_ROOT
+from adclick.settings import Settings
+from adclick.settings_docs import configuration_reference
+
+
+def test_the_committed_reference_is_generated_from_the_settings() -> None:
+    committed = (REPO_ROOT / "docs" / "configuration.md").read_text()
+    assert committed == configuration_reference(), (
+        "docs/configuration.md is stale: run "
+        "`uv run adclick config reference --output docs/configuration.md`"
+    )
+
+
+def test_every_setting_is_documented() -> None:
+    reference = configuration_reference()
+    for name, field in Settings.model_fields.items():
+        assert f"`ADCLICK_{name.upper()}`" in reference
+        assert field.description, f"setting {name} has no description"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field"),
+    [
+        ("ADCLICK_TOPIC_PARTITIONS", "0", "topic_partitions"),
+        ("ADCLICK_DIMENSION_SETS", '[["bad name"]]', "dimension_sets"),
+        ("ADCLICK_DIMENSION_SETS", '[["country"], ["country"]]', "dimension_sets"),
+        ("ADCLICK_ALLOWED_LATENESS", "soon", "allowed_lateness"),
+        ("ADCLICK_INGEST_BATCH_SIZE", "many", "ingest_batch_size"),
+    ],
+)
+def test_invalid_configuration_fails_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, field: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError) as failure:
+        Settings()
+    assert field in str(failure.value)
+
+
+def test_settings_survive_the_trip_through_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    original = Settings(dimension_sets=[["country"], ["device", "os"]], ingest_batch_size=7)
+    for name, value in original.as_environment().items():
+        monkeypatch.setenv(name, value)
+    assert Settings() == original
+
+
+def test_a_config_file_is_read_and_the_environment_wins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "adclick.toml"
+    config.write_text('clicks_topic = "from-file"\ningest_batch_size = 123\n')
+    monkeypatch.setenv("ADCLICK_CONFIG_FILE", str(config))
+    monkeypatch.setenv("ADCLICK_INGEST_BATCH_SIZE", "456")
+    settings = Settings()
+    assert settings.clicks_topic == "from-file"
+    assert settings.ingest_batch_size == 456
