@@ -123,7 +123,8 @@ def test_every_kind_of_bad_input_is_dead_lettered_and_the_rest_of_the_batch_stor
     assert rollup_counts(settings) == {(f"ad{i}", T0_S): 1 for i in range(1, 6)}
     letters = read_topic(settings, settings.dlq_topic, expected=len(bad))
     assert sorted(letter["reason"] for letter in letters) == sorted(r for _p, r in bad)
-    assert all(letter["source"]["topic"] == settings.clicks_topic for letter in letters)
+    assert all(letter["source"] == "ingest" for letter in letters)
+    assert all(letter["topic"] == settings.clicks_topic for letter in letters)
     assert {letter["payload"] for letter in letters} >= {"{not json", "[1,2,3]"}
 
 

@@ -15,9 +15,9 @@ from adclick.collect.produce import (
     produce_lines,
     strip_newline,
 )
-from adclick.collect.sender import dead_letter
 from adclick.errors import InvalidEventError
 from adclick.events import ClickEvent
+from adclick.events.dead_letter import dead_letter
 
 LOG_LINE = b"[AdClickEvent] ad001, 2024-07-09 00:00:01, user-1, 207.148.22.22, USA"
 JSON_LINE = orjson.dumps(

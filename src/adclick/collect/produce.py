@@ -19,9 +19,10 @@ from typing import Any, BinaryIO, Protocol
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-from adclick.collect.sender import ClickSender, dead_letter
+from adclick.collect.sender import ClickSender
 from adclick.errors import InvalidEventError
 from adclick.events import ClickEvent, parse_json_event, parse_log_line
+from adclick.events.dead_letter import dead_letter
 from adclick.events.parse import MALFORMED
 from adclick.settings import Settings
 

@@ -7,7 +7,6 @@ the broker, or the flush raised :class:`DeliveryError` and nothing may be consid
 
 from __future__ import annotations
 
-import base64
 import logging
 from typing import Any
 
@@ -32,26 +31,6 @@ class DeliveryError(DependencyUnavailableError):
         super().__init__(message)
         self.failed = failed
         self.pending = pending
-
-
-def dead_letter(
-    reason: str, detail: str, source: str, payload: bytes, **where: object
-) -> dict[str, Any]:
-    """A dead-letter record: why the input was rejected, where it came from, and its bytes.
-
-    ``where`` says where the input was found (``line`` for produce, ``file`` and ``offset``
-    for tail). Text that is not UTF-8 is kept losslessly in ``payload_base64``.
-    """
-    try:
-        text: str | None = payload.decode()
-    except UnicodeDecodeError:
-        text = None
-    record: dict[str, Any] = {"reason": reason, "detail": detail, "source": source}
-    record.update(where)
-    record["payload"] = text
-    if text is None:
-        record["payload_base64"] = base64.b64encode(payload).decode()
-    return record
 
 
 class ClickSender:

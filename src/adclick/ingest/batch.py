@@ -6,13 +6,13 @@ duplicate) or a dead letter with its reason. Nothing here does I/O.
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import orjson
 
 from adclick.errors import InvalidEventError
+from adclick.events.dead_letter import dead_letter
 from adclick.events.parse import parse_json_event
 from adclick.ingest.clock import PartitionClocks, Timeliness
 from adclick.ingest.recent import ClickKey, RecentClicks
@@ -50,20 +50,16 @@ class DeadLetter:
 
     def to_json(self) -> bytes:
         """The dead-letter message: the reason and the original payload, losslessly."""
-        try:
-            text: str | None = self.payload.decode()
-        except UnicodeDecodeError:
-            text = None
         return orjson.dumps(
-            {
-                "reason": self.reason,
-                "detail": self.detail,
-                "source": {"topic": self.topic, "partition": self.partition, "offset": self.offset},
-                "payload": text,
-                "payload_base64": None
-                if text is not None
-                else base64.b64encode(self.payload).decode(),
-            }
+            dead_letter(
+                self.reason,
+                self.detail,
+                "ingest",
+                self.payload,
+                topic=self.topic,
+                partition=self.partition,
+                offset=self.offset,
+            )
         )
 
 
