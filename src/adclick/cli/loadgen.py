@@ -6,7 +6,6 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +22,8 @@ from rich.progress import (
 )
 
 from adclick.cli.app import app
+from adclick.errors import InvalidEventError
+from adclick.events import parse_timestamp_ms
 from adclick.kafka.clients import create_topics, make_producer
 from adclick.loadgen.generator import (
     DEFAULT_ADS,
@@ -148,7 +149,10 @@ def loadgen(
         mix = parse_country_mix(countries)
         span_ms = int(total * 1000 / effective_event_rate)
         if start is not None:
-            start_ms = _parse_start(start)
+            try:
+                start_ms = parse_timestamp_ms(start.strip())
+            except InvalidEventError as exc:
+                raise ValueError(f"--start: {exc.detail}") from None
         else:
             start_ms = now_ms if paced_rate else now_ms - span_ms
         spec = LoadSpec(
@@ -225,16 +229,6 @@ def _plan(
             "give --events N, or --rate R with --duration S", param_hint="--events / --rate"
         )
     return events, rate
-
-
-def _parse_start(text: str) -> int:
-    try:
-        parsed = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(f"--start {text!r} is not ISO-8601") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return round(parsed.timestamp() * 1000)
 
 
 @contextmanager
