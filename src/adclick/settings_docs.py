@@ -6,7 +6,6 @@ the committed file and the code disagree.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from adclick.settings import Settings
@@ -19,10 +18,12 @@ Generated from `adclick.settings.Settings` by
 
 Every setting is read from an environment variable `ADCLICK_<NAME>`. Settings can also
 come from a TOML file named by `ADCLICK_CONFIG_FILE`, with the lower-case names below as
-keys; environment variables win over the file. Lists and objects are JSON in environment
-variables; durations are ISO-8601 durations (`PT60S`, `P7D`) or seconds. An invalid value
-stops every command at start with a message naming the setting.
-`adclick config show` prints the settings in effect.
+keys (`topic_partitions = 16`); environment variables win over the file. Lists and objects
+are JSON in environment variables and TOML arrays and tables in the file. Durations are
+ISO-8601 durations (`PT60S`, `P7D`) or `HH:MM:SS`; in the file a number is also read as
+seconds (in an environment variable it is not). A command that reads the settings stops
+at start on an invalid value, with a message naming the setting.
+`adclick config show` prints the settings in effect, secrets masked.
 
 | variable | type | default | meaning |
 |---|---|---|---|
@@ -45,16 +46,14 @@ def _type_name(annotation: Any) -> str:
     return _TYPE_NAMES.get(text, text)
 
 
-def _render(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
 def configuration_reference() -> str:
     """The Markdown reference of every setting, its type, default and meaning."""
-    defaults = Settings.model_construct().model_dump(mode="json")
+    # model_construct takes the defaults without reading the environment or the file, and
+    # as_environment renders them exactly as a variable would be written.
+    defaults = Settings.model_construct().as_environment()
     rows = []
     for name, field in Settings.model_fields.items():
-        default = _render(defaults[name]).replace("|", "\\|")
+        default = defaults[f"ADCLICK_{name.upper()}"].replace("|", "\\|")
         description = (field.description or "").replace("|", "\\|")
         rows.append(
             f"| `ADCLICK_{name.upper()}` | {_type_name(field.annotation)} | `{default}` "

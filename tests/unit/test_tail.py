@@ -9,13 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from adclick.collect.tail import (
-    Follower,
-    PathState,
-    StateFileError,
-    StateStore,
-    TailState,
-)
+from adclick.collect.checkpoints import PathState, StateFileError, StateStore, TailState
+from adclick.collect.follow import Follower
 
 
 class Clock:

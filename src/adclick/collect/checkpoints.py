@@ -1,0 +1,154 @@
+"""Checkpoints of ``adclick tail``: how far each file was sent, kept in a locked state file.
+
+- Each followed path has a checkpoint: the file's device and inode, the byte offset after
+  the last line sent, and a fingerprint (a hash of the file's first 64 bytes) that tells
+  the same file from a new one that happens to reuse the inode. While a rotated file is
+  still being read, its checkpoint is kept next to the current file's.
+- The state file is replaced atomically (temp file, fsync, rename, fsync of the
+  directory): a crash leaves the old or the new one, never a mix.
+- A lock next to it (``<state file>.lock``) keeps a second tail process from using the
+  same state file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from adclick.errors import ConfigurationError
+
+STATE_VERSION = 1
+
+
+class StateFileError(ConfigurationError):
+    """The tail state file cannot be used: unreadable, corrupt, or held by another tail."""
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """How far one file has been sent, and how to recognise that file again."""
+
+    name: str  # where the file was last seen; informational, the inode is what counts
+    device: int
+    inode: int
+    offset: int  # byte offset after the last line sent
+    fingerprint: str  # hash of the file's first ``fingerprint_size`` bytes
+    fingerprint_size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The checkpoint as JSON-ready data."""
+        return {
+            "name": self.name,
+            "device": self.device,
+            "inode": self.inode,
+            "offset": self.offset,
+            "fingerprint": self.fingerprint,
+            "fingerprint_size": self.fingerprint_size,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Checkpoint:
+        """The checkpoint from :meth:`to_dict`'s data."""
+        return cls(
+            name=str(data["name"]),
+            device=int(data["device"]),
+            inode=int(data["inode"]),
+            offset=int(data["offset"]),
+            fingerprint=str(data["fingerprint"]),
+            fingerprint_size=int(data["fingerprint_size"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PathState:
+    """The checkpoints of one followed path: its current file and rotated ones not done."""
+
+    current: Checkpoint | None = None
+    rotated: tuple[Checkpoint, ...] = ()
+
+
+TailState = dict[str, PathState]
+
+
+def _state_to_json(state: Mapping[str, PathState]) -> bytes:
+    files = {
+        path: {
+            "current": entry.current.to_dict() if entry.current else None,
+            "rotated": [cp.to_dict() for cp in entry.rotated],
+        }
+        for path, entry in sorted(state.items())
+    }
+    return orjson.dumps({"version": STATE_VERSION, "files": files}, option=orjson.OPT_INDENT_2)
+
+
+def _state_from_json(raw: bytes) -> TailState:
+    data = orjson.loads(raw)
+    if data.get("version") != STATE_VERSION:
+        raise ValueError(f"unknown state version {data.get('version')!r}")
+    state: TailState = {}
+    for path, entry in data["files"].items():
+        current = entry.get("current")
+        state[path] = PathState(
+            current=Checkpoint.from_dict(current) if current else None,
+            rotated=tuple(Checkpoint.from_dict(cp) for cp in entry.get("rotated", [])),
+        )
+    return state
+
+
+class StateStore:
+    """The JSON state file of one tail process, locked against a second one.
+
+    Entries of paths this process does not follow are kept, so one state file can serve
+    successive runs over different sets of files.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            raise StateFileError(f"state file {path} is in use by another adclick tail") from None
+        self._stored: TailState = {}
+
+    def load(self) -> TailState:
+        """The saved checkpoints; empty when there is no state file yet."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        try:
+            self._stored = _state_from_json(raw)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            # Starting over could resend or skip whole files: an operator must decide.
+            raise StateFileError(
+                f"state file {self.path} is unreadable ({exc}); fix or remove it"
+            ) from None
+        return dict(self._stored)
+
+    def save(self, state: Mapping[str, PathState]) -> None:
+        """Replace the state file atomically: a crash leaves the old or the new one."""
+        self._stored = {**self._stored, **state}
+        temp = self.path.with_name(f".{self.path.name}.tmp")
+        with temp.open("wb") as out:
+            out.write(_state_to_json(self._stored))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, self.path)
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # makes the rename itself durable
+        finally:
+            os.close(directory)
+
+    def close(self) -> None:
+        """Release the lock."""
+        os.close(self._lock_fd)
