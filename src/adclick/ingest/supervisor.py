@@ -25,6 +25,9 @@ def run_worker(settings: Settings, name: str, exit_when_idle_s: float | None) ->
 
 
 def _child(settings: Settings, name: str, exit_when_idle_s: float | None, level: int) -> None:
+    # Out of the terminal's process group: Ctrl-C reaches the parent only, which stops the
+    # workers one after the other (see run_workers).
+    os.setpgrp()
     configure_logging(level)
     run_worker(settings, name, exit_when_idle_s)
 
@@ -45,16 +48,28 @@ def run_workers(settings: Settings, count: int, exit_when_idle_s: float | None) 
     for child in children:
         child.start()
 
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        # Each child stops gracefully on the same signal (IngestWorker's handlers).
+    # Workers are stopped one at a time: each finishes its batch and leaves the group
+    # before the next is told to. Members leaving all at once left the Tansu broker's group
+    # waiting forever for a leader that was gone, so no later worker got partitions.
+    stop_signal: list[int] = []
+
+    def stop_next() -> None:
         for child in children:
             if child.pid is not None and child.is_alive():
-                os.kill(child.pid, signum)
+                os.kill(child.pid, stop_signal[0])
+                return
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if not stop_signal:
+            stop_signal.append(signum)
+            stop_next()
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     for child in children:
         child.join()
+        if stop_signal:
+            stop_next()
     failed = [c.name for c in children if c.exitcode != 0]
     if failed:
         log.error("workers failed: %s", failed)
