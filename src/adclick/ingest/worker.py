@@ -174,6 +174,14 @@ class IngestWorker:
                 if now - last_report >= 60:
                     last_report = now
                     log.info("%s totals %s", self.name, self.totals)
+                    if not self._positions:
+                        # Silence here would look like an idle topic; say why nothing moves.
+                        log.warning(
+                            "%s holds no partitions of %s: the group has not assigned any "
+                            "(more workers than partitions, or a rebalance not completing)",
+                            self.name,
+                            settings.clicks_topic,
+                        )
                 if records:
                     last_data = now
                     self._process(records)
