@@ -15,13 +15,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from adclick.errors import ConfigurationError
 
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 
@@ -169,7 +171,24 @@ class Settings(BaseSettings):
         return tuple(sources)
 
 
+def invalid_configuration(error: ValidationError) -> ConfigurationError:
+    """One line per problem, named by its variable.
+
+    The rejected input is left out: it may be a secret (a password inside
+    ADCLICK_KAFKA_CONFIG).
+    """
+    problems = []
+    for item in error.errors():
+        location = item["loc"]
+        name = f"ADCLICK_{str(location[0]).upper()}" if location else "settings"
+        problems.append(f"{name}: {item['msg']}")
+    return ConfigurationError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process's settings, read once."""
-    return Settings()
+    """The process's settings, read once; invalid ones raise ConfigurationError."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise invalid_configuration(exc) from None

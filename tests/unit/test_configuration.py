@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,3 +68,23 @@ def test_a_config_file_is_read_and_the_environment_wins(
     settings = Settings()
     assert settings.clicks_topic == "from-file"
     assert settings.ingest_batch_size == 456
+
+
+def test_every_command_reports_bad_settings_by_name_without_their_values() -> None:
+    environment = {
+        **os.environ,
+        "ADCLICK_TOPIC_PARTITIONS": "0",
+        "ADCLICK_KAFKA_CONFIG": '{"sasl.password": 12345678}',
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "adclick", "ingest", "--exit-when-idle", "1"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "ADCLICK_TOPIC_PARTITIONS" in result.stderr
+    assert "ADCLICK_KAFKA_CONFIG" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "12345678" not in result.stderr
