@@ -50,7 +50,8 @@ def run_workers(settings: Settings, count: int, exit_when_idle_s: float | None) 
 
     # Workers are stopped one at a time: each finishes its batch and leaves the group
     # before the next is told to. Members leaving all at once left the Tansu broker's group
-    # waiting forever for a leader that was gone, so no later worker got partitions.
+    # waiting forever for a leader that was gone, so no later worker got partitions
+    # (docs/architecture.md has the case this does not avoid).
     stop_signal: list[int] = []
 
     def stop_next() -> None:
