@@ -22,9 +22,11 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from psycopg import sql
 
+from adclick.db.connect import Connection
 from adclick.kafka import create_topics
 from adclick.settings import Settings
 from adclick.stack import stack_down, stack_up
+from adclick.stack.lifecycle import local_targets
 
 # The developer's own ADCLICK_* variables must not leak into the tests.
 for _name in [n for n in os.environ if n.startswith("ADCLICK_")]:
@@ -66,9 +68,9 @@ def stack_settings() -> Iterator[Settings]:
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
-def _admin_connection(base: Settings) -> psycopg.Connection[tuple[object, ...]]:
+def _admin_connection(base: Settings) -> Connection:
     # The cluster's superuser, on the maintenance database: the template must stay unused.
-    port = base.database_url.rsplit(":", 1)[1].split("/")[0]
+    port = local_targets(base).db_port
     return psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True)
 
 

@@ -15,12 +15,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from adclick.db.connect import connect
+from adclick.db.connect import Connection, connect
 from adclick.demo.talkingdata import read_sample, shift_to_now, to_event
 from adclick.kafka import make_producer
 from adclick.resources import load_sql
@@ -59,7 +58,7 @@ def _adclick(*args: str, settings: Settings) -> subprocess.Popen[bytes]:
         )
 
 
-def _view(conn: psycopg.Connection[tuple[object, ...]]) -> Table:
+def _view(conn: Connection) -> Table:
     totals = conn.execute(load_sql("demo/totals")).fetchone() or (0, 0)
     table = Table(
         title=f"top ads, last {VIEW_MINUTES} minutes  ·  {totals[0]:,} clicks counted  ·  "

@@ -13,13 +13,12 @@ import orjson
 
 from adclick.errors import InvalidEventError
 from adclick.events.dead_letter import dead_letter
-from adclick.events.parse import parse_json_event
+from adclick.events.parse import MALFORMED, parse_json_event
 from adclick.ingest.clock import PartitionClocks, Timeliness
 from adclick.ingest.recent import ClickKey, RecentClicks
 
 BEYOND_DEDUP_HORIZON = "beyond_dedup_horizon"
 TOO_FAR_IN_FUTURE = "too_far_in_future"
-MISSING_VALUE = "malformed"
 DATABASE_REJECTED = "rejected_by_database"
 
 # One row of the staging table, in the column order of sql/ingest/create_staging.sql.
@@ -124,7 +123,7 @@ def assemble_batch(
         payload = record.value()
         reason = detail = ""
         if payload is None:
-            reason, detail = MISSING_VALUE, "message has no value"
+            reason, detail = MALFORMED, "message has no value"
         else:
             try:
                 event = parse_json_event(payload)

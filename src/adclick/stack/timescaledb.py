@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from adclick.db.connect import Connection
 from adclick.errors import StackError
 from adclick.stack.process import run, wait_for_port
 
@@ -211,7 +212,7 @@ class TimescaleCluster:
                 user=self._user,
             )
 
-    def _superuser(self, database: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
+    def _superuser(self, database: str = "postgres") -> Connection:
         return psycopg.connect(
             host="127.0.0.1", port=self.port, user="postgres", dbname=database, autocommit=True
         )
