@@ -68,6 +68,15 @@ def _columns(deltas: Counter[Any], names: list[str]) -> dict[str, list[Any]]:
     return columns
 
 
+def _copy(
+    cur: psycopg.Cursor[Any], statement: str, rows: list[StagingRow], indexes: list[int]
+) -> None:
+    with cur.copy(statement) as copy:
+        copy.set_types(_COLUMN_TYPES)
+        for i in indexes:
+            copy.write_row(rows[i])
+
+
 @dataclass(frozen=True)
 class Position:
     """Where a partition resumes and its newest event time, as stored."""
@@ -123,67 +132,62 @@ class BatchWriter:
         ``publish_dead_letters`` just before the commit, so a batch never commits with
         its rejects unpublished. Valid rows neither inserted nor refused were duplicates.
         """
-        self._careful = False
         rejected: list[DeadLetter] = []
         # The batch's one transaction: committed when the block ends, rolled back if
         # anything in it raises. Every inner transaction() is a savepoint.
         with self.conn.transaction():
             try:
-                new = self._insert_raw(batch.rows, list(range(len(batch.rows))))
+                new, careful = self._insert_raw(batch.rows, list(range(len(batch.rows))))
             except _REFUSED:
                 # Validation should make this impossible, but a constraint an operator
                 # added may not: find the refused rows by bisection and dead-letter them
                 # rather than lose or block the batch.
-                new, rejected = self._insert_isolating(batch, list(range(len(batch.rows))))
+                new, careful, rejected = self._insert_isolating(batch, list(range(len(batch.rows))))
             deltas = aggregate(
                 [batch.rows[i] for i in new], [batch.attributes[i] for i in new], self._rollups
             )
             self._upsert_rollups(deltas)
             self._store_positions(batch, clocks)
             publish_dead_letters(batch.dead_letters + rejected)
-        return WriteResult(len(new), rejected, self._careful)
+        return WriteResult(len(new), rejected, careful)
 
-    def _insert_raw(self, rows: list[StagingRow], indexes: list[int]) -> list[int]:
-        """Insert ``rows`` (positions ``indexes`` of the batch); return the new ones' positions."""
+    def _insert_raw(self, rows: list[StagingRow], indexes: list[int]) -> tuple[list[int], bool]:
+        """Insert ``rows`` (positions ``indexes`` of the batch).
+
+        Returns the positions of the rows that were new, and whether the careful path ran.
+        """
         if not indexes:
-            return []
+            return [], False
         try:
             # A savepoint (write() holds the transaction): a refused COPY is undone alone.
-            with (
-                self.conn.transaction(),
-                self.conn.cursor() as cur,
-                cur.copy(_COPY_RAW) as copy,
-            ):
-                copy.set_types(_COLUMN_TYPES)
-                for i in indexes:
-                    copy.write_row(rows[i])
-            return indexes
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                _copy(cur, _COPY_RAW, rows, indexes)
+            return indexes, False
         except psycopg.errors.UniqueViolation:
             pass
-        self._careful = True
         with self.conn.transaction(), self.conn.cursor() as cur:
-            with cur.copy(_COPY_STAGING) as copy:
-                copy.set_types(_COLUMN_TYPES)
-                for i in indexes:
-                    copy.write_row(rows[i])
+            _copy(cur, _COPY_STAGING, rows, indexes)
             cur.execute(load_sql("ingest/insert_staged"))
             inserted = set(cur.fetchall())
             cur.execute("TRUNCATE ingest_staging")
-        return [i for i in indexes if (rows[i][7], rows[i][8]) in inserted]
+        return [i for i in indexes if (rows[i][7], rows[i][8]) in inserted], True
 
     def _insert_isolating(
         self, batch: Batch, indexes: list[int]
-    ) -> tuple[list[int], list[DeadLetter]]:
+    ) -> tuple[list[int], bool, list[DeadLetter]]:
         try:
-            return self._insert_raw(batch.rows, indexes), []
+            new, careful = self._insert_raw(batch.rows, indexes)
+            return new, careful, []
         except _REFUSED as exc:
             if len(indexes) == 1:
                 row = batch.rows[indexes[0]]
-                return [], [batch.dead_letter_for(row, DATABASE_REJECTED, str(exc))]
+                return [], False, [batch.dead_letter_for(row, DATABASE_REJECTED, str(exc))]
             middle = len(indexes) // 2
-            first, first_rejected = self._insert_isolating(batch, indexes[:middle])
-            second, second_rejected = self._insert_isolating(batch, indexes[middle:])
-            return first + second, first_rejected + second_rejected
+            first, first_careful, first_rejected = self._insert_isolating(batch, indexes[:middle])
+            second, second_careful, second_rejected = self._insert_isolating(
+                batch, indexes[middle:]
+            )
+            return first + second, first_careful or second_careful, first_rejected + second_rejected
 
     def _upsert_rollups(self, deltas: RollupDeltas) -> None:
         if not deltas.per_minute:
