@@ -14,6 +14,10 @@ SELECT create_hypertable(
     create_default_indexes => FALSE
 );
 
+-- The query side reads one minute at a time (see migration 0002).
+CREATE INDEX IF NOT EXISTS {brin_index} ON {table} USING brin (minute)
+WITH (pages_per_range = 8);
+
 INSERT INTO filtered_rollups (table_name, dimensions)
 VALUES ({table_name}, {dimensions})
 ON CONFLICT (table_name) DO NOTHING;

@@ -11,11 +11,12 @@ import json
 import os
 import re
 from datetime import timedelta
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -30,6 +31,21 @@ _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 # Ports of the local stack: private, away from the usual 5432 / 9092.
 LOCAL_DB_PORT = 55432
 LOCAL_KAFKA_PORT = 59092
+
+
+class Role(StrEnum):
+    """What a bearer token may do. An admin can do everything a reader can."""
+
+    READER = "reader"
+    ADMIN = "admin"
+
+
+class ApiToken(BaseModel):
+    """One accepted bearer token, stored as its SHA-256 so the configuration holds no secret."""
+
+    name: str = Field(min_length=1)
+    role: Role
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
 class Settings(BaseSettings):
@@ -106,6 +122,64 @@ class Settings(BaseSettings):
         "dead-lettered.",
     )
 
+    minute_rollup_retention: timedelta = Field(
+        timedelta(days=90),
+        description="How long per-minute rollups are kept; query windows that start "
+        "earlier are refused.",
+    )
+    query_dimensions: list[str] = Field(
+        default_factory=lambda: ["app", "country", "device", "os"],
+        description="Attributes a query may filter by (JSON list). Those of a dimension "
+        "set are answered from its filtered rollup; the others from raw_clicks, within "
+        "the dedup horizon (raw data's hot range).",
+    )
+
+    api_host: str = Field("127.0.0.1", description="Address the GraphQL API listens on.")
+    api_port: int = Field(58080, ge=1, le=65535, description="Port of the GraphQL API.")
+    api_tokens: list[ApiToken] = Field(
+        default_factory=list,
+        description="Bearer tokens the API accepts (JSON list of objects with name, role "
+        "and sha256, the hex SHA-256 of the token). `adclick api-token` makes one.",
+    )
+    api_allow_anonymous: bool = Field(
+        False, description="Let requests without a token read (role reader)."
+    )
+    api_graphiql: bool = Field(
+        False, description="Serve the GraphiQL IDE at /graphql (development)."
+    )
+    api_max_limit: int = Field(1000, ge=1, description="Largest topAds limit.")
+    api_max_depth: int = Field(10, ge=1, description="Deepest GraphQL query accepted.")
+    api_max_aliases: int = Field(
+        20, ge=1, description="Most aliases in one query (each can be a whole topAds)."
+    )
+    api_max_tokens: int = Field(2000, ge=1, description="Most tokens in one query document.")
+    api_max_series_points: int = Field(
+        10_080, ge=1, description="Most buckets in one adClicks series (a week of minutes)."
+    )
+    api_cache_minutes: int = Field(
+        180,
+        ge=0,
+        description="Complete minutes the API keeps in memory for topAds; windows inside "
+        "them are ranked without SQL. About 12 bytes per (ad, minute) with clicks, plus "
+        "16 per filtered rollup row. 0 turns the window index off.",
+    )
+    api_standard_windows: list[int] = Field(
+        default_factory=lambda: [1, 5, 15, 60],
+        description="Windows (minutes) whose unfiltered top lists the API ranks ahead of "
+        "queries, after every refresh.",
+    )
+    api_refresh_interval_s: float = Field(
+        2.0, gt=0, description="How often the API's window index looks for changed minutes."
+    )
+
+    @field_validator("query_dimensions")
+    @classmethod
+    def _check_query_dimensions(cls, value: list[str]) -> list[str]:
+        for dim in value:
+            if not _IDENTIFIER.match(dim):
+                raise ValueError(f"dimension {dim!r} must match {_IDENTIFIER.pattern}")
+        return sorted(set(value))
+
     @field_validator("dimension_sets")
     @classmethod
     def _check_dimension_sets(cls, value: list[list[str]]) -> list[list[str]]:
@@ -130,6 +204,11 @@ class Settings(BaseSettings):
         if len(set(names)) != len(names):
             raise ValueError("clicks_topic, dlq_topic and top_ads_topic must differ")
         return self
+
+    @property
+    def filter_dimensions(self) -> list[str]:
+        """Every dimension a query filter may name: the query dimensions and the rollups'."""
+        return sorted({*self.query_dimensions, *(d for ds in self.dimension_sets for d in ds)})
 
     @property
     def sqlalchemy_url(self) -> str:

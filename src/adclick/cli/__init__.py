@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from adclick.cli import (  # noqa: F401  (each module registers its commands)
+    api,
     bench,
     collect,
     config,

@@ -31,11 +31,12 @@ class FilteredRollup:
         """Table name, e.g. ``clicks_1m_by_country``."""
         return "clicks_1m_by_" + "_".join(self.dimensions)
 
-    def value_expression(self, dimension: str) -> sql.Composable:
-        """SQL for a dimension's value in a row of raw_clicks ('' when absent)."""
-        if dimension in COLUMN_DIMENSIONS:
-            return sql.Identifier(dimension)
-        return sql.SQL("coalesce(attributes ->> {}, '')").format(sql.Literal(dimension))
+
+def raw_dimension(dimension: str) -> sql.Composable:
+    """SQL for a dimension's value in a row of raw_clicks ('' when absent, as in ingest)."""
+    if dimension in COLUMN_DIMENSIONS:
+        return sql.Identifier(dimension)
+    return sql.SQL("coalesce(attributes ->> {}, '')").format(sql.Literal(dimension))
 
 
 def filtered_rollups(settings: Settings) -> list[FilteredRollup]:
@@ -55,6 +56,7 @@ def ensure_filtered_rollups(conn: Connection, settings: Settings) -> None:
         statement = sql.SQL(template).format(
             table=sql.Identifier(rollup.table),
             table_name=sql.Literal(rollup.table),
+            brin_index=sql.Identifier(f"{rollup.table}_minute_brin"),
             dimension_columns=columns,
             dimension_key=key,
             dimensions=sql.Literal(list(rollup.dimensions)),

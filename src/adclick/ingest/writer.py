@@ -1,9 +1,9 @@
 """The one database transaction per batch that makes ingest exactly-once.
 
-Raw insert with dedup, every rollup, the next offset of every partition in the batch and
-the partitions' watermarks commit together or not at all. A crash before the commit
-loses the whole batch (it is read again from the stored offsets); a crash after keeps
-all of it, offsets included.
+Raw insert with dedup, every rollup, the revisions of the minutes it changed, the next
+offset of every partition in the batch and the partitions' watermarks commit together or
+not at all. A crash before the commit loses the whole batch (it is read again from the
+stored offsets); a crash after keeps all of it, offsets included.
 
 Raw clicks go in on one of two paths. The fast path COPYs the batch straight into
 raw_clicks: the worker has already dropped the duplicates it can see, and if one it could
@@ -147,6 +147,7 @@ class BatchWriter:
                 [batch.rows[i] for i in new], [batch.attributes[i] for i in new], self._rollups
             )
             self._upsert_rollups(deltas)
+            self._mark_changed_minutes(deltas, batch)
             self._store_positions(batch, clocks)
             publish_dead_letters(batch.dead_letters + rejected)
         return WriteResult(len(new), rejected, careful)
@@ -201,6 +202,18 @@ class BatchWriter:
             ):
                 dims = [f"d{i}" for i in range(len(rollup.dimensions))]
                 cur.execute(statement, _columns(counter, [*names, *dims]))
+
+    def _mark_changed_minutes(self, deltas: RollupDeltas, batch: Batch) -> None:
+        # The query side's window index reloads the minutes whose revision moved.
+        if not deltas.per_minute:
+            return
+        self.conn.execute(
+            load_sql("ingest/mark_changed_minutes"),
+            {
+                "minutes": sorted({minute for minute, _ad in deltas.per_minute}),
+                "partitions": sorted(batch.next_offsets),
+            },
+        )
 
     def _store_positions(self, batch: Batch, clocks: PartitionClocks) -> None:
         partitions = sorted(batch.next_offsets)

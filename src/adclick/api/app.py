@@ -1,0 +1,163 @@
+"""The ASGI application: /graphql (HTTP and WebSocket), /metrics, /healthz, /readyz."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+from psycopg_pool import ConnectionPool
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.types.unset import UNSET, UnsetType
+
+from adclick.api.auth import authenticate
+from adclick.api.context import Context
+from adclick.api.schema import build_schema
+from adclick.db.connect import Connection
+from adclick.db.migrate import head_revision
+from adclick.query.service import ClickQueries
+from adclick.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class AdclickGraphQL(GraphQL[Context, None]):
+    """strawberry's ASGI view with our context: the principal from the bearer token."""
+
+    def __init__(self, settings: Settings, queries: ClickQueries) -> None:
+        super().__init__(
+            build_schema(settings), graphql_ide="graphiql" if settings.api_graphiql else None
+        )
+        self.settings = settings
+        self.queries = queries
+
+    async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
+        principal = authenticate(request.headers.get("authorization"), self.settings)
+        return Context(principal=principal, queries=self.queries)
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        # Browsers cannot set headers on a WebSocket: the token comes in connection_init,
+        # as {"Authorization": "Bearer <token>"}.
+        params = context.connection_params or {}
+        value = params.get("Authorization", params.get("authorization"))
+        if isinstance(value, str):
+            context.principal = authenticate(value, self.settings)
+        unset: UnsetType = UNSET
+        return unset
+
+
+class Refresher:
+    """Keeps the window index current from a background thread."""
+
+    def __init__(self, queries: ClickQueries, interval_s: float) -> None:
+        self.queries = queries
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="window-index", daemon=True)
+        self.last_error = ""
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                report = self.queries.refresh()
+                self.last_error = ""
+                if report is not None and report.minutes_loaded:
+                    log.info(
+                        "window index: loaded %d minutes (%d rows)",
+                        report.minutes_loaded,
+                        report.rows_loaded,
+                    )
+            except Exception as exc:  # the database may be away; keep serving, retry
+                self.last_error = str(exc)
+                log.warning("window index refresh failed: %s", exc)
+            self._stop.wait(self.interval_s)
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The API for ``settings``; the database pool and refresher run with the app."""
+    pool: ConnectionPool[Connection] = ConnectionPool(
+        settings.database_url,
+        min_size=1,
+        max_size=8,
+        open=False,
+        kwargs={"application_name": "adclick-api", "autocommit": True},
+    )
+    queries = ClickQueries(settings, pool)
+    refresher = Refresher(queries, settings.api_refresh_interval_s)
+    graphql = AdclickGraphQL(settings, queries)
+    expected_revision = head_revision(settings)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    def readiness() -> dict[str, str]:
+        problems = {}
+        try:
+            with pool.connection(timeout=2) as conn:
+                row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+            if row is None or row[0] != expected_revision:
+                found = row[0] if row else None
+                problems["migrations"] = f"database at {found}, code at {expected_revision}"
+        except Exception as exc:
+            problems["database"] = str(exc)
+        if not queries.ready:
+            problems["window_index"] = refresher.last_error or "first load not finished"
+        return problems
+
+    async def readyz(request: Request) -> Response:
+        problems = await asyncio.to_thread(readiness)
+        return JSONResponse(
+            {"ready": not problems, "problems": problems}, status_code=503 if problems else 200
+        )
+
+    async def metrics(request: Request) -> Response:
+        registry: CollectorRegistry = REGISTRY
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if directory:  # ingest workers on this host write their counters there
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        pool.open(wait=False)
+        refresher.start()
+        try:
+            yield
+        finally:
+            refresher.stop()
+            pool.close()
+
+    return Starlette(
+        routes=[
+            Route("/graphql", graphql),
+            WebSocketRoute("/graphql", graphql),
+            Route("/metrics", metrics),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,284 @@
+"""The GraphQL schema: adClicks, topAds and the admin's ingestStatus.
+
+Built per configuration: the ClickFilter input has one field per filterable dimension
+(``ADCLICK_QUERY_DIMENSIONS`` and the dimension sets). graphql/schema.graphql is this
+schema with the default configuration; a test keeps the two equal.
+
+No ``from __future__ import annotations`` here: strawberry reads the annotations of the
+types built inside build_schema at runtime.
+"""
+
+import asyncio
+import dataclasses
+from datetime import datetime
+from enum import Enum
+from functools import partial
+from typing import Any, NewType
+
+import strawberry
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
+from strawberry.permission import BasePermission
+from strawberry.types import Info
+
+from adclick.api.context import Context
+from adclick.api.errors import ApiErrorCode, AuthError, add_code
+from adclick.api.metrics import RequestMetrics
+from adclick.query import service
+from adclick.query.filters import Filter
+from adclick.query.window import from_ms
+from adclick.settings import Role, Settings
+
+Long = strawberry.scalar(
+    NewType("Long", int),
+    description="A 64-bit integer (click counts), serialised as a JSON number.",
+    serialize=int,
+    parse_value=int,
+)
+
+
+@strawberry.enum(description="Where an answer was read from.")
+class Source(Enum):
+    ROLLUP = "ROLLUP"
+    FILTERED_ROLLUP = "FILTERED_ROLLUP"
+    RAW = "RAW"
+
+
+@strawberry.enum(description="Bucket size of an adClicks series.")
+class Granularity(Enum):
+    MINUTE = "MINUTE"
+    HOUR = "HOUR"
+
+
+@strawberry.input(
+    description="Either lastMinutes (the M most recent complete minutes of stream time) "
+    "or from and to (UTC, whole minutes, half-open [from, to))."
+)
+class WindowInput:
+    last_minutes: int | None = None
+    from_: datetime | None = strawberry.field(name="from", default=None)
+    to: datetime | None = None
+
+
+@strawberry.type(description="The window an answer covers.")
+class Window:
+    from_: datetime = strawberry.field(name="from")
+    to: datetime
+    minutes: int
+    complete: bool = strawberry.field(
+        description="True when the watermark has passed the window's end: later events "
+        "can no longer change the answer."
+    )
+    watermark: datetime | None = strawberry.field(
+        description="The global watermark (null before any event)."
+    )
+    stream_time: datetime = strawberry.field(
+        description="The newest event time ingested when the answer was read."
+    )
+
+
+@strawberry.type(description="A filter condition as applied: any of the values.")
+class FilterCondition:
+    dimension: str
+    values: list[str]
+
+
+@strawberry.type
+class ClickBucket:
+    start: datetime
+    clicks: Long  # type: ignore[valid-type]
+
+
+@strawberry.type(description="Clicks of one ad over a window.")
+class AdClicks:
+    ad_id: str
+    clicks: Long  # type: ignore[valid-type]
+    granularity: Granularity
+    series: list[ClickBucket] = strawberry.field(
+        description="Every bucket of the window, zeros included. Hour buckets at the "
+        "window's edges count only the minutes inside it."
+    )
+    window: Window
+    filter: list[FilterCondition]
+    source: Source
+
+
+@strawberry.type
+class RankedAd:
+    rank: int
+    ad_id: str
+    clicks: Long  # type: ignore[valid-type]
+
+
+@strawberry.type(description="Ads ranked by clicks over a window; equal counts by ad id.")
+class TopAds:
+    ads: list[RankedAd]
+    window: Window
+    filter: list[FilterCondition]
+    source: Source
+
+
+@strawberry.type(description="Ingest progress of one partition of the clicks topic.")
+class PartitionStatus:
+    partition: int
+    next_offset: Long | None  # type: ignore[valid-type]
+    newest_event_time: datetime | None
+    watermark: datetime | None
+
+
+class CanRead(BasePermission):
+    def has_permission(self, source: Any, info: Info[Context, None], **kwargs: Any) -> bool:
+        principal = info.context.principal
+        if not principal.may(Role.READER):
+            raise AuthError(ApiErrorCode.UNAUTHENTICATED, principal.problem)
+        return True
+
+
+class IsAdmin(BasePermission):
+    def has_permission(self, source: Any, info: Info[Context, None], **kwargs: Any) -> bool:
+        principal = info.context.principal
+        if principal.role is None:
+            raise AuthError(ApiErrorCode.UNAUTHENTICATED, principal.problem)
+        if not principal.may(Role.ADMIN):
+            raise AuthError(ApiErrorCode.FORBIDDEN, "this needs the admin role")
+        return True
+
+
+def _window(answer: service.Answer) -> Window:
+    clock = answer.clock
+    return Window(
+        from_=from_ms(answer.window.start_ms),
+        to=from_ms(answer.window.end_ms),
+        minutes=answer.window.minutes,
+        complete=answer.complete,
+        watermark=from_ms(clock.watermark_ms) if clock.watermark_ms is not None else None,
+        stream_time=from_ms(clock.now_ms),
+    )
+
+
+def _conditions(query_filter: Filter) -> list[FilterCondition]:
+    return [FilterCondition(dimension=d, values=list(v)) for d, v in query_filter.conditions]
+
+
+def _window_args(window: WindowInput) -> service.WindowArgs:
+    return service.WindowArgs(window.last_minutes, window.from_, window.to)
+
+
+def _filter_args(click_filter: Any) -> dict[str, list[str] | None]:
+    return {} if click_filter is None else dict(vars(click_filter))
+
+
+def _filter_type(dimensions: list[str]) -> type:
+    """The ClickFilter input: one optional list of values per filterable dimension."""
+    namespace: dict[str, Any] = {
+        "__annotations__": dict.fromkeys(dimensions, list[str] | None),
+        **dict.fromkeys(dimensions),
+    }
+    return strawberry.input(
+        type("ClickFilter", (), namespace),
+        description="Clicks whose attribute is any of the listed values; conditions on "
+        "several attributes must all hold.",
+    )
+
+
+class ErrorCodes(SchemaExtension):
+    """Puts a machine-readable code on every error, over HTTP and WebSocket alike."""
+
+    def on_operation(self) -> Any:
+        yield
+        result = self.execution_context.result
+        for error in (result.errors if result else None) or []:
+            add_code(error)
+        for error in self.execution_context.pre_execution_errors or []:
+            add_code(error)
+
+
+def build_schema(settings: Settings) -> strawberry.Schema:
+    """The schema for ``settings``."""
+    ClickFilter = _filter_type(settings.filter_dimensions)
+
+    async def ad_clicks(
+        info: Info[Context, None],
+        ad_id: str,
+        window: WindowInput,
+        filter: ClickFilter | None = None,  # type: ignore[valid-type]
+        granularity: Granularity = Granularity.MINUTE,
+    ) -> AdClicks:
+        answer = await asyncio.to_thread(
+            info.context.queries.ad_clicks,
+            ad_id,
+            _window_args(window),
+            _filter_args(filter),
+            service.Granularity(granularity.value),
+        )
+        return AdClicks(
+            ad_id=answer.ad_id,
+            clicks=answer.clicks,
+            granularity=granularity,
+            series=[ClickBucket(start=from_ms(s), clicks=c) for s, c in answer.series],
+            window=_window(answer),
+            filter=_conditions(answer.query_filter),
+            source=Source(answer.source.value),
+        )
+
+    async def top_ads(
+        info: Info[Context, None],
+        window: WindowInput,
+        limit: int = 100,
+        filter: ClickFilter | None = None,  # type: ignore[valid-type]
+    ) -> TopAds:
+        answer = await asyncio.to_thread(
+            info.context.queries.top_ads, limit, _window_args(window), _filter_args(filter)
+        )
+        return TopAds(
+            ads=[RankedAd(rank=a.rank, ad_id=a.ad_id, clicks=a.clicks) for a in answer.ads],
+            window=_window(answer),
+            filter=_conditions(answer.query_filter),
+            source=Source(answer.source.value),
+        )
+
+    async def ingest_status(info: Info[Context, None]) -> list[PartitionStatus]:
+        rows = await asyncio.to_thread(info.context.queries.ingest_status)
+        return [PartitionStatus(**dict(zip(_STATUS_FIELDS, row, strict=True))) for row in rows]
+
+    query = strawberry.type(
+        type(
+            "Query",
+            (),
+            {
+                "ad_clicks": strawberry.field(
+                    ad_clicks,
+                    permission_classes=[CanRead],
+                    description="Total clicks and the per-minute (or per-hour) series of one ad.",
+                ),
+                "top_ads": strawberry.field(
+                    top_ads,
+                    permission_classes=[CanRead],
+                    description=f"The most-clicked ads of a window (limit at most "
+                    f"{settings.api_max_limit}).",
+                ),
+                "ingest_status": strawberry.field(
+                    ingest_status,
+                    permission_classes=[IsAdmin],
+                    description="Ingest progress per partition (admin).",
+                ),
+            },
+        )
+    )
+    return strawberry.Schema(
+        query=query,
+        extensions=[
+            ErrorCodes,
+            RequestMetrics,
+            partial(QueryDepthLimiter, max_depth=settings.api_max_depth),
+            partial(MaxAliasesLimiter, max_alias_count=settings.api_max_aliases),
+            partial(MaxTokensLimiter, max_token_count=settings.api_max_tokens),
+        ],
+    )
+
+
+_STATUS_FIELDS = [f.name for f in dataclasses.fields(PartitionStatus)]

@@ -1,0 +1,67 @@
+"""``adclick api``, ``adclick api-token`` and ``adclick graphql-schema``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from adclick.api.app import create_app
+from adclick.api.auth import new_token
+from adclick.api.schema import build_schema
+from adclick.cli.app import app
+from adclick.logs import configure_logging
+from adclick.settings import Role, Settings, get_settings
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Listen address [ADCLICK_API_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port [ADCLICK_API_PORT].")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Serve the GraphQL API at /graphql (HTTP and WebSocket), with /metrics, /healthz, /readyz.
+
+    Requests need a bearer token from ADCLICK_API_TOKENS unless ADCLICK_API_ALLOW_ANONYMOUS
+    is on; ADCLICK_API_GRAPHIQL serves the GraphiQL IDE. SIGTERM or Ctrl-C stops it
+    gracefully: requests in flight finish first.
+    """
+    configure_logging(logging.DEBUG if verbose else logging.INFO)
+    settings = get_settings()
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        log_config=None,  # ours, from configure_logging
+        ws="websockets-sansio",
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command("api-token")
+def api_token(
+    name: Annotated[str, typer.Option(help="Who the token is for (shown in logs).")],
+    role: Annotated[Role, typer.Option(help="What it may do.")] = Role.READER,
+) -> None:
+    """Make a new bearer token: prints the token once, and the ADCLICK_API_TOKENS entry.
+
+    The configuration keeps only the token's SHA-256: add the entry to the JSON list in
+    ADCLICK_API_TOKENS (or the config file) and hand the token to its user.
+    """
+    token, entry = new_token(name, role)
+    typer.echo(f"token: {token}")
+    typer.echo(f"ADCLICK_API_TOKENS entry: {json.dumps(entry.model_dump(mode='json'))}")
+
+
+@app.command("graphql-schema")
+def graphql_schema() -> None:
+    """Print the GraphQL schema (SDL) for the current configuration."""
+    typer.echo(schema_sdl(get_settings()))
+
+
+def schema_sdl(settings: Settings) -> str:
+    """The SDL of the schema ``settings`` build, as graphql/schema.graphql holds it."""
+    return build_schema(settings).as_str() + "\n"

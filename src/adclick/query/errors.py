@@ -1,0 +1,26 @@
+"""Errors of a click query, each with a stable, machine-readable code."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from adclick.errors import AdclickError
+
+
+class ErrorCode(StrEnum):
+    """The codes clients branch on; docs/api.md lists them."""
+
+    BAD_WINDOW = "BAD_WINDOW"
+    WINDOW_OUT_OF_RANGE = "WINDOW_OUT_OF_RANGE"
+    BAD_LIMIT = "BAD_LIMIT"
+    LIMIT_TOO_LARGE = "LIMIT_TOO_LARGE"
+    BAD_FILTER = "BAD_FILTER"
+    FILTER_NOT_ANSWERABLE = "FILTER_NOT_ANSWERABLE"
+
+
+class QueryError(AdclickError):
+    """A query that cannot be answered as asked; the message says what to change."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code

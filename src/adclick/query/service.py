@@ -1,0 +1,214 @@
+"""ClickQueries: the one place that answers adClicks and topAds, whatever the transport."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from psycopg_pool import ConnectionPool
+
+from adclick.db.connect import Connection
+from adclick.db.rollups import filtered_rollups
+from adclick.query import sql_source
+from adclick.query.errors import ErrorCode, QueryError
+from adclick.query.filters import Filter, Plan, Source, plan_filter
+from adclick.query.ranking import RankedAd
+from adclick.query.window import (
+    HOUR_MS,
+    MINUTE_MS,
+    StreamClock,
+    Window,
+    resolve_window,
+)
+from adclick.query.window_index import RefreshReport, WindowIndex
+from adclick.resources import load_sql
+from adclick.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Granularity(StrEnum):
+    MINUTE = "MINUTE"
+    HOUR = "HOUR"
+
+
+_BUCKET_MS = {Granularity.MINUTE: MINUTE_MS, Granularity.HOUR: HOUR_MS}
+
+
+@dataclass(frozen=True)
+class WindowArgs:
+    """A window as a client gives it: ``last_minutes``, or ``start`` and ``end``."""
+
+    last_minutes: int | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What every answer says besides its numbers."""
+
+    window: Window
+    clock: StreamClock
+    source: Source
+    query_filter: Filter
+
+    @property
+    def complete(self) -> bool:
+        return self.window.complete(self.clock)
+
+
+@dataclass(frozen=True)
+class AdClicks(Answer):
+    ad_id: str
+    clicks: int
+    granularity: Granularity
+    series: list[tuple[int, int]]  # (bucket start ms, clicks), every bucket of the window
+
+
+@dataclass(frozen=True)
+class TopAds(Answer):
+    ads: list[RankedAd]
+
+
+class ClickQueries:
+    """Validates queries, picks the source that can answer each, and answers it."""
+
+    def __init__(self, settings: Settings, pool: ConnectionPool[Connection]) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.rollups = filtered_rollups(settings)
+        self.index = (
+            WindowIndex(self.rollups, settings.api_cache_minutes, settings.api_max_limit)
+            if settings.api_cache_minutes > 0
+            else None
+        )
+
+    # -- the window index ----------------------------------------------------------
+
+    def refresh(self) -> RefreshReport | None:
+        """Bring the window index up to date and rank the standard windows ahead of time."""
+        if self.index is None:
+            return None
+        with self.pool.connection() as conn:
+            report = self.index.refresh(conn, self.settings.clicks_topic)
+        snapshot = self.index.snapshot
+        assert snapshot is not None
+        for minutes in self.settings.api_standard_windows:
+            window = Window(snapshot.end_ms - minutes * MINUTE_MS, snapshot.end_ms)
+            if snapshot.covers(window):
+                self.index.top(snapshot, window, Plan(Source.ROLLUP), Filter(), 1)
+        return report
+
+    @property
+    def ready(self) -> bool:
+        """Whether topAds can use the window index (it has loaded once), or needs none."""
+        return self.index is None or self.index.snapshot is not None
+
+    # -- queries -------------------------------------------------------------------
+
+    def ad_clicks(
+        self,
+        ad_id: str,
+        window_args: WindowArgs,
+        filter_args: Mapping[str, Sequence[str] | None],
+        granularity: Granularity = Granularity.MINUTE,
+    ) -> AdClicks:
+        with self.pool.connection() as conn:
+            clock = self._clock(conn)
+            window = self._window(clock, window_args)
+            query_filter, plan = self._plan(filter_args, window, clock)
+            bucket_ms = _BUCKET_MS[granularity]
+            first_bucket = window.start_ms - window.start_ms % bucket_ms
+            buckets = range(first_bucket, window.end_ms, bucket_ms)
+            if len(buckets) > self.settings.api_max_series_points:
+                raise QueryError(
+                    ErrorCode.BAD_WINDOW,
+                    f"the series would have {len(buckets):,} points, more than "
+                    f"{self.settings.api_max_series_points:,}: ask for granularity HOUR "
+                    "or a shorter window",
+                )
+            counts = sql_source.ad_series(conn, ad_id, window, plan, query_filter, bucket_ms)
+        series = [(start, counts.get(start, 0)) for start in buckets]
+        return AdClicks(
+            window, clock, plan.source, query_filter,
+            ad_id=ad_id, clicks=sum(counts.values()), granularity=granularity, series=series,
+        )  # fmt: skip
+
+    def top_ads(
+        self, limit: int, window_args: WindowArgs, filter_args: Mapping[str, Sequence[str] | None]
+    ) -> TopAds:
+        if limit < 1:
+            raise QueryError(ErrorCode.BAD_LIMIT, "limit must be at least 1")
+        if limit > self.settings.api_max_limit:
+            raise QueryError(
+                ErrorCode.LIMIT_TOO_LARGE,
+                f"limit {limit:,} is above the maximum of {self.settings.api_max_limit:,}",
+            )
+        snapshot = self.index.snapshot if self.index is not None else None
+        if snapshot is not None:
+            # Resolved against the snapshot's clock, so "the last M minutes" are minutes
+            # the snapshot holds.
+            window = self._window(snapshot.clock, window_args)
+            query_filter, plan = self._plan(filter_args, window, snapshot.clock)
+            if snapshot.covers(window) and plan.source is not Source.RAW:
+                assert self.index is not None
+                ads = self.index.top(snapshot, window, plan, query_filter, limit)
+                return TopAds(window, snapshot.clock, plan.source, query_filter, ads=ads)
+        with self.pool.connection() as conn:
+            clock = self._clock(conn)
+            window = self._window(clock, window_args)
+            query_filter, plan = self._plan(filter_args, window, clock)
+            ads = sql_source.top_ads(conn, window, plan, query_filter, limit)
+        return TopAds(window, clock, plan.source, query_filter, ads=ads)
+
+    def ingest_status(self) -> list[tuple[Any, ...]]:
+        """Per partition: next offset of the ingest group, newest event time, watermark."""
+        params = {"group": self.settings.consumer_group, "topic": self.settings.clicks_topic}
+        with self.pool.connection() as conn:
+            return conn.execute(load_sql("query/ingest_status"), params).fetchall()
+
+    def clock(self) -> StreamClock:
+        """The stream's clock as committed now."""
+        with self.pool.connection() as conn:
+            return self._clock(conn)
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _clock(self, conn: Connection) -> StreamClock:
+        row = conn.execute(
+            load_sql("query/stream_clock"), {"topic": self.settings.clicks_topic}
+        ).fetchone()
+        assert row is not None  # an aggregate always returns a row
+        return StreamClock(newest_ms=row[0], watermark_ms=row[1], wall_ms=row[2])
+
+    def _window(self, clock: StreamClock, args: WindowArgs) -> Window:
+        return resolve_window(
+            clock,
+            last_minutes=args.last_minutes,
+            start=args.start,
+            end=args.end,
+            retention=self.settings.minute_rollup_retention,
+        )
+
+    def _plan(
+        self, filter_args: Mapping[str, Sequence[str] | None], window: Window, clock: StreamClock
+    ) -> tuple[Filter, Plan]:
+        query_filter = Filter.of(filter_args, self.settings.filter_dimensions)
+        plan = plan_filter(query_filter, self.rollups)
+        if plan.source is Source.RAW:
+            hot_start_ms = clock.now_ms - int(self.settings.dedup_horizon.total_seconds() * 1000)
+            if window.start_ms < hot_start_ms:
+                dims = ", ".join(sorted(query_filter.dimensions))
+                raise QueryError(
+                    ErrorCode.FILTER_NOT_ANSWERABLE,
+                    f"no filtered rollup covers {dims}, so this filter is answered from raw "
+                    f"clicks, which are kept for {self.settings.dedup_horizon.days} days; "
+                    "the window starts earlier. Add a dimension set for it "
+                    "(ADCLICK_DIMENSION_SETS) or shorten the window.",
+                )
+        return query_filter, plan

@@ -1,0 +1,91 @@
+"""Answers read by SQL: every adClicks, and the topAds the window index cannot serve.
+
+Every value is a bound parameter; only identifiers from configuration (rollup tables,
+dimension names) are composed into the statements, quoted by psycopg.sql.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from psycopg import sql
+
+from adclick.db.connect import Connection
+from adclick.db.rollups import raw_dimension
+from adclick.query.filters import Filter, Plan, Source
+from adclick.query.ranking import RankedAd
+from adclick.query.window import HOUR_MS, Window, from_ms
+from adclick.resources import load_sql
+
+
+def _relation(plan: Plan) -> tuple[sql.Composable, sql.Composable, sql.Composable]:
+    """The table, its time column and the click measure of a plan's source."""
+    if plan.source is Source.RAW:
+        return sql.Identifier("raw_clicks"), sql.Identifier("ts"), sql.SQL("count(*)")
+    table = "clicks_1m" if plan.rollup is None else plan.rollup.table
+    return sql.Identifier(table), sql.Identifier("minute"), sql.SQL("sum(clicks)")
+
+
+def _conditions(plan: Plan, query_filter: Filter) -> tuple[sql.Composable, dict[str, object]]:
+    """``AND dim = ANY(%(f0)s) ...`` for the filter, and its parameters."""
+    parts: list[sql.Composable] = []
+    params: dict[str, object] = {}
+    for i, (dim, values) in enumerate(query_filter.conditions):
+        column = raw_dimension(dim) if plan.source is Source.RAW else sql.Identifier(dim)
+        parts.append(sql.SQL(" AND {} = ANY({})").format(column, sql.Placeholder(f"f{i}")))
+        params[f"f{i}"] = list(values)
+    return sql.Composed(parts), params
+
+
+def ad_series(
+    conn: Connection,
+    ad_id: str,
+    window: Window,
+    plan: Plan,
+    query_filter: Filter,
+    bucket_ms: int,
+) -> dict[int, int]:
+    """Clicks of one ad per bucket (epoch ms of the bucket start) over the window."""
+    table, time_column, measure = _relation(plan)
+    conditions, params = _conditions(plan, query_filter)
+    statement = sql.SQL(
+        "SELECT (extract(epoch FROM time_bucket(%(bucket)s, {time})) * 1000)::bigint, "
+        "{measure}::bigint FROM {table} "
+        "WHERE ad_id = %(ad)s AND {time} >= %(start)s AND {time} < %(end)s{conditions} "
+        "GROUP BY 1"
+    ).format(time=time_column, measure=measure, table=table, conditions=conditions)
+    params |= {
+        "bucket": timedelta(milliseconds=bucket_ms),
+        "ad": ad_id,
+        "start": from_ms(window.start_ms),
+        "end": from_ms(window.end_ms),
+    }
+    return {int(start): int(clicks) for start, clicks in conn.execute(statement, params)}
+
+
+def top_ads(
+    conn: Connection, window: Window, plan: Plan, query_filter: Filter, limit: int
+) -> list[RankedAd]:
+    """The window's top ``limit`` by SQL; unfiltered windows read whole hours hourly."""
+    params: dict[str, object] = {
+        "start": from_ms(window.start_ms),
+        "end": from_ms(window.end_ms),
+        "limit": limit,
+    }
+    if plan.source is Source.ROLLUP:
+        first_hour = -(-window.start_ms // HOUR_MS) * HOUR_MS
+        last_hour = window.end_ms - window.end_ms % HOUR_MS
+        if first_hour >= last_hour:  # no whole hour inside: all minutes
+            first_hour = last_hour = window.end_ms
+        params |= {"hours_start": from_ms(first_hour), "hours_end": from_ms(last_hour)}
+        rows = conn.execute(load_sql("query/top_ads_by_hours"), params).fetchall()
+    else:
+        table, time_column, measure = _relation(plan)
+        conditions, filter_params = _conditions(plan, query_filter)
+        statement = sql.SQL(
+            "SELECT ad_id, {measure}::bigint AS clicks FROM {table} "
+            "WHERE {time} >= %(start)s AND {time} < %(end)s{conditions} "
+            "GROUP BY ad_id ORDER BY clicks DESC, ad_id LIMIT %(limit)s"
+        ).format(time=time_column, measure=measure, table=table, conditions=conditions)
+        rows = conn.execute(statement, params | filter_params).fetchall()
+    return [RankedAd(rank, ad, int(clicks)) for rank, (ad, clicks) in enumerate(rows, start=1)]

@@ -1,0 +1,222 @@
+"""The API's in-memory window index: recent complete minutes as per-ad count arrays.
+
+Ranking 2 million ads over an hour by SQL means hashing tens of millions of rollup rows
+on every query (seconds; docs/benchmarks.md). Here each complete minute of the last
+``api_cache_minutes`` is held as parallel arrays (ad code, clicks) and, per filtered
+rollup, (ad code, dimension value codes, clicks); a window's per-ad sums are one
+``bincount`` over its minutes, and the top lists are cached per window until one of its
+minutes changes.
+
+Exactness: the index mirrors committed rollups. Every ingest transaction raises the
+revision of the minutes it changed (table rollup_changes); a refresh reads the revisions
+and reloads exactly the minutes whose revision moved, in one REPEATABLE READ snapshot,
+so a minute's arrays always equal its rollup rows at the snapshot. Late events are
+changes like any other. The minute stream time is in changes with every batch and is
+never held; windows that reach into it (or past the cached range) are answered by SQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+from psycopg import sql
+
+from adclick.db.connect import Connection
+from adclick.db.rollups import FilteredRollup
+from adclick.query.filters import Filter, Plan, Source
+from adclick.query.ranking import RankedAd, Sums, top_n
+from adclick.query.vocabulary import Codes, Vocabulary
+from adclick.query.window import MINUTE_MS, StreamClock, Window, from_ms
+from adclick.resources import load_sql
+
+log = logging.getLogger(__name__)
+
+Clicks = npt.NDArray[np.int64]
+_EMPTY_CODES: Codes = np.empty(0, dtype=np.int32)
+_EMPTY_CLICKS: Clicks = np.empty(0, dtype=np.int64)
+_RANKINGS_KEPT = 256
+
+
+@dataclass(frozen=True)
+class FilteredMinute:
+    """One minute of a filtered rollup: row i is ads[i] with values[d][i], clicks[i]."""
+
+    ads: Codes
+    values: tuple[Codes, ...]
+    clicks: Clicks
+
+
+@dataclass(frozen=True)
+class MinuteCounts:
+    """One complete minute: clicks per ad, and the rows of every filtered rollup."""
+
+    revision: int
+    ads: Codes = field(default_factory=lambda: _EMPTY_CODES)
+    clicks: Clicks = field(default_factory=lambda: _EMPTY_CLICKS)
+    filtered: Mapping[str, FilteredMinute] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return len(self.ads) + sum(len(f.ads) for f in self.filtered.values())
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The index as of one database snapshot: the minutes [start_ms, end_ms)."""
+
+    clock: StreamClock
+    start_ms: int
+    end_ms: int
+    minutes: Mapping[int, MinuteCounts]
+
+    def covers(self, window: Window) -> bool:
+        return self.start_ms <= window.start_ms and window.end_ms <= self.end_ms
+
+    def revisions(self, window: Window) -> tuple[int, ...]:
+        return tuple(self.minutes[m].revision for m in window.minute_starts())
+
+
+@dataclass(frozen=True)
+class RefreshReport:
+    """What one refresh did (logged, and shown by the benchmark)."""
+
+    minutes_loaded: int
+    rows_loaded: int
+    start_ms: int
+    end_ms: int
+
+
+class WindowIndex:
+    """Recent complete minutes in memory; refreshed by one thread, read by many."""
+
+    def __init__(
+        self, rollups: Sequence[FilteredRollup], cache_minutes: int, max_limit: int
+    ) -> None:
+        self.rollups = list(rollups)
+        self.cache_minutes = cache_minutes
+        self.max_limit = max_limit
+        self.ads = Vocabulary()
+        self.values = Vocabulary()
+        self._snapshot: Snapshot | None = None
+        self._rankings: OrderedDict[tuple[Any, ...], tuple[tuple[int, ...], list[RankedAd]]]
+        self._rankings = OrderedDict()
+        self._rankings_lock = threading.Lock()
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        """The newest snapshot, None before the first refresh."""
+        return self._snapshot
+
+    def refresh(self, conn: Connection, topic: str) -> RefreshReport:
+        """Bring the index up to the database's committed state."""
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        previous = self._snapshot.minutes if self._snapshot else {}
+        with conn.transaction():
+            row = conn.execute(load_sql("query/stream_clock"), {"topic": topic}).fetchone()
+            assert row is not None  # an aggregate always returns a row
+            clock = StreamClock(newest_ms=row[0], watermark_ms=row[1], wall_ms=row[2])
+            end_ms = clock.current_minute_ms
+            start_ms = end_ms - self.cache_minutes * MINUTE_MS
+            revisions: dict[int, int] = dict(
+                conn.execute(
+                    load_sql("query/minute_revisions"),
+                    {"start": from_ms(start_ms), "end": from_ms(end_ms)},
+                ).fetchall()
+            )
+            minutes: dict[int, MinuteCounts] = {}
+            loaded = rows = 0
+            for minute_ms in range(start_ms, end_ms, MINUTE_MS):
+                revision = int(revisions.get(minute_ms, 0))
+                known = previous.get(minute_ms)
+                if known is not None and known.revision == revision:
+                    minutes[minute_ms] = known
+                elif revision == 0:
+                    minutes[minute_ms] = MinuteCounts(0)
+                else:
+                    minutes[minute_ms] = self._load_minute(conn, minute_ms, revision)
+                    loaded += 1
+                    rows += minutes[minute_ms].rows
+        self._snapshot = Snapshot(clock, start_ms, end_ms, minutes)
+        return RefreshReport(loaded, rows, start_ms, end_ms)
+
+    def _load_minute(self, conn: Connection, minute_ms: int, revision: int) -> MinuteCounts:
+        minute = {"minute": from_ms(minute_ms)}
+        with conn.cursor(binary=True) as cur:
+            ads, clicks = _columns(cur.execute(load_sql("query/minute_clicks"), minute), 2)
+            filtered = {}
+            for rollup in self.rollups:
+                statement = sql.SQL(
+                    "SELECT ad_id, {}, clicks FROM {} WHERE minute = %(minute)s"
+                ).format(
+                    sql.SQL(", ").join(sql.Identifier(d) for d in rollup.dimensions),
+                    sql.Identifier(rollup.table),
+                )
+                columns = _columns(cur.execute(statement, minute), len(rollup.dimensions) + 2)
+                filtered[rollup.table] = FilteredMinute(
+                    ads=self.ads.encode(columns[0]),
+                    values=tuple(self.values.encode(c) for c in columns[1:-1]),
+                    clicks=np.array(columns[-1], dtype=np.int64),
+                )
+        return MinuteCounts(
+            revision, self.ads.encode(ads), np.array(clicks, dtype=np.int64), filtered
+        )
+
+    def sums(self, snapshot: Snapshot, window: Window, plan: Plan, query_filter: Filter) -> Sums:
+        """Clicks per ad code over the window (which the snapshot must cover)."""
+        minutes = [snapshot.minutes[m] for m in window.minute_starts()]
+        if plan.source is Source.ROLLUP:
+            ads = np.concatenate([m.ads for m in minutes] or [_EMPTY_CODES])
+            clicks = np.concatenate([m.clicks for m in minutes] or [_EMPTY_CLICKS])
+        else:
+            assert plan.rollup is not None
+            parts = [m.filtered[plan.rollup.table] for m in minutes if m.filtered]
+            ads = np.concatenate([p.ads for p in parts] or [_EMPTY_CODES])
+            clicks = np.concatenate([p.clicks for p in parts] or [_EMPTY_CLICKS])
+            keep = np.ones(len(ads), dtype=bool)
+            wanted = dict(query_filter.conditions)
+            for position, dim in enumerate(plan.rollup.dimensions):
+                if dim not in wanted:
+                    continue
+                codes = [c for v in wanted[dim] if (c := self.values.code(v)) is not None]
+                values = np.concatenate([p.values[position] for p in parts] or [_EMPTY_CODES])
+                keep &= np.isin(values, np.array(codes, dtype=np.int32))
+            ads, clicks = ads[keep], clicks[keep]
+        # bincount sums in float64, exact for integers below 2**53 (9e15 clicks per ad).
+        totals = np.bincount(ads, weights=clicks, minlength=len(self.ads))
+        return totals.astype(np.int64)
+
+    def top(
+        self, snapshot: Snapshot, window: Window, plan: Plan, query_filter: Filter, limit: int
+    ) -> list[RankedAd]:
+        """The window's top ``limit``; the full list (max_limit) is cached until it changes."""
+        key = (window.start_ms, window.end_ms, query_filter)
+        revisions = snapshot.revisions(window)
+        with self._rankings_lock:
+            cached = self._rankings.get(key)
+            if cached is not None and cached[0] == revisions:
+                self._rankings.move_to_end(key)
+                return cached[1][:limit]
+        ranking = top_n(
+            self.sums(snapshot, window, plan, query_filter), self.ads.names, self.max_limit
+        )
+        with self._rankings_lock:
+            self._rankings[key] = (revisions, ranking)
+            self._rankings.move_to_end(key)
+            while len(self._rankings) > _RANKINGS_KEPT:
+                self._rankings.popitem(last=False)
+        return ranking[:limit]
+
+
+def _columns(cur: psycopg.Cursor[Any], width: int) -> list[list[Any]]:
+    rows = cur.fetchall()
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(column) for column in zip(*rows, strict=True)]
