@@ -74,9 +74,9 @@ def _admin_connection(base: Settings) -> Connection:
     return psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True)
 
 
-@pytest.fixture
-def settings(stack_settings: Settings) -> Iterator[Settings]:
-    """Settings of one test: a fresh migrated database, fresh topics and consumer group."""
+@contextlib.contextmanager
+def fresh_settings(stack_settings: Settings) -> Iterator[Settings]:
+    """A fresh migrated database, fresh topics and consumer group on the session's stack."""
     suffix = uuid.uuid4().hex[:12]
     database = f"test_{suffix}"
     with _admin_connection(stack_settings) as conn:
@@ -109,3 +109,10 @@ def settings(stack_settings: Settings) -> Iterator[Settings]:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
             )
+
+
+@pytest.fixture
+def settings(stack_settings: Settings) -> Iterator[Settings]:
+    """Settings of one test: a fresh migrated database, fresh topics and consumer group."""
+    with fresh_settings(stack_settings) as settings:
+        yield settings

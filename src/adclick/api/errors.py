@@ -40,7 +40,8 @@ def add_code(error: GraphQLError) -> None:
         pass
     elif isinstance(original, QueryError):
         extensions["code"] = original.code.value
-    elif original is None:
+    elif original is None or isinstance(original, GraphQLError):
+        # Parsing, validation and variable coercion: the request itself is wrong.
         complex_ = any(m in error.message for m in _COMPLEXITY_MESSAGES)
         extensions["code"] = (
             ApiErrorCode.QUERY_TOO_COMPLEX if complex_ else ApiErrorCode.GRAPHQL_VALIDATION_FAILED

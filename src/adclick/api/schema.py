@@ -23,6 +23,7 @@ from strawberry.extensions import (
     SchemaExtension,
 )
 from strawberry.permission import BasePermission
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
 from adclick.api.context import Context
@@ -33,8 +34,9 @@ from adclick.query.filters import Filter
 from adclick.query.window import from_ms
 from adclick.settings import Role, Settings
 
-Long = strawberry.scalar(
-    NewType("Long", int),
+Long = NewType("Long", int)
+_LONG = strawberry.scalar(
+    name="Long",
     description="A 64-bit integer (click counts), serialised as a JSON number.",
     serialize=int,
     parse_value=int,
@@ -90,13 +92,13 @@ class FilterCondition:
 @strawberry.type
 class ClickBucket:
     start: datetime
-    clicks: Long  # type: ignore[valid-type]
+    clicks: Long
 
 
 @strawberry.type(description="Clicks of one ad over a window.")
 class AdClicks:
     ad_id: str
-    clicks: Long  # type: ignore[valid-type]
+    clicks: Long
     granularity: Granularity
     series: list[ClickBucket] = strawberry.field(
         description="Every bucket of the window, zeros included. Hour buckets at the "
@@ -111,7 +113,7 @@ class AdClicks:
 class RankedAd:
     rank: int
     ad_id: str
-    clicks: Long  # type: ignore[valid-type]
+    clicks: Long
 
 
 @strawberry.type(description="Ads ranked by clicks over a window; equal counts by ad id.")
@@ -125,7 +127,7 @@ class TopAds:
 @strawberry.type(description="Ingest progress of one partition of the clicks topic.")
 class PartitionStatus:
     partition: int
-    next_offset: Long | None  # type: ignore[valid-type]
+    next_offset: Long | None
     newest_event_time: datetime | None
     watermark: datetime | None
 
@@ -217,9 +219,9 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         )
         return AdClicks(
             ad_id=answer.ad_id,
-            clicks=answer.clicks,
+            clicks=Long(answer.clicks),
             granularity=granularity,
-            series=[ClickBucket(start=from_ms(s), clicks=c) for s, c in answer.series],
+            series=[ClickBucket(start=from_ms(s), clicks=Long(c)) for s, c in answer.series],
             window=_window(answer),
             filter=_conditions(answer.query_filter),
             source=Source(answer.source.value),
@@ -235,7 +237,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             info.context.queries.top_ads, limit, _window_args(window), _filter_args(filter)
         )
         return TopAds(
-            ads=[RankedAd(rank=a.rank, ad_id=a.ad_id, clicks=a.clicks) for a in answer.ads],
+            ads=[RankedAd(rank=a.rank, ad_id=a.ad_id, clicks=Long(a.clicks)) for a in answer.ads],
             window=_window(answer),
             filter=_conditions(answer.query_filter),
             source=Source(answer.source.value),
@@ -271,6 +273,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     )
     return strawberry.Schema(
         query=query,
+        config=StrawberryConfig(scalar_map={Long: _LONG}),
         extensions=[
             ErrorCodes,
             RequestMetrics,

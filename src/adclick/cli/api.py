@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import sys
 from typing import Annotated
 
 import typer
@@ -31,6 +33,10 @@ def api(
     """
     configure_logging(logging.DEBUG if verbose else logging.INFO)
     settings = get_settings()
+    # uvicorn stops gracefully on these, then re-raises the signal to the handler it found:
+    # make that handler a clean exit, so an orchestrator sees status 0.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda *_: sys.exit(0))
     uvicorn.run(
         create_app(settings),
         host=host or settings.api_host,
@@ -59,7 +65,7 @@ def api_token(
 @app.command("graphql-schema")
 def graphql_schema() -> None:
     """Print the GraphQL schema (SDL) for the current configuration."""
-    typer.echo(schema_sdl(get_settings()))
+    typer.echo(schema_sdl(get_settings()), nl=False)
 
 
 def schema_sdl(settings: Settings) -> str:

@@ -1,0 +1,323 @@
+"""The GraphQL API over real HTTP and WebSocket, on data ingested through Kafka.
+
+Every answer is compared with the loadgen truth: the window an answer says it covers is
+recomputed from the truth, so the comparison holds whatever stream time the API used.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from adclick.loadgen.truth import Truth
+from adclick.settings import Settings
+from tests.api_client import ApiProcess, GraphQL, Tokens, with_tokens
+from tests.conftest import fresh_settings
+from tests.helpers import ingest_until_idle, load, recent_spec
+
+OPERATIONS = Path(__file__).resolve().parents[2] / "graphql" / "operations"
+
+TOP_ADS = """
+query ($window: WindowInput!, $limit: Int!, $filter: ClickFilter) {
+  topAds(window: $window, limit: $limit, filter: $filter) {
+    ads { rank adId clicks }
+    window { from to minutes complete }
+    source
+  }
+}"""
+
+AD_CLICKS = """
+query ($adId: String!, $window: WindowInput!, $filter: ClickFilter, $granularity: Granularity!) {
+  adClicks(adId: $adId, window: $window, filter: $filter, granularity: $granularity) {
+    adId clicks granularity
+    series { start clicks }
+    window { from to minutes }
+    source
+  }
+}"""
+
+
+def minute_s(iso: str) -> int:
+    return int(datetime.fromisoformat(iso).timestamp())
+
+
+def iso(moment_s: int) -> str:
+    return datetime.fromtimestamp(moment_s, tz=UTC).isoformat()
+
+
+def truth_clicks(
+    truth: Truth, start_s: int, end_s: int, countries: list[str] | None = None
+) -> Counter[str]:
+    """Clicks per ad over [start_s, end_s) by the truth, optionally in some countries."""
+    clicks: Counter[str] = Counter()
+    if countries is None:
+        for (ad, minute), n in truth.by_ad_minute.items():
+            if start_s <= minute < end_s:
+                clicks[ad] += n
+    else:
+        for (ad, minute, country), n in truth.by_ad_minute_country.items():
+            if start_s <= minute < end_s and country in countries:
+                clicks[ad] += n
+    return clicks
+
+
+def truth_top(clicks: Counter[str], limit: int) -> list[dict[str, Any]]:
+    ranked = sorted(clicks.items(), key=lambda item: (-item[1], item[0]))[:limit]
+    return [{"rank": r, "adId": ad, "clicks": n} for r, (ad, n) in enumerate(ranked, start=1)]
+
+
+def top_ads(
+    client: GraphQL, window: dict[str, Any], limit: int = 100, **filter_: list[str]
+) -> dict[str, Any]:
+    data = client.run(TOP_ADS, window=window, limit=limit, filter=filter_ or None)
+    result: dict[str, Any] = data["topAds"]
+    return result
+
+
+def assert_top_equals_truth(
+    answer: dict[str, Any], truth: Truth, limit: int, countries: list[str] | None = None
+) -> None:
+    window = answer["window"]
+    start_s, end_s = minute_s(window["from"]), minute_s(window["to"])
+    expected = truth_top(truth_clicks(truth, start_s, end_s, countries), limit)
+    assert expected, "the window holds no clicks: the comparison would prove nothing"
+    assert answer["ads"] == expected
+
+
+class ApiData:
+    """Ingested loadgen traffic, its truth, and a running API with its tokens."""
+
+    def __init__(self, settings: Settings, truth: Truth, api: ApiProcess, tokens: Tokens):
+        self.settings = settings
+        self.truth = truth
+        self.api = api
+        self.tokens = tokens
+        self.reader = api.client(tokens.reader)
+
+
+@pytest.fixture(scope="module")
+def api_data(
+    stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ApiData]:
+    """About 80 minutes of traffic with duplicates, late and invalid events, then the API.
+
+    The API starts after ingest has finished, so every answer sees all of it.
+    """
+    with fresh_settings(stack_settings) as base:
+        settings, tokens = with_tokens(base, api_refresh_interval_s=0.2)
+        spec = recent_spec(
+            40_000,
+            seed=23,
+            ads=3_000,
+            event_rate=8.0,
+            duplicate_fraction=0.05,
+            late_fraction=0.05,
+            max_lateness_s=600,
+            invalid_fraction=0.01,
+        )
+        truth = load(settings, spec)
+        ingest_until_idle(settings)
+        api = ApiProcess(settings, tmp_path_factory.mktemp("api") / "api.log")
+        try:
+            yield ApiData(settings, truth, api, tokens)
+        finally:
+            assert api.stop() == 0  # SIGTERM is a clean stop
+
+
+@pytest.mark.parametrize("minutes", [1, 5, 60])
+@pytest.mark.parametrize("countries", [None, ["US"], ["DE", "IN"]])
+def test_top_ads_over_the_last_minutes_equal_the_truth(
+    api_data: ApiData, minutes: int, countries: list[str] | None
+) -> None:
+    filter_ = {"country": countries} if countries else {}
+    answer = top_ads(api_data.reader, {"lastMinutes": minutes}, 100, **filter_)
+    assert answer["window"]["minutes"] == minutes
+    assert answer["source"] == ("FILTERED_ROLLUP" if countries else "ROLLUP")
+    assert_top_equals_truth(answer, api_data.truth, 100, countries)
+
+
+def test_top_ads_over_minute_ranges_equal_the_truth(api_data: ApiData) -> None:
+    minutes = sorted({minute for _ad, minute in api_data.truth.by_ad_minute})
+    first, last = minutes[0], minutes[-1]
+    hour_before_first = first - first % 3600 - 3600
+    windows = [
+        (first + 17 * 60, first + 34 * 60),  # ad hoc, inside the window index
+        (last - 5 * 60, last + 60),  # reaches the newest, incomplete minute: SQL
+        (hour_before_first, last + 60),  # holds whole hours: clicks_1h plus the edges
+    ]
+    for start_s, end_s in windows:
+        window = {"from": iso(start_s), "to": iso(end_s)}
+        assert_top_equals_truth(top_ads(api_data.reader, window, 1000), api_data.truth, 1000)
+        answer = top_ads(api_data.reader, window, 50, country=["US", "BR"])
+        assert_top_equals_truth(answer, api_data.truth, 50, ["US", "BR"])
+
+
+def test_top_ads_are_complete_only_behind_the_watermark(api_data: ApiData) -> None:
+    newest = top_ads(api_data.reader, {"lastMinutes": 1})
+    older = top_ads(api_data.reader, {"lastMinutes": 1}, 100)
+    hour = top_ads(api_data.reader, {"lastMinutes": 60})
+    # The allowed lateness is a minute: the newest complete minute may still change.
+    assert newest["window"]["complete"] is False
+    assert older["window"] == newest["window"]
+    start = minute_s(hour["window"]["from"])
+    early = top_ads(api_data.reader, {"from": iso(start), "to": iso(start + 600)})
+    assert early["window"]["complete"] is True
+
+
+def test_ad_clicks_equal_the_truth(api_data: ApiData) -> None:
+    truth = api_data.truth
+    hour = top_ads(api_data.reader, {"lastMinutes": 60}, 1000)
+    ranked = [ad["adId"] for ad in hour["ads"]]
+    ads = [ranked[0], ranked[len(ranked) // 2], ranked[-1], "ad-that-never-clicked"]
+    for ad in ads:
+        for window in ({"lastMinutes": 1}, {"lastMinutes": 5}, {"lastMinutes": 60}):
+            answer = api_data.reader.run(
+                AD_CLICKS, adId=ad, window=window, filter=None, granularity="MINUTE"
+            )["adClicks"]
+            start_s = minute_s(answer["window"]["from"])
+            expected = [
+                {"start": iso(m), "clicks": truth.by_ad_minute.get((ad, m), 0)}
+                for m in range(start_s, minute_s(answer["window"]["to"]), 60)
+            ]
+            assert answer["series"] == expected
+            assert answer["clicks"] == sum(point["clicks"] for point in expected)
+        by_country = api_data.reader.run(
+            AD_CLICKS,
+            adId=ad,
+            window={"lastMinutes": 60},
+            filter={"country": ["US"]},
+            granularity="MINUTE",
+        )["adClicks"]
+        start_s = minute_s(by_country["window"]["from"])
+        end_s = minute_s(by_country["window"]["to"])
+        assert by_country["source"] == "FILTERED_ROLLUP"
+        assert by_country["clicks"] == truth_clicks(truth, start_s, end_s, ["US"])[ad]
+
+
+def test_ad_clicks_by_hour_sum_the_minutes_of_each_hour(api_data: ApiData) -> None:
+    truth = api_data.truth
+    minutes = sorted({minute for _ad, minute in truth.by_ad_minute})
+    start_s, end_s = minutes[0] - minutes[0] % 3600, minutes[-1] + 60
+    ad = top_ads(api_data.reader, {"lastMinutes": 60}, 1)["ads"][0]["adId"]
+    answer = api_data.reader.run(
+        AD_CLICKS,
+        adId=ad,
+        window={"from": iso(start_s), "to": iso(end_s)},
+        filter=None,
+        granularity="HOUR",
+    )["adClicks"]
+    hours: Counter[int] = Counter()
+    for (clicked_ad, minute), n in truth.by_ad_minute.items():
+        if clicked_ad == ad:
+            hours[minute - minute % 3600] += n
+    assert answer["series"] == [
+        {"start": iso(h), "clicks": hours[h]} for h in range(start_s, end_s, 3600)
+    ]
+
+
+def test_websocket_answers_equal_http_answers(api_data: ApiData) -> None:
+    websocket = api_data.api.client(api_data.tokens.reader, websocket=True)
+    for window in ({"lastMinutes": 5}, {"lastMinutes": 60}):
+        over_ws = top_ads(websocket, window, 100, country=["US"])
+        assert over_ws == top_ads(api_data.reader, window, 100, country=["US"])
+        assert_top_equals_truth(over_ws, api_data.truth, 100, ["US"])
+    unauthenticated = api_data.api.client(None, websocket=True)
+    assert unauthenticated.error_codes(TOP_ADS, window={"lastMinutes": 5}, limit=5) == [
+        "UNAUTHENTICATED"
+    ]
+
+
+OPERATION_VARIABLES: dict[str, dict[str, Any]] = {
+    "AdClicksLastHour": {"adId": "{top_ad}"},
+    "AdClicksByHour": {
+        "adId": "{top_ad}",
+        "from": "{hour_ago}",
+        "to": "{newest}",
+        "filter": {"country": ["US"]},
+    },
+    "TopAds": {"lastMinutes": 15, "limit": 10, "filter": {"country": ["US"]}},
+    "TopAdsInRange": {"from": "{hour_ago}", "to": "{newest}", "limit": 20},
+    "IngestStatus": {},
+}
+
+
+def test_every_frontend_operation_runs(api_data: ApiData) -> None:
+    files = sorted(OPERATIONS.glob("*.graphql"))
+    assert {f.stem for f in files} == set(OPERATION_VARIABLES), "give each operation variables"
+    admin = api_data.api.client(api_data.tokens.admin)
+    hour = top_ads(api_data.reader, {"lastMinutes": 60}, 1)
+    values = {
+        "{top_ad}": hour["ads"][0]["adId"],
+        "{hour_ago}": hour["window"]["from"],
+        "{newest}": hour["window"]["to"],
+    }
+    for path in files:
+        variables = {
+            name: values.get(value, value) if isinstance(value, str) else value
+            for name, value in OPERATION_VARIABLES[path.stem].items()
+        }
+        data = admin.run(path.read_text(), **variables)
+        assert data and all(value is not None for value in data.values()), path.name
+    status = admin.run((OPERATIONS / "IngestStatus.graphql").read_text())["ingestStatus"]
+    assert sum(p["nextOffset"] for p in status) == 40_000  # every message, consumed once
+
+
+@pytest.mark.parametrize(
+    ("query", "variables", "code"),
+    [
+        (TOP_ADS, {"window": {"lastMinutes": 0}, "limit": 5}, "BAD_WINDOW"),
+        (TOP_ADS, {"window": {"lastMinutes": 5, "from": "2026-01-01T00:00:00Z"}, "limit": 5},
+         "BAD_WINDOW"),
+        (TOP_ADS, {"window": {"from": "2026-01-01T00:00:30Z", "to": "2026-01-01T00:05:00Z"},
+                   "limit": 5}, "BAD_WINDOW"),
+        (TOP_ADS, {"window": {"from": "2026-01-01T00:05:00Z", "to": "2026-01-01T00:05:00Z"},
+                   "limit": 5}, "BAD_WINDOW"),
+        (TOP_ADS, {"window": {"from": "2001-01-01T00:00:00Z", "to": "2001-01-01T01:00:00Z"},
+                   "limit": 5}, "WINDOW_OUT_OF_RANGE"),
+        (TOP_ADS, {"window": {"lastMinutes": 5}, "limit": 1001}, "LIMIT_TOO_LARGE"),
+        (TOP_ADS, {"window": {"lastMinutes": 5}, "limit": 0}, "BAD_LIMIT"),
+        (TOP_ADS, {"window": {"lastMinutes": 5}, "limit": 5, "filter": {"country": []}},
+         "BAD_FILTER"),
+        (TOP_ADS, {"window": {"lastMinutes": 5}, "limit": 5, "filter": {"city": ["Paris"]}},
+         "GRAPHQL_VALIDATION_FAILED"),
+        ("{ ingestStatus { partition } }", {}, "FORBIDDEN"),
+        ("{ " + " ".join(f"a{i}: topAds(window: {{lastMinutes: 1}}) {{ source }}"
+                         for i in range(21)) + " }", {}, "QUERY_TOO_COMPLEX"),
+    ],
+)  # fmt: skip
+def test_bad_requests_get_error_codes(
+    api_data: ApiData, query: str, variables: dict[str, Any], code: str
+) -> None:
+    assert api_data.reader.error_codes(query, **variables) == [code]
+
+
+def test_requests_need_a_valid_token(api_data: ApiData) -> None:
+    query = "{ topAds(window: {lastMinutes: 5}) { source } }"
+    assert api_data.api.client(None).error_codes(query) == ["UNAUTHENTICATED"]
+    assert api_data.api.client("not-a-token").error_codes(query) == ["UNAUTHENTICATED"]
+    response = httpx.post(
+        f"{api_data.api.url}/graphql",
+        json={"query": query},
+        headers={"Authorization": f"Basic {api_data.tokens.reader}"},
+    )
+    assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    admin = api_data.api.client(api_data.tokens.admin)
+    assert admin.run(query)["topAds"]["source"] == "ROLLUP"  # an admin reads too
+
+
+def test_health_readiness_and_metrics(api_data: ApiData) -> None:
+    base = api_data.api.url
+    assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{base}/readyz")
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+    top_ads(api_data.reader, {"lastMinutes": 5})
+    metrics = httpx.get(f"{base}/metrics").text
+    ok = 'adclick_api_requests_total{operation="topAds",outcome="ok"}'
+    assert ok in metrics
+    assert 'adclick_api_request_duration_seconds_count{operation="topAds"}' in metrics
