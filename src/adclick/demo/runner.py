@@ -1,14 +1,16 @@
 """``adclick demo``: the whole service on the local stack, with a live view of the counts.
 
-Starts the stack, an ingest worker, replays the real TalkingData sample (shifted so it
-ends now) and keeps synthetic traffic flowing with ``adclick loadgen --rate``. The view
-reads the rollups the way any client does; Ctrl-C stops the traffic and the worker
-gracefully and leaves the stack up for exploring (``adclick down`` stops it).
+Starts the stack, an ingest worker and the GraphQL API (with GraphiQL and anonymous
+reads), replays the real TalkingData sample (shifted so it ends now) and keeps synthetic
+traffic flowing with ``adclick loadgen --rate``. The view reads the rollups the way any
+client does. Ctrl-C stops the traffic, the worker and the API gracefully and leaves the
+stack up for exploring (``adclick down`` stops it).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -48,10 +50,17 @@ def _adclick(*args: str, settings: Settings) -> subprocess.Popen[bytes]:
     # Their logs go to a file, so they do not tear the live view.
     log_file = settings.state_dir / "logs" / f"demo-{args[0]}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    # One Prometheus multiprocess directory for the worker and the API: the API's
+    # /metrics then shows the ingest counters too.
+    metrics_dir = settings.state_dir.resolve() / "metrics" / "demo"
     with log_file.open("ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "adclick", *args],
-            env={**os.environ, **settings.as_environment()},
+            env={
+                **os.environ,
+                **settings.as_environment(),
+                "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+            },
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -76,7 +85,17 @@ def _view(conn: Connection) -> Table:
 def run_demo(settings: Settings, sample: Path | None, rate: float, say: Say) -> None:
     """Run the demo until Ctrl-C."""
     stack_up(settings, say)
+    metrics_dir = settings.state_dir.resolve() / "metrics" / "demo"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
     worker = _adclick("ingest", settings=settings)
+    # The demo's API lets anyone read and serves GraphiQL; a real deployment uses tokens.
+    api_settings = settings.model_copy(update={"api_allow_anonymous": True, "api_graphiql": True})
+    api = _adclick("api", settings=api_settings)
+    say(
+        f"GraphQL API with GraphiQL: http://{settings.api_host}:{settings.api_port}/graphql "
+        "(anonymous reads on; examples in graphql/operations/)"
+    )
     traffic: subprocess.Popen[bytes] | None = None
     try:
         if sample is not None:
@@ -90,7 +109,7 @@ def run_demo(settings: Settings, sample: Path | None, rate: float, say: Say) -> 
                 settings=settings,
             )  # fmt: skip
         say(f"logs of the worker and the traffic: {settings.state_dir / 'logs'}")
-        say("live view below; Ctrl-C stops the traffic and the worker (the stack stays up)")
+        say("live view below; Ctrl-C stops the traffic, worker and API (the stack stays up)")
         with connect(settings) as conn, Live(_view(conn), console=Console(), screen=False) as live:
             while worker.poll() is None:
                 time.sleep(2)
@@ -98,7 +117,7 @@ def run_demo(settings: Settings, sample: Path | None, rate: float, say: Say) -> 
     except KeyboardInterrupt:
         pass
     finally:
-        for process in (traffic, worker):
+        for process in (traffic, worker, api):
             if process is not None and process.poll() is None:
                 process.terminate()  # both stop gracefully on SIGTERM
                 process.wait(timeout=60)
