@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,20 +53,28 @@ class ApiProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        self._wait_ready(timeout_s=60)
+        try:
+            self._wait_ready(timeout_s=60)
+        except BaseException:
+            self.process.kill()  # never leave a server behind
+            self.process.wait()
+            self._log.close()
+            raise
 
     def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise AssertionError(f"adclick api exited with {self.process.returncode}")
+                raise AssertionError(
+                    f"adclick api exited with {self.process.returncode}; see {self._log.name}"
+                )
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-        raise AssertionError(f"adclick api not ready after {timeout_s} s")
+        raise AssertionError(f"adclick api not ready after {timeout_s} s; see {self._log.name}")
 
     def stop(self) -> int:
         """SIGTERM, as an orchestrator would; returns the exit code."""
@@ -99,6 +108,11 @@ class GraphQL:
         request = GraphQLRequest(query, variable_values=variables or None)
         result: dict[str, Any] = self.client.execute(request)
         return result
+
+    def subscribe(self, query: str, **variables: Any) -> Iterator[dict[str, Any]]:
+        """Results of a subscription as they arrive (WebSocket clients only)."""
+        request = GraphQLRequest(query, variable_values=variables or None)
+        yield from self.client.subscribe(request)
 
     def error_codes(self, query: str, **variables: Any) -> list[str]:
         """The codes of a query that must fail."""

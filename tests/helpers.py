@@ -56,9 +56,14 @@ class WorkerThread(threading.Thread):
 
 def ingest_process(settings: Settings, *args: str) -> subprocess.Popen[bytes]:
     """``adclick ingest`` as a separate process (for kill -9 and signal tests)."""
+    return adclick_process(settings, "ingest", *args)
+
+
+def adclick_process(settings: Settings, command: str, *args: str) -> subprocess.Popen[bytes]:
+    """An ``adclick`` command as a separate process with the test's settings."""
     environment = {**os.environ, **settings.as_environment()}
     return subprocess.Popen(
-        [sys.executable, "-m", "adclick", "ingest", *args],
+        [sys.executable, "-m", "adclick", command, *args],
         env=environment,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -119,8 +124,13 @@ def duplicate_click_ids(settings: Settings) -> int:
     return int(rows[0][0])
 
 
-def read_topic(settings: Settings, topic: str, expected: int, timeout_s: float = 30) -> list[Any]:
-    """Every message of a one-partition topic, as decoded JSON, waiting for ``expected``."""
+def read_topic(
+    settings: Settings, topic: str, expected: int, timeout_s: float = 30, *, keyed: bool = False
+) -> list[Any]:
+    """Every message of a one-partition topic, as decoded JSON, waiting for ``expected``.
+
+    With ``keyed``, each message is a (key, decoded JSON) pair.
+    """
     consumer = Consumer(
         settings.kafka_client_config(
             **{"group.id": f"reader-{time.monotonic_ns()}", "enable.auto.commit": False}
@@ -133,14 +143,19 @@ def read_topic(settings: Settings, topic: str, expected: int, timeout_s: float =
         while len(messages) < expected and time.monotonic() < deadline:
             for message in consumer.consume(1000, 0.5):
                 if message.error() is None:
-                    messages.append(orjson.loads(message.value()))
+                    messages.append(_decoded(message, keyed))
         # Anything beyond what was expected would be a bug too: give it a moment to show.
         for message in consumer.consume(1000, 1.0):
             if message.error() is None:
-                messages.append(orjson.loads(message.value()))
+                messages.append(_decoded(message, keyed))
     finally:
         consumer.close()
     return messages
+
+
+def _decoded(message: Any, keyed: bool) -> Any:
+    value = orjson.loads(message.value())
+    return (message.key(), value) if keyed else value
 
 
 def load(settings: Settings, spec: LoadSpec) -> Truth:

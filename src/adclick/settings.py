@@ -134,6 +134,31 @@ class Settings(BaseSettings):
         "the dedup horizon (raw data's hot range).",
     )
 
+    idle_partition_timeout: timedelta = Field(
+        timedelta(seconds=30),
+        description="A partition whose last batch is this much older (wall clock) than the "
+        "newest batch of any partition stops holding the global watermark back, so an "
+        "idle partition cannot stall minute closing forever.",
+    )
+    close_windows: list[int] = Field(
+        default_factory=lambda: [1, 5, 15, 60],
+        description="Window lengths (minutes) the minute closer ranks at every minute.",
+    )
+    close_filters: list[dict[str, list[str]]] = Field(
+        default_factory=list,
+        description="Filters the minute closer ranks besides the unfiltered list (JSON list "
+        'of objects, e.g. [{"country": ["US"]}]); each must be covered by a dimension set.',
+    )
+    close_top_n: int = Field(100, ge=1, description="Length of the closer's top lists.")
+    close_interval_s: float = Field(
+        2.0, gt=0, description="How often the closer looks for closable minutes and changes."
+    )
+    close_revision_horizon: timedelta = Field(
+        timedelta(hours=2),
+        description="How far behind stream time a closed list is still revised when late "
+        "events change it; older lists stay as published (reconciliation checks them).",
+    )
+
     api_host: str = Field("127.0.0.1", description="Address the GraphQL API listens on.")
     api_port: int = Field(58080, ge=1, le=65535, description="Port of the GraphQL API.")
     api_tokens: list[ApiToken] = Field(
@@ -156,6 +181,9 @@ class Settings(BaseSettings):
     api_max_series_points: int = Field(
         10_080, ge=1, description="Most buckets in one adClicks series (a week of minutes)."
     )
+    api_max_history_lists: int = Field(
+        1440, ge=1, description="Most minutes of stored lists one topAdsHistory returns."
+    )
     api_cache_minutes: int = Field(
         180,
         ge=0,
@@ -171,6 +199,13 @@ class Settings(BaseSettings):
     api_refresh_interval_s: float = Field(
         2.0, gt=0, description="How often the API's window index looks for changed minutes."
     )
+
+    @field_validator("close_windows")
+    @classmethod
+    def _check_close_windows(cls, value: list[int]) -> list[int]:
+        if not value or any(w < 1 for w in value):
+            raise ValueError("give at least one window, each at least 1 minute")
+        return sorted(set(value))
 
     @field_validator("query_dimensions")
     @classmethod

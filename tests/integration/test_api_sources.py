@@ -11,13 +11,8 @@ from adclick.demo.talkingdata import DEFAULT_SAMPLE, read_sample, shift_to_now, 
 from adclick.settings import Settings
 from tests.api_client import ApiProcess, with_tokens
 from tests.helpers import ingest_until_idle, load, recent_spec, send, wait_for
-from tests.integration.test_api import (
-    assert_top_equals_truth,
-    iso,
-    minute_s,
-    top_ads,
-    truth_top,
-)
+from tests.integration.test_api import assert_top_equals_truth, top_ads
+from tests.truth_ranking import iso, minute_s, truth_top
 
 
 def test_late_events_reach_answers_already_given(settings: Settings, tmp_path: Path) -> None:

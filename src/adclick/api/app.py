@@ -1,4 +1,8 @@
-"""The ASGI application: /graphql (HTTP and WebSocket), /metrics, /healthz, /readyz."""
+"""The ASGI application: /graphql (HTTP and WebSocket), /metrics, /healthz, /readyz.
+
+Beside the server run the window index's refresher and the feed of published top lists
+(for subscriptions), both threads started and stopped with the app.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ from adclick.api.schema import build_schema
 from adclick.db.connect import Connection
 from adclick.db.migrate import head_revision
 from adclick.query.service import ClickQueries
+from adclick.query.top_lists import TopListFeed
 from adclick.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,16 +45,17 @@ log = logging.getLogger(__name__)
 class AdclickGraphQL(GraphQL[Context, None]):
     """strawberry's ASGI view with our context: the principal from the bearer token."""
 
-    def __init__(self, settings: Settings, queries: ClickQueries) -> None:
+    def __init__(self, settings: Settings, queries: ClickQueries, feed: TopListFeed) -> None:
         super().__init__(
             build_schema(settings), graphql_ide="graphiql" if settings.api_graphiql else None
         )
         self.settings = settings
         self.queries = queries
+        self.feed = feed
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         principal = authenticate(request.headers.get("authorization"), self.settings)
-        return Context(principal=principal, queries=self.queries)
+        return Context(principal=principal, queries=self.queries, feed=self.feed)
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         # Browsers cannot set headers on a WebSocket: the token comes in connection_init,
@@ -107,7 +113,8 @@ def create_app(settings: Settings) -> Starlette:
     )
     queries = ClickQueries(settings, pool)
     refresher = Refresher(queries, settings.api_refresh_interval_s)
-    graphql = AdclickGraphQL(settings, queries)
+    feed = TopListFeed(settings)
+    graphql = AdclickGraphQL(settings, queries, feed)
     expected_revision = head_revision(settings)
 
     async def healthz(request: Request) -> Response:
@@ -125,6 +132,8 @@ def create_app(settings: Settings) -> Starlette:
             problems["database"] = str(exc)
         if not queries.ready:
             problems["window_index"] = refresher.last_error or "first load not finished"
+        if not feed.positioned.is_set():
+            problems["top_list_feed"] = "not yet following the top-ads topic"
         return problems
 
     async def readyz(request: Request) -> Response:
@@ -145,9 +154,11 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         pool.open(wait=False)
         refresher.start()
+        feed.start()
         try:
             yield
         finally:
+            feed.stop()
             refresher.stop()
             pool.close()
 

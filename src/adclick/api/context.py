@@ -7,11 +7,13 @@ from typing import Any
 
 from adclick.api.auth import Principal
 from adclick.query.service import ClickQueries
+from adclick.query.top_lists import TopListFeed
 
 
 @dataclass
 class Context:
     principal: Principal
     queries: ClickQueries
+    feed: TopListFeed
     # Set by strawberry from a WebSocket's connection_init payload.
     connection_params: dict[str, Any] = field(default_factory=dict)

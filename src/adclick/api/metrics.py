@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from strawberry.extensions import SchemaExtension
 
 from graphql import FieldNode, OperationDefinitionNode
@@ -24,6 +24,12 @@ REQUEST_SECONDS = Histogram(
     "Time to answer a GraphQL operation, by root fields.",
     ["operation"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+SUBSCRIPTIONS = Gauge(
+    "adclick_api_subscriptions",
+    "Open GraphQL subscriptions to published top lists.",
+    multiprocess_mode="livesum",
 )
 
 

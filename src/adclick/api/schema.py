@@ -1,4 +1,5 @@
-"""The GraphQL schema: adClicks, topAds and the admin's ingestStatus.
+"""The GraphQL schema: adClicks, topAds, topAdsHistory, the topAds subscription and the
+admin's ingestStatus.
 
 Built per configuration: the ClickFilter input has one field per filterable dimension
 (``ADCLICK_QUERY_DIMENSIONS`` and the dimension sets). graphql/schema.graphql is this
@@ -10,10 +11,11 @@ types built inside build_schema at runtime.
 
 import asyncio
 import dataclasses
+from collections.abc import AsyncGenerator
 from datetime import datetime
 from enum import Enum
 from functools import partial
-from typing import Any, NewType
+from typing import Annotated, Any, NewType
 
 import strawberry
 from strawberry.extensions import (
@@ -28,9 +30,11 @@ from strawberry.types import Info
 
 from adclick.api.context import Context
 from adclick.api.errors import ApiErrorCode, AuthError, add_code
-from adclick.api.metrics import RequestMetrics
+from adclick.api.metrics import SUBSCRIPTIONS, RequestMetrics
+from adclick.close.lists import TopList
 from adclick.query import service
 from adclick.query.filters import Filter
+from adclick.query.top_lists import list_key
 from adclick.query.window import from_ms
 from adclick.settings import Role, Settings
 
@@ -122,6 +126,29 @@ class TopAds:
     window: Window
     filter: list[FilterCondition]
     source: Source
+
+
+@strawberry.type(description="A top list the minute closer stored and published.")
+class TopAdsList:
+    window_minutes: int
+    window_start: datetime
+    window_end: datetime
+    filter: list[FilterCondition]
+    revision: int = strawberry.field(
+        description="1 when the minute closed; each late change that alters the list adds one."
+    )
+    ads: list[RankedAd]
+
+
+def _top_list(top: TopList, limit: int) -> TopAdsList:
+    return TopAdsList(
+        window_minutes=top.window_minutes,
+        window_start=from_ms(top.window.start_ms),
+        window_end=from_ms(top.window_end_ms),
+        filter=_conditions(top.query_filter),
+        revision=top.revision,
+        ads=[RankedAd(rank=a.rank, ad_id=a.ad_id, clicks=Long(a.clicks)) for a in top.ads[:limit]],
+    )
 
 
 @strawberry.type(description="Ingest progress of one partition of the clicks topic.")
@@ -243,6 +270,45 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             source=Source(answer.source.value),
         )
 
+    async def top_ads_history(
+        info: Info[Context, None],
+        window_minutes: int,
+        from_: Annotated[datetime, strawberry.argument(name="from")],
+        to: datetime,
+        filter: ClickFilter | None = None,  # type: ignore[valid-type]
+        limit: int = 100,
+        all_revisions: bool = False,
+    ) -> list[TopAdsList]:
+        lists = await asyncio.to_thread(
+            info.context.queries.top_list_history,
+            window_minutes,
+            from_,
+            to,
+            _filter_args(filter),
+            limit,
+            all_revisions,
+        )
+        return [_top_list(top, limit) for top in lists]
+
+    async def top_ads_feed(
+        info: Info[Context, None],
+        window_minutes: int,
+        limit: int = 100,
+        filter: ClickFilter | None = None,  # type: ignore[valid-type]
+    ) -> AsyncGenerator[TopAdsList, None]:
+        key = list_key(settings, window_minutes, _filter_args(filter))
+        info.context.queries.check_list_limit(limit)
+        async with info.context.feed.subscribe() as published:
+            SUBSCRIPTIONS.inc()
+            try:
+                while True:
+                    top = await published.get()
+                    wanted = (key.window_minutes, key.query_filter)
+                    if (top.window_minutes, top.query_filter) == wanted:
+                        yield _top_list(top, limit)
+            finally:
+                SUBSCRIPTIONS.dec()
+
     async def ingest_status(info: Info[Context, None]) -> list[PartitionStatus]:
         rows = await asyncio.to_thread(info.context.queries.ingest_status)
         return [PartitionStatus(**dict(zip(_STATUS_FIELDS, row, strict=True))) for row in rows]
@@ -263,6 +329,12 @@ def build_schema(settings: Settings) -> strawberry.Schema:
                     description=f"The most-clicked ads of a window (limit at most "
                     f"{settings.api_max_limit}).",
                 ),
+                "top_ads_history": strawberry.field(
+                    top_ads_history,
+                    permission_classes=[CanRead],
+                    description="The minute closer's stored lists whose window ends in "
+                    "[from, to): the current revision of each minute, or all revisions.",
+                ),
                 "ingest_status": strawberry.field(
                     ingest_status,
                     permission_classes=[IsAdmin],
@@ -271,8 +343,23 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             },
         )
     )
+    subscription = strawberry.type(
+        type(
+            "Subscription",
+            (),
+            {
+                "top_ads": strawberry.subscription(
+                    top_ads_feed,
+                    permission_classes=[CanRead],
+                    description="Each list the minute closer publishes for this window and "
+                    "filter, new minutes and revisions alike, as it is published.",
+                )
+            },
+        )
+    )
     return strawberry.Schema(
         query=query,
+        subscription=subscription,
         config=StrawberryConfig(scalar_map={Long: _LONG}),
         extensions=[
             ErrorCodes,

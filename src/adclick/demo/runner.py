@@ -1,7 +1,7 @@
 """``adclick demo``: the whole service on the local stack, with a live view of the counts.
 
-Starts the stack, an ingest worker and the GraphQL API (with GraphiQL and anonymous
-reads), replays the real TalkingData sample (shifted so it ends now) and keeps synthetic
+Starts the stack, an ingest worker, the minute closer and the GraphQL API (with GraphiQL
+and anonymous reads), replays the real TalkingData sample (shifted so it ends now) and keeps synthetic
 traffic flowing with ``adclick loadgen --rate``. The view reads the rollups the way any
 client does. Ctrl-C stops the traffic, the worker and the API gracefully and leaves the
 stack up for exploring (``adclick down`` stops it).
@@ -92,9 +92,11 @@ def run_demo(settings: Settings, sample: Path | None, rate: float, say: Say) -> 
     # The demo's API lets anyone read and serves GraphiQL; a real deployment uses tokens.
     api_settings = settings.model_copy(update={"api_allow_anonymous": True, "api_graphiql": True})
     api = _adclick("api", settings=api_settings)
+    closer = _adclick("close", settings=settings)
     say(
         f"GraphQL API with GraphiQL: http://{settings.api_host}:{settings.api_port}/graphql "
-        "(anonymous reads on; examples in graphql/operations/)"
+        "(anonymous reads on; examples in graphql/operations/, e.g. the TopAdsLive "
+        "subscription for a new top list every minute)"
     )
     traffic: subprocess.Popen[bytes] | None = None
     try:
@@ -117,7 +119,7 @@ def run_demo(settings: Settings, sample: Path | None, rate: float, say: Say) -> 
     except KeyboardInterrupt:
         pass
     finally:
-        for process in (traffic, worker, api):
+        for process in (traffic, closer, worker, api):
             if process is not None and process.poll() is None:
                 process.terminate()  # both stop gracefully on SIGTERM
                 process.wait(timeout=60)

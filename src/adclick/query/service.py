@@ -11,9 +11,10 @@ from typing import Any
 
 from psycopg_pool import ConnectionPool
 
+from adclick.close.lists import TopList
 from adclick.db.connect import Connection
 from adclick.db.rollups import filtered_rollups
-from adclick.query import sql_source
+from adclick.query import sql_source, top_lists
 from adclick.query.errors import ErrorCode, QueryError
 from adclick.query.filters import Filter, Plan, Source, plan_filter
 from adclick.query.ranking import RankedAd
@@ -24,7 +25,7 @@ from adclick.query.window import (
     Window,
     resolve_window,
 )
-from adclick.query.window_index import RefreshReport, WindowIndex
+from adclick.query.window_index import RefreshReport, WindowIndex, read_stream_clock
 from adclick.resources import load_sql
 from adclick.settings import Settings
 
@@ -95,7 +96,9 @@ class ClickQueries:
         if self.index is None:
             return None
         with self.pool.connection() as conn:
-            report = self.index.refresh(conn, self.settings.clicks_topic)
+            report = self.index.refresh(
+                conn, self.settings.clicks_topic, self.settings.idle_partition_timeout
+            )
         snapshot = self.index.snapshot
         assert snapshot is not None
         for minutes in self.settings.api_standard_windows:
@@ -166,6 +169,33 @@ class ClickQueries:
             ads = sql_source.top_ads(conn, window, plan, query_filter, limit)
         return TopAds(window, clock, plan.source, query_filter, ads=ads)
 
+    def top_list_history(
+        self,
+        window_minutes: int,
+        start: datetime,
+        end: datetime,
+        filter_args: Mapping[str, Sequence[str] | None],
+        limit: int,
+        all_revisions: bool,
+    ) -> list[TopList]:
+        """The closer's stored lists whose window ends in [start, end)."""
+        key = top_lists.list_key(self.settings, window_minutes, filter_args)
+        self.check_list_limit(limit)
+        with self.pool.connection() as conn:
+            return top_lists.history(
+                conn, key, start, end, limit, all_revisions, self.settings.api_max_history_lists
+            )
+
+    def check_list_limit(self, limit: int) -> None:
+        """Stored lists hold close_top_n ads."""
+        if limit < 1:
+            raise QueryError(ErrorCode.BAD_LIMIT, "limit must be at least 1")
+        if limit > self.settings.close_top_n:
+            raise QueryError(
+                ErrorCode.LIMIT_TOO_LARGE,
+                f"stored lists hold {self.settings.close_top_n} ads; limit {limit} is more",
+            )
+
     def ingest_status(self) -> list[tuple[Any, ...]]:
         """Per partition: next offset of the ingest group, newest event time, watermark."""
         params = {"group": self.settings.consumer_group, "topic": self.settings.clicks_topic}
@@ -180,11 +210,9 @@ class ClickQueries:
     # -- helpers -------------------------------------------------------------------
 
     def _clock(self, conn: Connection) -> StreamClock:
-        row = conn.execute(
-            load_sql("query/stream_clock"), {"topic": self.settings.clicks_topic}
-        ).fetchone()
-        assert row is not None  # an aggregate always returns a row
-        return StreamClock(newest_ms=row[0], watermark_ms=row[1], wall_ms=row[2])
+        return read_stream_clock(
+            conn, self.settings.clicks_topic, self.settings.idle_partition_timeout
+        )
 
     def _window(self, clock: StreamClock, args: WindowArgs) -> Window:
         return resolve_window(

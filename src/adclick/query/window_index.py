@@ -22,6 +22,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -115,14 +116,12 @@ class WindowIndex:
         """The newest snapshot, None before the first refresh."""
         return self._snapshot
 
-    def refresh(self, conn: Connection, topic: str) -> RefreshReport:
+    def refresh(self, conn: Connection, topic: str, idle_timeout: timedelta) -> RefreshReport:
         """Bring the index up to the database's committed state."""
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         previous = self._snapshot.minutes if self._snapshot else {}
         with conn.transaction():
-            row = conn.execute(load_sql("query/stream_clock"), {"topic": topic}).fetchone()
-            assert row is not None  # an aggregate always returns a row
-            clock = StreamClock(newest_ms=row[0], watermark_ms=row[1], wall_ms=row[2])
+            clock = read_stream_clock(conn, topic, idle_timeout)
             end_ms = clock.current_minute_ms
             start_ms = end_ms - self.cache_minutes * MINUTE_MS
             revisions: dict[int, int] = dict(
@@ -213,6 +212,15 @@ class WindowIndex:
             while len(self._rankings) > _RANKINGS_KEPT:
                 self._rankings.popitem(last=False)
         return ranking[:limit]
+
+
+def read_stream_clock(conn: Connection, topic: str, idle_timeout: timedelta) -> StreamClock:
+    """The stream's clock as committed (see sql/query/stream_clock.sql)."""
+    row = conn.execute(
+        load_sql("query/stream_clock"), {"topic": topic, "idle_timeout": idle_timeout}
+    ).fetchone()
+    assert row is not None  # an aggregate always returns a row
+    return StreamClock(newest_ms=row[0], watermark_ms=row[1], wall_ms=row[2])
 
 
 def _columns(cur: psycopg.Cursor[Any], width: int) -> list[list[Any]]:

@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS top_ads, top_ad_lists;

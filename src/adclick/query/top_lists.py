@@ -1,0 +1,177 @@
+"""The minute closer's stored lists, as the API reads them (history) and follows them
+(the top-ads topic, for subscriptions)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+from confluent_kafka import TopicPartition
+
+from adclick.close.lists import TopList, filter_key
+from adclick.db.connect import Connection
+from adclick.kafka import make_consumer
+from adclick.query.errors import ErrorCode, QueryError
+from adclick.query.filters import Filter
+from adclick.query.ranking import RankedAd
+from adclick.query.window import MINUTE_MS, from_ms, to_ms
+from adclick.resources import load_sql
+from adclick.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ListKey:
+    """Which lists a client wants: a closed window length and a closed filter."""
+
+    window_minutes: int
+    query_filter: Filter
+
+
+def list_key(
+    settings: Settings, window_minutes: int, filter_args: Mapping[str, Sequence[str] | None]
+) -> ListKey:
+    """Validate that the closer ranks this window and filter."""
+    if window_minutes not in settings.close_windows:
+        raise QueryError(
+            ErrorCode.BAD_WINDOW,
+            f"the minute closer ranks windows of {settings.close_windows} minutes, "
+            f"not {window_minutes}; use topAds for any window",
+        )
+    query_filter = Filter.of(filter_args, settings.filter_dimensions)
+    closed = [Filter.of(f, settings.filter_dimensions) for f in settings.close_filters]
+    if query_filter and query_filter not in closed:
+        configured = ", ".join(filter_key(f) for f in closed) or "none"
+        raise QueryError(
+            ErrorCode.BAD_FILTER,
+            f"the minute closer ranks no list for {filter_key(query_filter)} "
+            f"(ADCLICK_CLOSE_FILTERS: {configured}); use topAds for any filter",
+        )
+    return ListKey(window_minutes, query_filter)
+
+
+def history(
+    conn: Connection,
+    key: ListKey,
+    start: datetime,
+    end: datetime,
+    limit: int,
+    all_revisions: bool,
+    max_lists: int,
+) -> list[TopList]:
+    """Stored lists whose window ends in [start, end), oldest first."""
+    start_ms, end_ms = to_ms(start), to_ms(end)
+    if end_ms <= start_ms:
+        raise QueryError(ErrorCode.BAD_WINDOW, "to must be after from")
+    if (end_ms - start_ms) // MINUTE_MS > max_lists:
+        raise QueryError(
+            ErrorCode.BAD_WINDOW, f"at most {max_lists:,} minutes of lists per request"
+        )
+    rows = conn.execute(
+        load_sql("query/top_ads_history"),
+        {
+            "minutes": key.window_minutes,
+            "filter_key": filter_key(key.query_filter),
+            "start": from_ms(start_ms),
+            "end": from_ms(end_ms),
+            "limit": limit,
+            "all_revisions": all_revisions,
+        },
+    ).fetchall()
+    lists: dict[tuple[int, int], list[RankedAd]] = {}
+    for end_ms_, revision, rank, ad_id, clicks in rows:
+        ads = lists.setdefault((end_ms_, revision), [])
+        if rank is not None:
+            ads.append(RankedAd(rank, ad_id, clicks))
+    return [
+        TopList(key.window_minutes, key.query_filter, end_, revision, 0, ads)
+        for (end_, revision), ads in lists.items()
+    ]
+
+
+class TopListFeed:
+    """Follows the top-ads topic and hands each list to the subscribers that want it.
+
+    One consumer per API process, from the topic's end (subscribers get what is published
+    from now on; history is a query). It commits nothing: each process reads everything.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[TopList]]] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="top-list-feed", daemon=True)
+        # Set once the consumer knows its position: lists published after that reach
+        # subscribers (readiness waits for it, so none published after "ready" is missed).
+        self.positioned = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[TopList]]:
+        queue: asyncio.Queue[TopList] = asyncio.Queue()
+        entry = (asyncio.get_running_loop(), queue)
+        with self._lock:
+            self._subscribers.add(entry)
+        try:
+            yield queue
+        finally:
+            with self._lock:
+                self._subscribers.discard(entry)
+
+    def _run(self) -> None:
+        consumer = make_consumer(
+            self.settings,
+            **{
+                "group.id": f"adclick-api-feed-{uuid.uuid4().hex[:12]}",
+                "auto.offset.reset": "latest",
+            },
+        )
+        try:
+            # Start at an explicit offset, the end as of now: OFFSET_END would be resolved
+            # lazily at the first fetch, and a list published before that would be missed.
+            partition = TopicPartition(self.settings.top_ads_topic, 0)
+            _low, end = consumer.get_watermark_offsets(partition, timeout=10)
+            partition.offset = end
+            consumer.assign([partition])
+            self.positioned.set()
+            while not self._stop.is_set():
+                message = consumer.poll(0.2)
+                if message is None or message.error() or message.value() is None:
+                    continue
+                try:
+                    top = decode_message(message.value() or b"")
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.warning("skipping a malformed top-list message: %s", exc)
+                    continue
+                with self._lock:
+                    subscribers = list(self._subscribers)
+                for loop, queue in subscribers:
+                    loop.call_soon_threadsafe(queue.put_nowait, top)
+        finally:
+            consumer.close()
+
+
+def decode_message(value: bytes) -> TopList:
+    """A published list (adclick.close.lists.TopList.to_message) read back."""
+    data = orjson.loads(value)
+    query_filter = Filter(
+        tuple((dim, tuple(values)) for dim, values in sorted(data["filter"].items()))
+    )
+    ads = [RankedAd(a["rank"], a["ad_id"], a["clicks"]) for a in data["ads"]]
+    end_ms = to_ms(datetime.fromisoformat(data["window_end"]))
+    return TopList(int(data["window_minutes"]), query_filter, end_ms, int(data["revision"]), 0, ads)
