@@ -1,9 +1,9 @@
 """``adclick demo``: the whole service on the local stack, with a live view of the counts.
 
 Starts the stack, an ingest worker, the minute closer and the GraphQL API (with GraphiQL
-and anonymous reads), replays the real TalkingData sample (shifted so it ends now) and keeps synthetic
-traffic flowing with ``adclick loadgen --rate``. The view reads the rollups the way any
-client does. Ctrl-C stops the traffic, the worker and the API gracefully and leaves the
+and anonymous reads), replays the real TalkingData sample (shifted so it ends now) and
+keeps synthetic traffic flowing with ``adclick loadgen --rate``. The view reads the
+rollups the way any client does. Ctrl-C stops the traffic, the worker and the API gracefully and leaves the
 stack up for exploring (``adclick down`` stops it).
 """
 
