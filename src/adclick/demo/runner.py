@@ -3,8 +3,8 @@
 Starts the stack, an ingest worker, the minute closer and the GraphQL API (with GraphiQL
 and anonymous reads), replays the real TalkingData sample (shifted so it ends now) and
 keeps synthetic traffic flowing with ``adclick loadgen --rate``. The view reads the
-rollups the way any client does. Ctrl-C stops the traffic, the worker and the API gracefully and leaves the
-stack up for exploring (``adclick down`` stops it).
+rollups the way any client does. Ctrl-C stops the traffic, the closer, the worker and the
+API gracefully and leaves the stack up for exploring (``adclick down`` stops it).
 """
 
 from __future__ import annotations
