@@ -40,6 +40,12 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
+class LogFormat(StrEnum):
+    AUTO = "auto"
+    TEXT = "text"
+    JSON = "json"
+
+
 class ApiToken(BaseModel):
     """One accepted bearer token, stored as its SHA-256 so the configuration holds no secret."""
 
@@ -56,6 +62,10 @@ class Settings(BaseSettings):
     state_dir: Path = Field(
         Path(".adclick"),
         description="Where the local stack keeps its database cluster, broker and logs.",
+    )
+    log_format: LogFormat = Field(
+        LogFormat.AUTO,
+        description="Log lines as text or JSON objects; auto: text on a terminal, else JSON.",
     )
     database_url: str = Field(
         f"postgresql://adclick@127.0.0.1:{LOCAL_DB_PORT}/adclick",

@@ -168,7 +168,12 @@ class MinuteCloser:
             metrics.CLOSE_SECONDS.observe(time.perf_counter() - started)
             metrics.CLOSED_MINUTE.set(end / 1000)
             self.totals.closed_minutes += 1
-            log.debug("closed the minute ending %s", from_ms(end).isoformat())
+            log.info(
+                "closed the minute ending %s: %d lists in %.3f s",
+                from_ms(end).isoformat(),
+                len(lists),
+                time.perf_counter() - started,
+            )
         return last >= closable_end
 
     def _revise(self, snapshot: Snapshot) -> None:
