@@ -244,3 +244,15 @@ def test_a_subscriber_receives_every_list_in_order(settings: Settings, tmp_path:
         assert ads == expected_list(truth, 5, "", expected[-1][0])
     finally:
         assert api.stop() == 0
+
+
+def test_sigterm_stops_the_closer_cleanly_and_the_next_one_continues(settings: Settings) -> None:
+    settings = closer_settings(settings)
+    truth = traffic(settings, seed=59)
+    closer = adclick_process(settings, "close")
+    wait_for(lambda: stored_lists(settings) > 0, timeout_s=60, what="the closer to start")
+    closer.send_signal(signal.SIGTERM)
+    assert closer.wait(timeout=15) == 0
+    close_once(settings)
+    assert_lists_equal_truth(settings, truth)
+    assert_published_once_each(settings)

@@ -54,3 +54,5 @@ def test_two_worker_processes_report_their_counters_through_one_endpoint(
     assert consumed == inserted + duplicates + dead
     assert dead > 0 and duplicates > 0
     assert samples["adclick_ingest_batch_duration_seconds_count"] > 0
+    # Everything was consumed and committed: no partition lags.
+    assert samples["adclick_ingest_consumer_lag_messages"] == 0

@@ -43,6 +43,14 @@ WATERMARK = Gauge(
     multiprocess_mode="max",
 )
 
+CONSUMER_LAG = Gauge(
+    "adclick_ingest_consumer_lag_messages",
+    "Messages of a partition not yet committed: its end (as of the last fetch) minus the "
+    "next offset to read.",
+    ["partition"],
+    multiprocess_mode="max",
+)
+
 
 def serve_metrics(settings: Settings, port: int, workers: int) -> None:
     """Serve /metrics on 127.0.0.1:port for this process, or for all its worker processes.

@@ -301,10 +301,15 @@ class IngestWorker:
         metrics.EVENTS_LATE.inc(late)
         for reason, count in reasons.items():
             metrics.EVENTS_DEAD_LETTERED.labels(reason).inc(count)
-        for partition in self._positions:
+        for partition, next_offset in self._positions.items():
             watermark = self._clocks.watermark_ms(partition)
             if watermark is not None:
                 metrics.WATERMARK.labels(str(partition)).set(watermark / 1000)
+            if next_offset is not None:
+                # The end of the partition as of the last fetch (no broker round trip).
+                tp = TopicPartition(self.settings.clicks_topic, partition)
+                _low, high = self._consumer.get_watermark_offsets(tp, cached=True) or (0, 0)
+                metrics.CONSUMER_LAG.labels(str(partition)).set(max(high - next_offset, 0))
 
     def _recover(self) -> None:
         """After a failed batch: reconnect and rewind every partition to its stored offset."""
