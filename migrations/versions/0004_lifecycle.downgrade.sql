@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS cold_files, retention_policies;
