@@ -21,3 +21,8 @@ WITH (pages_per_range = 8);
 INSERT INTO filtered_rollups (table_name, dimensions)
 VALUES ({table_name}, {dimensions})
 ON CONFLICT (table_name) DO NOTHING;
+
+-- Kept like clicks_1m unless an operator sets otherwise (adclick retention set).
+INSERT INTO retention_policies (relation, hot, cold, updated_by)
+SELECT {table_name}, hot, cold, 'default' FROM retention_policies WHERE relation = 'clicks_1m'
+ON CONFLICT (relation) DO NOTHING;
