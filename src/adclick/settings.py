@@ -169,6 +169,12 @@ class Settings(BaseSettings):
         "events change it; older lists stay as published (reconciliation checks them).",
     )
 
+    cold_storage_url: str | None = Field(
+        None,
+        description="Where cold (Parquet) files go: any fsspec URL (s3://bucket/adclick, "
+        "a local path); default <state_dir>/cold.",
+    )
+
     api_host: str = Field("127.0.0.1", description="Address the GraphQL API listens on.")
     api_port: int = Field(58080, ge=1, le=65535, description="Port of the GraphQL API.")
     api_tokens: list[ApiToken] = Field(

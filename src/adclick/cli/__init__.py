@@ -12,6 +12,7 @@ from adclick.cli import (  # noqa: F401  (each module registers its commands)
     config,
     demo,
     ingest,
+    lifecycle,
     loadgen,
     stack,
     verify,

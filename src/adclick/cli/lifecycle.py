@@ -1,0 +1,138 @@
+"""``adclick retention``, ``adclick maintain`` and ``adclick cold``: the data lifecycle."""
+
+from __future__ import annotations
+
+import csv
+import getpass
+import logging
+import signal
+import sys
+import threading
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from adclick.cli.app import app
+from adclick.db.connect import connect
+from adclick.lifecycle.cold import query_cold
+from adclick.lifecycle.policies import describe, load_policies, parse_retention, set_policy
+from adclick.lifecycle.tiering import Chunk, Maintainer, MaintenanceReport
+from adclick.logs import configure_logging
+from adclick.settings import Settings, get_settings
+
+retention_app = typer.Typer(help="Retention policies: how long data stays hot, then cold.")
+app.add_typer(retention_app, name="retention")
+cold_app = typer.Typer(help="Cold storage: the Parquet files of tiered chunks.")
+app.add_typer(cold_app, name="cold")
+
+
+@retention_app.command("show")
+def retention_show() -> None:
+    """Every relation's policy."""
+    with connect(get_settings()) as conn:
+        policies = load_policies(conn)
+    table = Table("relation", "hot", "cold", "updated", "by")
+    for p in policies:
+        updated = f"{p.updated_at:%Y-%m-%d %H:%M}" if p.updated_at else ""
+        table.add_row(p.relation, describe(p.hot), describe(p.cold), updated, p.updated_by)
+    Console().print(table)
+
+
+@retention_app.command("set")
+def retention_set(
+    relation: Annotated[str, typer.Argument(help="raw_clicks, clicks_1m, clicks_1h, ...")],
+    hot: Annotated[str, typer.Option(help="Time in the database: P7D, P90D or 'forever'.")],
+    cold: Annotated[
+        str, typer.Option(help="Then in cold storage: P365D, 'forever', or P0D (dropped).")
+    ],
+) -> None:
+    """Change a relation's policy; `adclick maintain` applies it."""
+    settings = get_settings()
+    with connect(settings) as conn:
+        policy = set_policy(
+            conn, settings, relation, parse_retention(hot), parse_retention(cold), getpass.getuser()
+        )
+    typer.echo(f"{policy.relation}: hot {describe(policy.hot)}, cold {describe(policy.cold)}")
+
+
+@app.command()
+def maintain(
+    every: Annotated[
+        float | None, typer.Option(help="Run again every this many seconds, until stopped.")
+    ] = None,
+) -> None:
+    """Apply the retention policies: tier, verify, catalogue and drop old chunks; expire files.
+
+    Raw chunks past their hot time go to Parquet under ADCLICK_COLD_STORAGE_URL, verified
+    by row count and checksum before they are dropped; a crash at any step leaves the
+    chunk or a verified file, and the next run completes the job. SIGTERM or Ctrl-C stops
+    it between chunks.
+    """
+    configure_logging()
+    settings = get_settings()
+    stop = threading.Event()
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda *_: stop.set())
+    while True:
+        report = _maintain_once(settings, stop)
+        if report is None:
+            typer.echo("stopped between chunks", err=True)
+            return
+        typer.echo(
+            f"exported {report.exported} chunks ({report.exported_rows:,} rows), dropped "
+            f"{report.dropped_chunks} chunks, deleted {report.deleted_files} cold files and "
+            f"{report.deleted_lists} old top lists",
+            err=True,
+        )
+        if every is None or stop.wait(every):
+            return
+
+
+def _maintain_once(settings: Settings, stop: threading.Event) -> MaintenanceReport | None:
+    """One pass with a progress bar over chunks; None when stopped between chunks."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    ) as progress:
+        task = progress.add_task("chunks", total=None)
+
+        def on_chunk(chunk: Chunk) -> None:
+            if stop.is_set():
+                raise KeyboardInterrupt  # between chunks: nothing is half done
+            progress.update(task, description=f"{chunk.relation} {chunk.range_start:%Y-%m-%d}")
+            progress.advance(task)
+
+        try:
+            return Maintainer(settings, say=progress.console.log).run(on_chunk)
+        except KeyboardInterrupt:
+            return None
+
+
+@cold_app.command("query")
+def cold_query(
+    statement: Annotated[str, typer.Argument(help="DuckDB SQL; each tiered relation is a view.")],
+    output: Annotated[str, typer.Option(help="table or csv")] = "table",
+) -> None:
+    """Query the cold files with DuckDB: each tiered relation is a view of its files.
+
+    Example: adclick cold query "SELECT ad_id, count(*) FROM raw_clicks GROUP BY 1"
+    """
+    logging.getLogger("duckdb").setLevel(logging.WARNING)
+    settings = get_settings()
+    with connect(settings) as conn:
+        columns, rows = query_cold(conn, settings, statement)
+    if output == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+        return
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*(str(v) for v in row))
+    Console().print(table)

@@ -1,0 +1,250 @@
+"""``adclick maintain``: apply the retention policies.
+
+For each relation past its hot time, oldest chunk first:
+
+1. export the chunk to Parquet under the cold-storage URL (one file per chunk, zstd),
+   in one REPEATABLE READ snapshot with its row count and checksum;
+2. read the file back with DuckDB and compare rows and checksum with the chunk's;
+3. catalogue the file (cold_files);
+4. drop the chunk.
+
+A crash before 3 leaves the chunk (the file, if any, is overwritten next time); after 3,
+the catalogued file is verified, and the next run checks that the chunk still has the
+catalogued rows and drops it. So there is always the chunk or a verified file, never
+neither. Relations whose cold time is 0 are dropped without export; cold files past hot +
+cold are deleted, then uncatalogued. top_ads (a plain table) loses old lists by DELETE.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import fsspec
+import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
+from psycopg import sql
+
+from adclick.db.connect import Connection, connect
+from adclick.errors import AdclickError
+from adclick.lifecycle import parquet
+from adclick.lifecycle.cold import cold_storage_url, duckdb_connection
+from adclick.lifecycle.policies import Policy, load_policies
+from adclick.resources import load_sql
+from adclick.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Say = Callable[[str], None]
+
+
+class VerificationError(AdclickError):
+    """A written cold file does not hold what its chunk holds; the chunk is kept."""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    relation: str
+    schema: str
+    name: str
+    range_start: datetime
+    range_end: datetime
+
+    @property
+    def table(self) -> sql.Composable:
+        return sql.Identifier(self.schema, self.name)
+
+
+@dataclass
+class MaintenanceReport:
+    exported: int = 0
+    exported_rows: int = 0
+    dropped_chunks: int = 0
+    deleted_files: int = 0
+    deleted_lists: int = 0
+    files: list[str] = field(default_factory=list)
+
+
+def stream_time(conn: Connection, settings: Settings) -> datetime:
+    row = conn.execute(
+        load_sql("lifecycle/stream_time"), {"topic": settings.clicks_topic}
+    ).fetchone()
+    assert row is not None
+    return row[0]  # type: ignore[no-any-return]
+
+
+class Maintainer:
+    """Applies every policy once per ``run``."""
+
+    def __init__(self, settings: Settings, say: Say = log.info) -> None:
+        self.settings = settings
+        self.say = say
+        self.base_url = cold_storage_url(settings)
+
+    def run(self, on_chunk: Callable[[Chunk], None] | None = None) -> MaintenanceReport:
+        report = MaintenanceReport()
+        with connect(self.settings) as conn:
+            now = stream_time(conn, self.settings)
+            policies = load_policies(conn)
+            conn.commit()
+            for policy in policies:
+                if policy.hot is None:
+                    continue
+                before = now - policy.hot
+                if policy.relation == "top_ads":
+                    report.deleted_lists += self._expire_lists(conn, before)
+                    continue
+                for chunk in self._chunks(conn, policy.relation, before):
+                    if on_chunk is not None:
+                        on_chunk(chunk)
+                    if policy.cold != timedelta(0):
+                        self._tier(conn, chunk, report)
+                    self._drop(conn, chunk)
+                    report.dropped_chunks += 1
+                if policy.cold is not None:
+                    report.deleted_files += self._expire_files(conn, policy, before - policy.cold)
+        return report
+
+    # -- one chunk -----------------------------------------------------------------
+
+    def _chunks(self, conn: Connection, relation: str, before: datetime) -> list[Chunk]:
+        rows = conn.execute(
+            load_sql("lifecycle/chunks_to_tier"), {"relation": relation, "before": before}
+        ).fetchall()
+        conn.commit()
+        return [Chunk(relation, *row) for row in rows]
+
+    def _tier(self, conn: Connection, chunk: Chunk, report: MaintenanceReport) -> None:
+        catalogued = conn.execute(
+            "SELECT rows FROM cold_files WHERE relation = %s AND range_start = %s",
+            (chunk.relation, chunk.range_start),
+        ).fetchone()
+        if catalogued is not None:
+            (rows,) = conn.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(chunk.table)
+            ).fetchone() or (0,)
+            conn.commit()
+            if rows == catalogued[0]:
+                return  # exported and verified by an earlier run that stopped before the drop
+        url = f"{self.base_url}/{chunk.relation}/{chunk.relation}_" + chunk.range_start.strftime(
+            "%Y%m%dT%H%M%SZ.parquet"
+        )
+        self.say(f"exporting {chunk.relation} {chunk.range_start:%Y-%m-%d %H:%M} to {url}")
+        rows, checksum, hot_bytes = self._export(conn, chunk, url)
+        self._verify(chunk, url, rows, checksum)
+        fs, path = fsspec.core.url_to_fs(url)
+        conn.execute(
+            load_sql("lifecycle/catalog_file"),
+            {
+                "relation": chunk.relation,
+                "range_start": chunk.range_start,
+                "range_end": chunk.range_end,
+                "url": url,
+                "rows": rows,
+                "checksum": checksum,
+                "bytes": fs.size(path),
+                "hot_bytes": hot_bytes,
+            },
+        )
+        conn.commit()
+        report.exported += 1
+        report.exported_rows += rows
+        report.files.append(url)
+
+    def _export(self, conn: Connection, chunk: Chunk, url: str) -> tuple[int, int, int]:
+        columns = [
+            parquet.Column(name, kind)
+            for name, kind in conn.execute(
+                load_sql("lifecycle/columns"), {"table": f"{chunk.schema}.{chunk.name}"}
+            ).fetchall()
+        ]
+        schema = parquet.schema(
+            columns,
+            {
+                "adclick.relation": chunk.relation,
+                "adclick.range_start": chunk.range_start.isoformat(),
+                "adclick.range_end": chunk.range_end.isoformat(),
+            },
+        )
+        exported = sql.SQL(", ").join(c.export() for c in columns)
+        conn.commit()
+        # One snapshot: the checksum and the rows written describe the same data.
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        try:
+            with conn.transaction():
+                count, checksum = conn.execute(
+                    parquet.pg_checksum(columns, chunk.table)
+                ).fetchone() or (0, 0)
+                (hot_bytes,) = conn.execute(
+                    "SELECT pg_total_relation_size(%s::regclass)", (f"{chunk.schema}.{chunk.name}",)
+                ).fetchone() or (0,)
+                statement = sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT (FORMAT CSV)").format(
+                    exported, chunk.table
+                )
+                with (
+                    conn.cursor().copy(statement) as copy,
+                    fsspec.open(url, "wb", auto_mkdir=True) as out,
+                    pq.ParquetWriter(out, schema, compression="zstd") as writer,
+                ):
+                    for batch in parquet.record_batches(parquet.CopyStream(iter(copy)), columns):
+                        writer.write_batch(batch)
+        finally:
+            conn.isolation_level = None
+        return int(count), int(checksum), int(hot_bytes)
+
+    def _verify(self, chunk: Chunk, url: str, rows: int, checksum: int) -> None:
+        columns = [parquet.Column(f.name, _pg_type(f)) for f in pq.read_schema(url)]
+        with duckdb_connection(url) as duck:
+            found = duck.execute(parquet.duckdb_checksum(columns), [url]).fetchone() or (0, 0)
+        if (int(found[0]), int(found[1])) != (rows, checksum):
+            raise VerificationError(
+                f"{url} holds {found[0]} rows (checksum {found[1]}), the chunk "
+                f"{chunk.relation} {chunk.range_start} {rows} rows (checksum {checksum}): "
+                "the chunk is kept"
+            )
+
+    def _drop(self, conn: Connection, chunk: Chunk) -> None:
+        conn.execute(
+            "SELECT drop_chunks(%s::regclass, older_than => %s, newer_than => %s)",
+            (chunk.relation, chunk.range_end, chunk.range_start - timedelta(microseconds=1)),
+        )
+        conn.commit()
+        self.say(f"dropped {chunk.relation} chunk {chunk.range_start:%Y-%m-%d %H:%M}")
+
+    # -- expiry --------------------------------------------------------------------
+
+    def _expire_files(self, conn: Connection, policy: Policy, before: datetime) -> int:
+        rows = conn.execute(
+            load_sql("lifecycle/expired_files"), {"relation": policy.relation, "before": before}
+        ).fetchall()
+        for relation, range_start, url in rows:
+            fs, path = fsspec.core.url_to_fs(url)
+            if fs.exists(path):
+                fs.rm(path)
+            conn.execute(
+                "DELETE FROM cold_files WHERE relation = %s AND range_start = %s",
+                (relation, range_start),
+            )
+            conn.commit()
+            self.say(f"deleted cold file {url} (past its cold retention)")
+        return len(rows)
+
+    def _expire_lists(self, conn: Connection, before: datetime) -> int:
+        cur = conn.execute("DELETE FROM top_ad_lists WHERE window_end < %s", (before,))
+        conn.commit()
+        return cur.rowcount
+
+
+def _pg_type(field: pa.Field) -> str:
+    """The PostgreSQL type a Parquet field was exported from (for its checksum text)."""
+    kind = field.type
+    if pa.types.is_timestamp(kind):
+        return "timestamp with time zone"
+    if pa.types.is_int64(kind):
+        return "bigint"
+    if pa.types.is_int32(kind):
+        return "integer"
+    return "text"

@@ -1,0 +1,175 @@
+"""Retention and tiering on real clicks: chunks move to verified Parquet files, totals stay
+identical hot plus cold, kill -9 loses nothing, and retention deletes exactly its share."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from adclick.db.connect import connect
+from adclick.demo.talkingdata import DEFAULT_SAMPLE, read_sample, shift_to_now, to_event
+from adclick.lifecycle.cold import query_cold
+from adclick.lifecycle.policies import set_policy
+from adclick.lifecycle.tiering import Maintainer
+from adclick.settings import Settings
+from tests.helpers import adclick_process, ingest_until_idle, query, send
+
+DAY = timedelta(days=1)
+
+
+def replay_sample(settings: Settings) -> None:
+    """The real TalkingData clicks (about four days of them), ending now."""
+    rows = read_sample(DEFAULT_SAMPLE)
+    shift = shift_to_now(rows, int(time.time() * 1000))
+    send(settings, [to_event(row, shift).to_json_dict() for row in rows])
+    ingest_until_idle(settings)
+
+
+def lifecycle_settings(settings: Settings, tmp_path: Path) -> Settings:
+    # Raw clicks may stay hot for as short as the dedup horizon: one day here.
+    return settings.model_copy(
+        update={"dedup_horizon": DAY, "cold_storage_url": str(tmp_path / "cold")}
+    )
+
+
+def policy(
+    settings: Settings, relation: str, hot: timedelta | None, cold: timedelta | None
+) -> None:
+    with connect(settings) as conn:
+        set_policy(conn, settings, relation, hot, cold, "test")
+
+
+def hot_raw_per_ad(settings: Settings) -> Counter[str]:
+    return Counter(dict(query(settings, "SELECT ad_id, count(*) FROM raw_clicks GROUP BY 1")))
+
+
+def cold_raw_per_ad(settings: Settings) -> Counter[str]:
+    with connect(settings) as conn:
+        _columns, rows = query_cold(
+            conn, settings, "SELECT ad_id, count(*) FROM raw_clicks GROUP BY 1"
+        )
+    return Counter(dict(rows))
+
+
+def raw_chunks(settings: Settings) -> list[tuple[datetime, datetime]]:
+    return [
+        (start, end)
+        for start, end in query(
+            settings,
+            "SELECT range_start, range_end FROM timescaledb_information.chunks"
+            " WHERE hypertable_name = 'raw_clicks' ORDER BY range_start",
+        )
+    ]
+
+
+def cold_files(settings: Settings) -> dict[datetime, tuple[str, int]]:
+    return {
+        start: (url, rows)
+        for start, url, rows in query(
+            settings, "SELECT range_start, url, rows FROM cold_files WHERE relation = 'raw_clicks'"
+        )
+    }
+
+
+def stream_now(settings: Settings) -> datetime:
+    return query(settings, "SELECT max(max_event_time) FROM partition_watermarks")[0][0]
+
+
+def test_tiering_moves_old_chunks_to_verified_parquet_and_keeps_every_click(
+    settings: Settings, tmp_path: Path
+) -> None:
+    replay_sample(settings)
+    settings = lifecycle_settings(settings, tmp_path)
+    before = hot_raw_per_ad(settings)
+    chunks = raw_chunks(settings)
+    assert len(chunks) >= 3, "the sample spans several days"
+    policy(settings, "raw_clicks", DAY, None)
+
+    report = Maintainer(settings).run()
+
+    cutoff = stream_now(settings) - DAY
+    old = [(s, e) for s, e in chunks if e <= cutoff]
+    assert old and report.exported == len(old) and report.dropped_chunks == len(old)
+    assert raw_chunks(settings) == [(s, e) for s, e in chunks if e > cutoff]
+    files = cold_files(settings)
+    assert sorted(files) == [s for s, _e in old]
+    for url, rows in files.values():
+        table = pq.read_table(url)
+        assert table.num_rows == rows
+        assert table.schema.field("ts").type == pa.timestamp("us", tz="UTC")
+        assert b"personal data" in table.schema.field("user_id").metadata[b"description"]
+        assert pq.ParquetFile(url).metadata.row_group(0).column(0).compression == "ZSTD"
+    # Every click, hot or cold, exactly once.
+    assert hot_raw_per_ad(settings) + cold_raw_per_ad(settings) == before
+    # A second run finds nothing to do.
+    again = Maintainer(settings).run()
+    assert (again.exported, again.dropped_chunks) == (0, 0)
+
+
+def test_kill_9_during_tiering_loses_nothing(settings: Settings, tmp_path: Path) -> None:
+    replay_sample(settings)
+    settings = lifecycle_settings(settings, tmp_path)
+    before = hot_raw_per_ad(settings)
+    chunks = raw_chunks(settings)
+    policy(settings, "raw_clicks", DAY, None)
+    rng = random.Random(7)
+    for _ in range(4):
+        process = adclick_process(settings, "maintain")
+        time.sleep(rng.uniform(0.5, 2.5))  # imports take about a second, a chunk a fraction
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        # Each day of clicks is in its chunk or in a catalogued file at every moment.
+        present = {s for s, _e in raw_chunks(settings)} | set(cold_files(settings))
+        assert present >= {s for s, _e in chunks}
+    Maintainer(settings).run()  # the rerun completes the job
+    cutoff = stream_now(settings) - DAY
+    assert sorted(cold_files(settings)) == [s for s, e in chunks if e <= cutoff]
+    assert hot_raw_per_ad(settings) + cold_raw_per_ad(settings) == before
+
+
+def test_retention_deletes_exactly_what_the_policies_say(
+    settings: Settings, tmp_path: Path
+) -> None:
+    replay_sample(settings)
+    settings = lifecycle_settings(settings, tmp_path)
+    policy(settings, "raw_clicks", DAY, DAY)  # one day hot, one more day cold
+    policy(settings, "clicks_1m", 2 * DAY, timedelta(0))  # two days, then gone
+    minutes_before = query(settings, "SELECT minute, count(*) FROM clicks_1m GROUP BY 1")
+    Maintainer(settings).run()
+    now = stream_now(settings)
+    # Cold files only for chunks that ended between two days and one day ago.
+    for start, (url, _rows) in cold_files(settings).items():
+        assert now - 2 * DAY < start + DAY <= now - DAY, start
+        assert Path(url).exists()
+    assert not [
+        p
+        for p in (tmp_path / "cold" / "raw_clicks").iterdir()
+        if str(p) not in {u for u, _r in cold_files(settings).values()}
+    ], "files past their cold time are deleted"
+    # clicks_1m keeps exactly the chunks (days) that end after now - 2 days.
+    chunk_ends = [
+        e
+        for (e,) in query(
+            settings,
+            "SELECT range_end FROM timescaledb_information.chunks"
+            " WHERE hypertable_name = 'clicks_1m'",
+        )
+    ]
+    assert chunk_ends and all(end > now - 2 * DAY for end in chunk_ends)
+    kept = {m for (m,) in query(settings, "SELECT DISTINCT minute FROM clicks_1m")}
+    expected = {m for m, _n in minutes_before if _day_end(m) > now - 2 * DAY}
+    assert kept == expected
+    # clicks_1h is kept forever by default.
+    assert query(settings, "SELECT count(*) FROM clicks_1h")[0][0] > 0
+
+
+def _day_end(moment: datetime) -> datetime:
+    day = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return day + DAY
