@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import httpx
 import pytest
 
 from adclick.close.closer import MinuteCloser
+from adclick.lifecycle.reconcile import reconcile
 from adclick.loadgen.truth import Truth
 from adclick.settings import Settings
 from tests.api_client import ApiProcess, GraphQL, Tokens, with_tokens
@@ -299,3 +301,10 @@ def test_health_readiness_and_metrics(api_data: ApiData) -> None:
     ok = 'adclick_api_requests_total{operation="topAds",outcome="ok"}'
     assert ok in metrics
     assert 'adclick_api_request_duration_seconds_count{operation="topAds"}' in metrics
+    # The newest reconciliation, recorded by `adclick reconcile`, is a metric too.
+    minutes = sorted({minute for _ad, minute in api_data.truth.by_ad_minute})
+    start = datetime.fromtimestamp(minutes[0], tz=UTC)
+    reconcile(api_data.settings, start, start + timedelta(hours=2))
+    metrics = httpx.get(f"{base}/metrics").text
+    assert "adclick_reconcile_discrepancies 0.0" in metrics
+    assert "adclick_reconcile_last_run_timestamp_seconds" in metrics

@@ -18,6 +18,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
+    Gauge,
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -35,6 +36,7 @@ from adclick.api.context import Context
 from adclick.api.schema import build_schema
 from adclick.db.connect import Connection
 from adclick.db.migrate import head_revision
+from adclick.lifecycle.reconcile import last_run
 from adclick.query.service import ClickQueries
 from adclick.query.top_lists import TopListFeed
 from adclick.settings import Settings
@@ -142,13 +144,39 @@ def create_app(settings: Settings) -> Starlette:
             {"ready": not problems, "problems": problems}, status_code=503 if problems else 200
         )
 
+    def reconciliation_metrics() -> bytes:
+        # From the database, at scrape time: `adclick reconcile` is a short-lived command.
+        registry = CollectorRegistry()
+        discrepancies = Gauge(
+            "adclick_reconcile_discrepancies",
+            "Rollup rows that differed from raw clicks in the newest reconciliation.",
+            registry=registry,
+        )
+        ran_at = Gauge(
+            "adclick_reconcile_last_run_timestamp_seconds",
+            "When the newest reconciliation ran (Unix time).",
+            registry=registry,
+        )
+        try:
+            with pool.connection(timeout=2) as conn:
+                newest = last_run(conn)
+        except Exception as exc:  # a scrape must not fail because the database is away
+            log.warning("cannot read the last reconciliation: %s", exc)
+            return b""
+        if newest is None:
+            return b""
+        ran_at.set(newest[0].timestamp())
+        discrepancies.set(newest[1])
+        return generate_latest(registry)
+
     async def metrics(request: Request) -> Response:
         registry: CollectorRegistry = REGISTRY
         directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         if directory:  # ingest workers on this host write their counters there
             registry = CollectorRegistry()
             MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        body = generate_latest(registry) + await asyncio.to_thread(reconciliation_metrics)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
