@@ -17,9 +17,18 @@ from adclick.db.connect import connect
 from adclick.demo.talkingdata import DEFAULT_SAMPLE, read_sample, shift_to_now, to_event
 from adclick.lifecycle.cold import query_cold
 from adclick.lifecycle.policies import set_policy
+from adclick.lifecycle.reconcile import reconcile
 from adclick.lifecycle.tiering import Maintainer
 from adclick.settings import Settings
-from tests.helpers import adclick_process, ingest_until_idle, query, send
+from tests.helpers import (
+    adclick_process,
+    ingest_until_idle,
+    load,
+    query,
+    recent_spec,
+    rollup_counts,
+    send,
+)
 
 DAY = timedelta(days=1)
 
@@ -173,3 +182,41 @@ def test_retention_deletes_exactly_what_the_policies_say(
 def _day_end(moment: datetime) -> datetime:
     day = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return day + DAY
+
+
+def test_a_replayed_month_ends_with_a_hot_week_and_verified_cold_files(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The issue's "done": default policies on a month of clicks, totals equal to the truth."""
+    settings = settings.model_copy(update={"cold_storage_url": str(tmp_path / "cold")})
+    events = 120_000
+    spec = recent_spec(
+        events, seed=71, ads=5_000, event_rate=events / (30 * 86_400), duplicate_fraction=0.02
+    )
+    truth = load(settings, spec)
+    ingest_until_idle(settings)
+    Maintainer(settings).run()  # the default policies: raw clicks hot for 7 days
+
+    now = stream_now(settings)
+    assert all(end > now - 7 * DAY for _start, end in raw_chunks(settings))
+    files = cold_files(settings)
+    assert len(files) >= 20, "three weeks and more of raw clicks are cold"
+    # Every click is hot or cold, once: per ad and minute, equal to the truth.
+    hot = Counter(
+        {(ad, int(m.timestamp())): n for ad, m, n in query(
+            settings, "SELECT ad_id, date_trunc('minute', ts, 'UTC'), count(*)"
+            " FROM raw_clicks GROUP BY 1, 2")}
+    )  # fmt: skip
+    with connect(settings) as conn:
+        _columns, rows = query_cold(
+            conn, settings,
+            "SELECT ad_id, epoch(date_trunc('minute', ts)), count(*) FROM raw_clicks GROUP BY ALL",
+        )  # fmt: skip
+    cold = Counter({(ad, int(minute)): n for ad, minute, n in rows})
+    assert hot + cold == Counter(truth.by_ad_minute)
+    # The rollups were not touched (minute rollups stay 90 days) and reconcile clean.
+    assert rollup_counts(settings) == truth.by_ad_minute
+    first = min(minute for _ad, minute in truth.by_ad_minute)
+    report = reconcile(settings, datetime.fromtimestamp(first, UTC), now.replace(
+        second=0, microsecond=0) + timedelta(minutes=1))  # fmt: skip
+    assert report.discrepancies == [] and report.rows_checked > 0
