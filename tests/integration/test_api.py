@@ -22,7 +22,7 @@ from adclick.loadgen.truth import Truth
 from adclick.settings import Settings
 from tests.api_client import ApiProcess, GraphQL, Tokens, with_tokens
 from tests.conftest import fresh_settings
-from tests.helpers import ingest_until_idle, load, recent_spec
+from tests.helpers import ingest_until_idle, load, query, recent_spec
 from tests.truth_ranking import iso, minute_s, truth_clicks, truth_top
 
 OPERATIONS = Path(__file__).resolve().parents[2] / "graphql" / "operations"
@@ -221,6 +221,8 @@ OPERATION_VARIABLES: dict[str, dict[str, Any]] = {
     "TopAdsInRange": {"from": "{hour_ago}", "to": "{newest}", "limit": 20},
     "IngestStatus": {},
     "TopAdsHistory": {"windowMinutes": 5, "from": "{hour_ago}", "to": "{newest}", "limit": 10},
+    "RetentionPolicies": {},
+    "SetRetention": {"relation": "clicks_1h", "hot": None, "cold": None},
 }
 # Subscriptions need lists published while they listen: test_close.py runs these.
 SUBSCRIPTIONS = {"TopAdsLive"}
@@ -289,6 +291,35 @@ def test_requests_need_a_valid_token(api_data: ApiData) -> None:
     assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
     admin = api_data.api.client(api_data.tokens.admin)
     assert admin.run(query)["topAds"]["source"] == "ROLLUP"  # an admin reads too
+
+
+SET_RETENTION = (OPERATIONS / "SetRetention.graphql").read_text()
+
+
+def test_admins_set_retention_and_readers_cannot(api_data: ApiData) -> None:
+    admin = api_data.api.client(api_data.tokens.admin)
+    changed = admin.run(SET_RETENTION, relation="raw_clicks", hot="P14D", cold="P400D")
+    assert changed["setRetention"] == {
+        "relation": "raw_clicks",
+        "hot": "P14D",
+        "cold": "P400D",
+        "updatedBy": "test-admin",
+    }
+    stored = query(api_data.settings, "SELECT hot, cold FROM retention_policies"
+                   " WHERE relation = 'raw_clicks'")[0]  # fmt: skip
+    assert stored == (timedelta(days=14), timedelta(days=400))
+    assert api_data.reader.error_codes(
+        SET_RETENTION, relation="raw_clicks", hot="P1D", cold=None
+    ) == ["FORBIDDEN"]
+    # Raw clicks must stay hot as long as duplicates are looked for (the dedup horizon).
+    assert admin.error_codes(SET_RETENTION, relation="raw_clicks", hot="P1D", cold=None) == [
+        "BAD_POLICY"
+    ]
+    assert admin.error_codes(SET_RETENTION, relation="nope", hot="P1D", cold=None) == ["BAD_POLICY"]
+    assert admin.error_codes(SET_RETENTION, relation="clicks_1m", hot="soon", cold=None) == [
+        "BAD_POLICY"
+    ]
+    admin.run(SET_RETENTION, relation="raw_clicks", hot="P7D", cold="P365D")
 
 
 def test_health_readiness_and_metrics(api_data: ApiData) -> None:

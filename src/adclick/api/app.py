@@ -31,6 +31,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.types.unset import UNSET, UnsetType
 
+from adclick.api.admin import Admin
 from adclick.api.auth import authenticate
 from adclick.api.context import Context
 from adclick.api.schema import build_schema
@@ -47,17 +48,20 @@ log = logging.getLogger(__name__)
 class AdclickGraphQL(GraphQL[Context, None]):
     """strawberry's ASGI view with our context: the principal from the bearer token."""
 
-    def __init__(self, settings: Settings, queries: ClickQueries, feed: TopListFeed) -> None:
+    def __init__(
+        self, settings: Settings, queries: ClickQueries, feed: TopListFeed, admin: Admin
+    ) -> None:
         super().__init__(
             build_schema(settings), graphql_ide="graphiql" if settings.api_graphiql else None
         )
         self.settings = settings
         self.queries = queries
         self.feed = feed
+        self.admin = admin
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         principal = authenticate(request.headers.get("authorization"), self.settings)
-        return Context(principal=principal, queries=self.queries, feed=self.feed)
+        return Context(principal=principal, queries=self.queries, feed=self.feed, admin=self.admin)
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         # Browsers cannot set headers on a WebSocket: the token comes in connection_init,
@@ -116,7 +120,7 @@ def create_app(settings: Settings) -> Starlette:
     queries = ClickQueries(settings, pool)
     refresher = Refresher(queries, settings.api_refresh_interval_s)
     feed = TopListFeed(settings)
-    graphql = AdclickGraphQL(settings, queries, feed)
+    graphql = AdclickGraphQL(settings, queries, feed, Admin(settings, pool))
     expected_revision = head_revision(settings)
 
     async def healthz(request: Request) -> Response:

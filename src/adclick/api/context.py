@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from adclick.api.admin import Admin
 from adclick.api.auth import Principal
 from adclick.query.service import ClickQueries
 from adclick.query.top_lists import TopListFeed
@@ -15,5 +16,6 @@ class Context:
     principal: Principal
     queries: ClickQueries
     feed: TopListFeed
+    admin: Admin
     # Set by strawberry from a WebSocket's connection_init payload.
     connection_params: dict[str, Any] = field(default_factory=dict)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from enum import StrEnum
 
+from adclick.lifecycle.policies import PolicyError
 from adclick.query.errors import QueryError
 from graphql import GraphQLError
 
@@ -16,6 +17,7 @@ class ApiErrorCode(StrEnum):
 
     UNAUTHENTICATED = "UNAUTHENTICATED"
     FORBIDDEN = "FORBIDDEN"
+    BAD_POLICY = "BAD_POLICY"
     QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
     GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
@@ -40,6 +42,8 @@ def add_code(error: GraphQLError) -> None:
         pass
     elif isinstance(original, QueryError):
         extensions["code"] = original.code.value
+    elif isinstance(original, PolicyError):
+        extensions["code"] = ApiErrorCode.BAD_POLICY.value
     elif original is None or isinstance(original, GraphQLError):
         # Parsing, validation and variable coercion: the request itself is wrong.
         complex_ = any(m in error.message for m in _COMPLEXITY_MESSAGES)

@@ -12,7 +12,7 @@ types built inside build_schema at runtime.
 import asyncio
 import dataclasses
 from collections.abc import AsyncGenerator
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from functools import partial
 from typing import Annotated, Any, NewType
@@ -32,6 +32,7 @@ from adclick.api.context import Context
 from adclick.api.errors import ApiErrorCode, AuthError, add_code
 from adclick.api.metrics import SUBSCRIPTIONS, RequestMetrics
 from adclick.close.lists import TopList
+from adclick.lifecycle.policies import Policy, iso_duration
 from adclick.query import service
 from adclick.query.filters import Filter
 from adclick.query.top_lists import list_key
@@ -149,6 +150,32 @@ def _top_list(top: TopList, limit: int) -> TopAdsList:
         revision=top.revision,
         ads=[RankedAd(rank=a.rank, ad_id=a.ad_id, clicks=Long(a.clicks)) for a in top.ads[:limit]],
     )
+
+
+@strawberry.type(
+    description="How long a relation stays hot (in the database), then cold (Parquet). "
+    "Durations are ISO 8601 (P7D); null is forever; cold P0D means dropped, not exported."
+)
+class RetentionPolicy:
+    relation: str
+    hot: str | None
+    cold: str | None
+    updated_at: datetime | None
+    updated_by: str
+
+
+def _policy(policy: Policy) -> RetentionPolicy:
+    return RetentionPolicy(
+        relation=policy.relation,
+        hot=_iso_duration(policy.hot),
+        cold=_iso_duration(policy.cold),
+        updated_at=policy.updated_at,
+        updated_by=policy.updated_by,
+    )
+
+
+def _iso_duration(value: timedelta | None) -> str | None:
+    return None if value is None else iso_duration(value)
 
 
 @strawberry.type(description="Ingest progress of one partition of the clicks topic.")
@@ -309,6 +336,18 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             finally:
                 SUBSCRIPTIONS.dec()
 
+    async def retention_policies(info: Info[Context, None]) -> list[RetentionPolicy]:
+        policies = await asyncio.to_thread(info.context.admin.policies)
+        return [_policy(p) for p in policies]
+
+    async def set_retention(
+        info: Info[Context, None], relation: str, hot: str | None, cold: str | None
+    ) -> RetentionPolicy:
+        policy = await asyncio.to_thread(
+            info.context.admin.set_retention, relation, hot, cold, info.context.principal.name
+        )
+        return _policy(policy)
+
     async def ingest_status(info: Info[Context, None]) -> list[PartitionStatus]:
         rows = await asyncio.to_thread(info.context.queries.ingest_status)
         return [PartitionStatus(**dict(zip(_STATUS_FIELDS, row, strict=True))) for row in rows]
@@ -335,11 +374,30 @@ def build_schema(settings: Settings) -> strawberry.Schema:
                     description="The minute closer's stored lists whose window ends in "
                     "[from, to): the current revision of each minute, or all revisions.",
                 ),
+                "retention_policies": strawberry.field(
+                    retention_policies,
+                    permission_classes=[IsAdmin],
+                    description="Every relation's retention policy (admin).",
+                ),
                 "ingest_status": strawberry.field(
                     ingest_status,
                     permission_classes=[IsAdmin],
                     description="Ingest progress per partition (admin).",
                 ),
+            },
+        )
+    )
+    mutation = strawberry.type(
+        type(
+            "Mutation",
+            (),
+            {
+                "set_retention": strawberry.mutation(
+                    set_retention,
+                    permission_classes=[IsAdmin],
+                    description="Change a relation's retention (admin); `adclick maintain` "
+                    "applies it. hot/cold: ISO-8601 durations, null for forever.",
+                )
             },
         )
     )
@@ -359,6 +417,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     )
     return strawberry.Schema(
         query=query,
+        mutation=mutation,
         subscription=subscription,
         config=StrawberryConfig(scalar_map={Long: _LONG}),
         extensions=[

@@ -1,0 +1,31 @@
+"""What the admin role may do through the API: read and change retention policies."""
+
+from __future__ import annotations
+
+from psycopg_pool import ConnectionPool
+
+from adclick.db.connect import Connection
+from adclick.lifecycle.policies import Policy, load_policies, parse_retention, set_policy
+from adclick.settings import Settings
+
+
+class Admin:
+    def __init__(self, settings: Settings, pool: ConnectionPool[Connection]) -> None:
+        self.settings = settings
+        self.pool = pool
+
+    def policies(self) -> list[Policy]:
+        with self.pool.connection() as conn:
+            return load_policies(conn)
+
+    def set_retention(self, relation: str, hot: str | None, cold: str | None, by: str) -> Policy:
+        """``hot`` and ``cold`` as ISO-8601 durations; None (or "forever") is forever."""
+        hot_time = None if hot is None else parse_retention(hot)
+        cold_time = None if cold is None else parse_retention(cold)
+        with self.pool.connection() as conn:
+            conn.autocommit = False
+            try:
+                return set_policy(conn, self.settings, relation, hot_time, cold_time, by)
+            finally:
+                conn.rollback()
+                conn.autocommit = True
