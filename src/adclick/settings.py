@@ -67,6 +67,11 @@ class Settings(BaseSettings):
         LogFormat.AUTO,
         description="Log lines as text or JSON objects; auto: text on a terminal, else JSON.",
     )
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description="Address the --metrics-port servers of ingest and the closer listen on "
+        "(0.0.0.0 in a container).",
+    )
     database_url: str = Field(
         f"postgresql://adclick@127.0.0.1:{LOCAL_DB_PORT}/adclick",
         description="libpq URL of the TimescaleDB database.",

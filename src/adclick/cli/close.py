@@ -8,6 +8,7 @@ import threading
 from typing import Annotated
 
 import typer
+from prometheus_client import start_http_server
 
 from adclick.cli.app import app
 from adclick.close.closer import MinuteCloser
@@ -20,6 +21,9 @@ def close(
     once: Annotated[
         bool, typer.Option("--once", help="Close what can be closed, revise, then exit.")
     ] = False,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus metrics on this port.")
+    ] = None,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="One log line per closed minute.")
     ] = False,
@@ -33,6 +37,8 @@ def close(
     """
     configure_logging(logging.DEBUG if verbose else logging.INFO)
     settings = get_settings()
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr=settings.metrics_host)
     stop = threading.Event()
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda *_: stop.set())

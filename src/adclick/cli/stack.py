@@ -8,6 +8,7 @@ import typer
 
 from adclick.cli.app import app
 from adclick.db.migrate import upgrade
+from adclick.kafka import create_topics
 from adclick.settings import get_settings
 from adclick.stack import stack_down, stack_status, stack_up
 
@@ -61,3 +62,16 @@ def migrate() -> None:
     """Apply pending database migrations and create the configured filtered rollups."""
     upgrade(get_settings())
     _say("the database schema is current")
+
+
+@app.command()
+def topics() -> None:
+    """Create adclick's Kafka topics when missing (clicks, dead letters, top lists).
+
+    `adclick up` does this for the local stack; against a real cluster, run it once (or
+    let the deployment's one-shot job do it). Partitions: ADCLICK_TOPIC_PARTITIONS;
+    replication: ADCLICK_TOPIC_REPLICATION_FACTOR.
+    """
+    settings = get_settings()
+    created = create_topics(settings)
+    _say(f"created topics: {', '.join(created)}" if created else "every topic exists already")

@@ -53,13 +53,13 @@ CONSUMER_LAG = Gauge(
 
 
 def serve_metrics(settings: Settings, port: int, workers: int) -> None:
-    """Serve /metrics on 127.0.0.1:port for this process, or for all its worker processes.
+    """Serve /metrics on ADCLICK_METRICS_HOST:port for this process, or for all its workers.
 
     Worker processes (``--workers`` > 1) write their values to files in a directory the
     parent names before it starts them; the parent's server sums them up.
     """
     if workers == 1:
-        start_http_server(port, addr="127.0.0.1")
+        start_http_server(port, addr=settings.metrics_host)
         return
     directory = settings.state_dir.resolve() / "metrics" / str(os.getpid())
     shutil.rmtree(directory, ignore_errors=True)
@@ -67,4 +67,4 @@ def serve_metrics(settings: Settings, port: int, workers: int) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)  # inherited by the workers
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
-    start_http_server(port, addr="127.0.0.1", registry=registry)
+    start_http_server(port, addr=settings.metrics_host, registry=registry)
