@@ -286,6 +286,8 @@ class Settings(BaseSettings):
         """The settings as ``ADCLICK_*`` variables, e.g. for a worker process or a container."""
         environment = {}
         for name, value in self.model_dump(mode="json").items():
+            if value is None:
+                continue  # unset is how a variable says None
             text = value if isinstance(value, str) else json.dumps(value)
             environment[f"ADCLICK_{name.upper()}"] = text
         return environment
