@@ -43,7 +43,8 @@ _TYPE_NAMES = {
 def _type_name(annotation: Any) -> str:
     # Generic aliases (dict[str, str]) print as written; plain classes by their name.
     text = str(annotation) if getattr(annotation, "__args__", None) else annotation.__name__
-    return _TYPE_NAMES.get(text, text)
+    text = _TYPE_NAMES.get(text, text).replace("adclick.settings.", "")
+    return text.replace("|", "\\|")  # inside a Markdown table cell
 
 
 def configuration_reference() -> str:
@@ -53,7 +54,8 @@ def configuration_reference() -> str:
     defaults = Settings.model_construct().as_environment()
     rows = []
     for name, field in Settings.model_fields.items():
-        default = defaults[f"ADCLICK_{name.upper()}"].replace("|", "\\|")
+        # A setting whose default is None has no variable: "unset".
+        default = defaults.get(f"ADCLICK_{name.upper()}", "(unset)").replace("|", "\\|")
         description = (field.description or "").replace("|", "\\|")
         rows.append(
             f"| `ADCLICK_{name.upper()}` | {_type_name(field.annotation)} | `{default}` "
