@@ -53,9 +53,7 @@ def iso_duration(value: timedelta) -> str:
     """ISO 8601 in days and time (P400D, PT12H): unambiguous, unlike years and months."""
     hours, rest = divmod(value.seconds, 3600)
     minutes, seconds = divmod(rest, 60)
-    time = "".join(
-        f"{n}{unit}" for n, unit in ((hours, "H"), (minutes, "M"), (seconds, "S")) if n
-    )
+    time = "".join(f"{n}{unit}" for n, unit in ((hours, "H"), (minutes, "M"), (seconds, "S")) if n)
     days = f"{value.days}D" if value.days or not time else ""
     return f"P{days}" + (f"T{time}" if time else "")
 
