@@ -10,15 +10,15 @@ lost or added row changes it.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 from psycopg import sql
+
+from adclick.db.copy_stream import csv_reader
 
 DESCRIPTIONS = {
     "ts": "event time of the click (UTC)",
@@ -99,44 +99,9 @@ def duckdb_checksum(columns: list[Column]) -> str:
     return f"SELECT count(*), coalesce(sum({hashed}), 0) FROM read_parquet(?)"  # noqa: S608
 
 
-class CopyStream(io.RawIOBase):
-    """A COPY TO STDOUT as a readable file, for pyarrow's streaming CSV reader."""
-
-    def __init__(self, blocks: Iterator[Any]) -> None:
-        self._blocks = blocks
-        self._pending = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._pending:
-            block = next(self._blocks, None)
-            if block is None:
-                return 0
-            self._pending = bytes(block)
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
-
-
-def record_batches(stream: io.RawIOBase, columns: list[Column]) -> Iterator[pa.RecordBatch]:
+def record_batches(copy: Any, columns: list[Column]) -> Iterator[pa.RecordBatch]:
     """The CSV of a COPY as Arrow batches of the export schema (times converted)."""
-    reader = pacsv.open_csv(
-        io.BufferedReader(stream, buffer_size=1 << 20),
-        read_options=pacsv.ReadOptions(
-            column_names=[c.name for c in columns],
-            block_size=16 << 20,
-            use_threads=False,  # the COPY is read on this thread's connection
-        ),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(
-            column_types={c.name: c.csv_type for c in columns},
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
-    )
+    reader = csv_reader(copy, {c.name: c.csv_type for c in columns})
     target = pa.schema([c.arrow_field for c in columns])
     for batch in reader:
         arrays = [

@@ -189,7 +189,7 @@ class Maintainer:
                     fsspec.open(url, "wb", auto_mkdir=True) as out,
                     pq.ParquetWriter(out, schema, compression="zstd") as writer,
                 ):
-                    for batch in parquet.record_batches(parquet.CopyStream(iter(copy)), columns):
+                    for batch in parquet.record_batches(copy, columns):
                         writer.write_batch(batch)
         finally:
             conn.isolation_level = None

@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import psycopg
-from psycopg import sql
 
 from adclick.db.connect import Connection
 from adclick.db.rollups import FilteredRollup
 from adclick.query.filters import Filter, Plan, Source
+from adclick.query.minute_loader import load_rollups, runs
 from adclick.query.ranking import RankedAd, Sums, top_n
 from adclick.query.vocabulary import Codes, Vocabulary
 from adclick.query.window import MINUTE_MS, StreamClock, Window, from_ms
@@ -48,7 +48,10 @@ _RANKINGS_KEPT = 256
 
 @dataclass(frozen=True)
 class FilteredMinute:
-    """One minute of a filtered rollup: row i is ads[i] with values[d][i], clicks[i]."""
+    """One minute of a filtered rollup: row i is ads[i] with values[d][i], clicks[i].
+
+    Rows are sorted by values[0], so the rows of one first-dimension value are a slice.
+    """
 
     ads: Codes
     values: tuple[Codes, ...]
@@ -131,7 +134,7 @@ class WindowIndex:
                 ).fetchall()
             )
             minutes: dict[int, MinuteCounts] = {}
-            loaded = rows = 0
+            stale = []
             for minute_ms in range(start_ms, end_ms, MINUTE_MS):
                 revision = int(revisions.get(minute_ms, 0))
                 known = previous.get(minute_ms)
@@ -140,33 +143,27 @@ class WindowIndex:
                 elif revision == 0:
                     minutes[minute_ms] = MinuteCounts(0)
                 else:
-                    minutes[minute_ms] = self._load_minute(conn, minute_ms, revision)
-                    loaded += 1
-                    rows += minutes[minute_ms].rows
+                    stale.append(minute_ms)
+            rows = 0
+            for run_start, run_end in runs(stale):
+                unfiltered, filtered = load_rollups(
+                    conn, self.rollups, run_start, run_end, self.ads, self.values
+                )
+                for minute_ms in range(run_start, run_end, MINUTE_MS):
+                    counts = MinuteCounts(
+                        int(revisions[minute_ms]),
+                        unfiltered[minute_ms].ads,
+                        unfiltered[minute_ms].clicks,
+                        {
+                            table: FilteredMinute(by[minute_ms].ads, by[minute_ms].values,
+                                                  by[minute_ms].clicks)
+                            for table, by in filtered.items()
+                        },
+                    )  # fmt: skip
+                    minutes[minute_ms] = counts
+                    rows += counts.rows
         self._snapshot = Snapshot(clock, start_ms, end_ms, minutes)
-        return RefreshReport(loaded, rows, start_ms, end_ms)
-
-    def _load_minute(self, conn: Connection, minute_ms: int, revision: int) -> MinuteCounts:
-        minute = {"minute": from_ms(minute_ms)}
-        with conn.cursor(binary=True) as cur:
-            ads, clicks = _columns(cur.execute(load_sql("query/minute_clicks"), minute), 2)
-            filtered = {}
-            for rollup in self.rollups:
-                statement = sql.SQL(
-                    "SELECT ad_id, {}, clicks FROM {} WHERE minute = %(minute)s"
-                ).format(
-                    sql.SQL(", ").join(sql.Identifier(d) for d in rollup.dimensions),
-                    sql.Identifier(rollup.table),
-                )
-                columns = _columns(cur.execute(statement, minute), len(rollup.dimensions) + 2)
-                filtered[rollup.table] = FilteredMinute(
-                    ads=self.ads.encode(columns[0]),
-                    values=tuple(self.values.encode(c) for c in columns[1:-1]),
-                    clicks=np.array(columns[-1], dtype=np.int64),
-                )
-        return MinuteCounts(
-            revision, self.ads.encode(ads), np.array(clicks, dtype=np.int64), filtered
-        )
+        return RefreshReport(len(stale), rows, start_ms, end_ms)
 
     def sums(self, snapshot: Snapshot, window: Window, plan: Plan, query_filter: Filter) -> Sums:
         """Clicks per ad code over the window (which the snapshot must cover)."""
@@ -176,18 +173,25 @@ class WindowIndex:
             clicks = np.concatenate([m.clicks for m in minutes] or [_EMPTY_CLICKS])
         else:
             assert plan.rollup is not None
-            parts = [m.filtered[plan.rollup.table] for m in minutes if m.filtered]
+            wanted = {
+                dim: [c for v in values if (c := self.values.code(v)) is not None]
+                for dim, values in query_filter.conditions
+            }
+            parts = [
+                part
+                for m in minutes
+                if m.filtered
+                for part in _slices(m.filtered[plan.rollup.table], plan.rollup, wanted)
+            ]
             ads = np.concatenate([p.ads for p in parts] or [_EMPTY_CODES])
             clicks = np.concatenate([p.clicks for p in parts] or [_EMPTY_CLICKS])
             keep = np.ones(len(ads), dtype=bool)
-            wanted = dict(query_filter.conditions)
-            for position, dim in enumerate(plan.rollup.dimensions):
-                if dim not in wanted:
-                    continue
-                codes = [c for v in wanted[dim] if (c := self.values.code(v)) is not None]
-                values = np.concatenate([p.values[position] for p in parts] or [_EMPTY_CODES])
-                keep &= np.isin(values, np.array(codes, dtype=np.int32))
-            ads, clicks = ads[keep], clicks[keep]
+            for position, dim in enumerate(plan.rollup.dimensions[1:], start=1):
+                if dim in wanted:
+                    values = np.concatenate([p.values[position] for p in parts] or [_EMPTY_CODES])
+                    keep &= np.isin(values, np.array(wanted[dim], dtype=np.int32))
+            if not keep.all():
+                ads, clicks = ads[keep], clicks[keep]
         # bincount sums in float64, exact for integers below 2**53 (9e15 clicks per ad).
         totals = np.bincount(ads, weights=clicks, minlength=len(self.ads))
         return totals.astype(np.int64)
@@ -214,6 +218,25 @@ class WindowIndex:
         return ranking[:limit]
 
 
+def _slices(
+    part: FilteredMinute, rollup: FilteredRollup, wanted: dict[str, list[int]]
+) -> list[FilteredMinute]:
+    """The rows of ``part`` whose first dimension has a wanted value (all if unfiltered)."""
+    first = rollup.dimensions[0]
+    if first not in wanted:
+        return [part]
+    sliced = []
+    for code in sorted(wanted[first]):
+        lo, hi = np.searchsorted(part.values[0], [code, code + 1])
+        if hi > lo:
+            sliced.append(
+                FilteredMinute(
+                    part.ads[lo:hi], tuple(v[lo:hi] for v in part.values), part.clicks[lo:hi]
+                )
+            )
+    return sliced
+
+
 def read_stream_clock(conn: Connection, topic: str, idle_timeout: timedelta) -> StreamClock:
     """The stream's clock as committed (see sql/query/stream_clock.sql)."""
     row = conn.execute(
@@ -221,10 +244,3 @@ def read_stream_clock(conn: Connection, topic: str, idle_timeout: timedelta) -> 
     ).fetchone()
     assert row is not None  # an aggregate always returns a row
     return StreamClock(newest_ms=row[0], watermark_ms=row[1], wall_ms=row[2])
-
-
-def _columns(cur: psycopg.Cursor[Any], width: int) -> list[list[Any]]:
-    rows = cur.fetchall()
-    if not rows:
-        return [[] for _ in range(width)]
-    return [list(column) for column in zip(*rows, strict=True)]

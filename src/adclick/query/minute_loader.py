@@ -1,0 +1,118 @@
+"""Loading rollup minutes into the window index: one COPY per run of minutes and table,
+parsed by pyarrow and encoded in C++, then split by minute with numpy.
+
+Rows of a filtered rollup are sorted, within each minute, by their first dimension's
+code, so that a filter on it (country = US) selects slices instead of masking all rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+from psycopg import sql
+
+from adclick.db.connect import Connection
+from adclick.db.copy_stream import csv_reader
+from adclick.db.rollups import FilteredRollup
+from adclick.query.vocabulary import Codes, Vocabulary
+from adclick.query.window import MINUTE_MS, from_ms
+
+Clicks = npt.NDArray[np.int64]
+
+# Minutes per COPY: bounds the memory of one load (a minute at the design scale is a few
+# hundred thousand rows per table).
+RUN_MINUTES = 20
+
+
+@dataclass(frozen=True)
+class LoadedRows:
+    """Rows of one table for one minute: ads, dimension value codes, clicks."""
+
+    ads: Codes
+    values: tuple[Codes, ...]
+    clicks: Clicks
+
+
+def runs(minutes: Sequence[int]) -> Iterator[tuple[int, int]]:
+    """Contiguous [start, end) runs of at most RUN_MINUTES of the given minutes."""
+    ordered = sorted(minutes)
+    if not ordered:
+        return
+    start = end = ordered[0]
+    for minute in ordered[1:]:
+        if minute == end + MINUTE_MS and (minute - start) // MINUTE_MS < RUN_MINUTES:
+            end = minute
+        else:
+            yield start, end + MINUTE_MS
+            start = end = minute
+    yield start, end + MINUTE_MS
+
+
+def load_table(
+    conn: Connection,
+    table: str,
+    dimensions: Sequence[str],
+    start_ms: int,
+    end_ms: int,
+    ads: Vocabulary,
+    values: Vocabulary,
+) -> dict[int, LoadedRows]:
+    """Every minute in [start_ms, end_ms) of one rollup table, by minute."""
+    selected = sql.SQL(", ").join(
+        [sql.SQL("(extract(epoch FROM minute) * 1000)::bigint"), sql.Identifier("ad_id")]
+        + [sql.Identifier(d) for d in dimensions]
+        + [sql.Identifier("clicks")]
+    )
+    statement = sql.SQL(
+        "COPY (SELECT {} FROM {} WHERE minute >= {} AND minute < {}) TO STDOUT (FORMAT CSV)"
+    ).format(
+        selected,
+        sql.Identifier(table),
+        sql.Literal(from_ms(start_ms)),
+        sql.Literal(from_ms(end_ms)),
+    )
+    names = ["minute_ms", "ad_id", *[f"d{i}" for i in range(len(dimensions))], "clicks"]
+    types = {"minute_ms": pa.int64(), "clicks": pa.int64()}
+    types |= {n: pa.string() for n in names if n not in types}
+    with conn.cursor().copy(statement) as copy:
+        data = csv_reader(copy, {n: types[n] for n in names}).read_all()
+    minute = np.asarray(data.column("minute_ms").to_numpy(), dtype=np.int64)
+    ad_codes = ads.encode(data.column("ad_id"))
+    value_codes = [values.encode(data.column(f"d{i}")) for i in range(len(dimensions))]
+    clicks = np.asarray(data.column("clicks").to_numpy(), dtype=np.int64)
+    # By minute, then by the first dimension's code (for slicing by it).
+    order = (
+        np.lexsort((value_codes[0], minute)) if value_codes else np.argsort(minute, kind="stable")
+    )
+    minute = minute[order]
+    loaded = {}
+    for m in range(start_ms, end_ms, MINUTE_MS):
+        lo, hi = np.searchsorted(minute, [m, m + MINUTE_MS])
+        rows = order[lo:hi]
+        loaded[m] = LoadedRows(
+            ads=ad_codes[rows],
+            values=tuple(v[rows] for v in value_codes),
+            clicks=clicks[rows],
+        )
+    return loaded
+
+
+def load_rollups(
+    conn: Connection,
+    rollups: Sequence[FilteredRollup],
+    start_ms: int,
+    end_ms: int,
+    ads: Vocabulary,
+    values: Vocabulary,
+) -> tuple[dict[int, LoadedRows], dict[str, dict[int, LoadedRows]]]:
+    """clicks_1m and every filtered rollup over [start_ms, end_ms)."""
+    unfiltered = load_table(conn, "clicks_1m", (), start_ms, end_ms, ads, values)
+    filtered = {
+        r.table: load_table(conn, r.table, r.dimensions, start_ms, end_ms, ads, values)
+        for r in rollups
+    }
+    return unfiltered, filtered
