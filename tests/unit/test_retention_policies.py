@@ -29,5 +29,5 @@ def test_retention_durations_round_trip(text: str, value: timedelta | None) -> N
 
 @pytest.mark.parametrize("text", ["soon", "-P1D", "7 fortnights"])
 def test_bad_durations_are_refused_with_the_accepted_forms(text: str) -> None:
-    with pytest.raises(PolicyError, match="ISO 8601|negative"):
+    with pytest.raises(PolicyError, match=r"ISO 8601|negative"):
         parse_retention(text)
