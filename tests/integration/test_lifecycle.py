@@ -28,6 +28,7 @@ from tests.helpers import (
     recent_spec,
     rollup_counts,
     send,
+    wait_for,
 )
 
 DAY = timedelta(days=1)
@@ -220,3 +221,15 @@ def test_a_replayed_month_ends_with_a_hot_week_and_verified_cold_files(
     report = reconcile(settings, datetime.fromtimestamp(first, UTC), now.replace(
         second=0, microsecond=0) + timedelta(minutes=1))  # fmt: skip
     assert report.discrepancies == [] and report.rows_checked > 0
+
+
+def test_sigterm_stops_maintenance_between_chunks(settings: Settings, tmp_path: Path) -> None:
+    replay_sample(settings)
+    settings = lifecycle_settings(settings, tmp_path)
+    before = hot_raw_per_ad(settings)
+    policy(settings, "raw_clicks", DAY, None)
+    process = adclick_process(settings, "maintain", "--every", "3600")
+    wait_for(lambda: len(cold_files(settings)) >= 1, timeout_s=60, what="a first exported chunk")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    assert hot_raw_per_ad(settings) + cold_raw_per_ad(settings) == before
