@@ -168,6 +168,11 @@ class Settings(BaseSettings):
     close_interval_s: float = Field(
         2.0, gt=0, description="How often the closer looks for closable minutes and changes."
     )
+    close_revision_interval: timedelta = Field(
+        timedelta(seconds=60),
+        description="Least time between two re-rankings of one closed list that late events "
+        "changed: bounds revisions under a steady trickle of late events.",
+    )
     close_revision_horizon: timedelta = Field(
         timedelta(hours=2),
         description="How far behind stream time a closed list is still revised when late "

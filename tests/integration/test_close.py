@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,13 @@ WINDOWS = [1, 5, 15, 60]
 
 
 def closer_settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"close_filters": [US], "close_interval_s": 0.2})
+    return settings.model_copy(
+        update={
+            "close_filters": [US],
+            "close_interval_s": 0.2,
+            "close_revision_interval": timedelta(0),  # each run revises what changed
+        }
+    )
 
 
 def traffic(settings: Settings, seed: int, events: int = 12_000) -> Truth:
@@ -127,6 +134,25 @@ def assert_published_once_each(settings: Settings) -> None:
         assert [(a["ad_id"], a["clicks"]) for a in message["ads"]] == ads
 
 
+def late_burst(settings: Settings, truth: Truth, ends: list[int], tag: str) -> None:
+    """30 late clicks each for 20 ads in the minutes before ``ends``, added to the truth."""
+    ads = [f"late-ad-{n:02d}" for n in range(20)]
+    burst = [
+        {"ad_id": ad, "timestamp": (end - 60) * 1000 + 500 + i, "user_id": f"u{i}",
+         "ip": "198.51.100.7", "country": "US" if i % 2 else "FR",
+         "click_id": f"late-{tag}-{ad}-{end}-{i}"}
+        for ad in ads for end in ends for i in range(30)
+    ]  # fmt: skip
+    send(settings, burst)
+    ingest_until_idle(settings)  # one batch, one transaction
+    for click in burst:
+        minute = click["timestamp"] // 60_000 * 60
+        key = (click["ad_id"], minute)
+        truth.by_ad_minute[key] = truth.by_ad_minute.get(key, 0) + 1
+        by_country = (click["ad_id"], minute, click["country"])
+        truth.by_ad_minute_country[by_country] = truth.by_ad_minute_country.get(by_country, 0) + 1
+
+
 def test_closed_lists_equal_the_truth_and_late_bursts_revise_them(settings: Settings) -> None:
     settings = closer_settings(settings)
     truth = traffic(settings, seed=41)
@@ -137,22 +163,7 @@ def test_closed_lists_equal_the_truth_and_late_bursts_revise_them(settings: Sett
 
     # A late burst: 30 clicks each for 20 ads in 10 closed minutes, all in one batch.
     ends = sorted({end for _m, _k, end in before})
-    late_minutes = ends[-12:-2]
-    ads = [f"late-ad-{n:02d}" for n in range(20)]
-    burst = [
-        {"ad_id": ad, "timestamp": (minute - 60) * 1000 + 500 + i, "user_id": f"u{i}",
-         "ip": "198.51.100.7", "country": "US" if i % 2 else "FR",
-         "click_id": f"late-{ad}-{minute}-{i}"}
-        for ad in ads for minute in late_minutes for i in range(30)
-    ]  # fmt: skip
-    send(settings, burst)
-    ingest_until_idle(settings)
-    for click in burst:
-        minute = click["timestamp"] // 60_000 * 60
-        key = (click["ad_id"], minute)
-        truth.by_ad_minute[key] = truth.by_ad_minute.get(key, 0) + 1
-        by_country = (click["ad_id"], minute, click["country"])
-        truth.by_ad_minute_country[by_country] = truth.by_ad_minute_country.get(by_country, 0) + 1
+    late_burst(settings, truth, ends[-12:-2], "a")
     close_once(settings)
     after = assert_lists_equal_truth(settings, truth)
     revised = {key for key, (revision, _ads) in after.items() if revision > 1}
@@ -160,8 +171,31 @@ def test_closed_lists_equal_the_truth_and_late_bursts_revise_them(settings: Sett
     # One re-ranking per changed list, however many late clicks changed it.
     assert {after[key][0] for key in revised} == {2}
     # Unchanged lists (their windows miss the late minutes) keep revision 1.
-    untouched = {(m, k, e) for (m, k, e) in after if e - m * 60 >= late_minutes[-1]}
+    untouched = {(m, k, e) for (m, k, e) in after if e - m * 60 >= ends[-3]}
     assert untouched and all(after[key][0] == 1 for key in untouched)
+    assert_published_once_each(settings)
+
+
+def test_a_list_is_revised_at_most_once_per_revision_interval(settings: Settings) -> None:
+    """A steady trickle of late events must not publish a revision every pass."""
+    settings = closer_settings(settings).model_copy(
+        update={"close_revision_interval": timedelta(hours=1)}
+    )
+    truth = traffic(settings, seed=61)
+    closer = MinuteCloser(settings)
+    closer.run(threading.Event(), once=True)
+    ends = sorted({end for _m, _k, end in current_lists(settings)})[-6:-2]
+    late_burst(settings, truth, ends, "first")
+    closer.run(threading.Event(), once=True)  # revises what changed: revision 2
+    late_burst(settings, truth, ends, "second")
+    closer.run(threading.Event(), once=True)  # within the interval: no revision
+    lists = current_lists(settings)
+    assert {revision for revision, _ads in lists.values()} == {1, 2}
+    assert closer.totals.revisions == sum(revision == 2 for revision, _ads in lists.values())
+    # The next interval (here: a restarted closer) catches up exactly.
+    close_once(settings)
+    final = assert_lists_equal_truth(settings, truth)
+    assert max(revision for revision, _ads in final.values()) == 3
     assert_published_once_each(settings)
 
 

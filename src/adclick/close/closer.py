@@ -15,7 +15,7 @@ Exactly one current list per (window, filter, minute):
   r + 1, stored and published the same way. The primary key (window, filter, end,
   revision) refuses a second revision r whatever happens.
 
-Revisions cost at most one re-ranking per changed list per cycle (``close_interval_s``),
+Revisions cost at most one re-ranking per changed list per ``close_revision_interval``,
 however many late events arrive in between, and only lists younger than
 ``close_revision_horizon`` are revised.
 """
@@ -81,6 +81,8 @@ class MinuteCloser:
             rollups, max(self.windows) + horizon_minutes, max_limit=settings.close_top_n
         )
         self.totals = CloseTotals()
+        # When each list was last re-ranked (monotonic seconds), to space revisions.
+        self._checked: dict[tuple[int, str, int], float] = {}
         self._conn: Connection | None = None
         self._producer = make_producer(settings)
 
@@ -187,6 +189,8 @@ class MinuteCloser:
             load_sql("close/current_lists"), {"since": from_ms(since_ms)}
         ).fetchall()
         revised: list[TopList] = []
+        now = time.monotonic()
+        interval = self.settings.close_revision_interval.total_seconds()
         for minutes, key, end, revision, input_revision in rows:
             window = Window(end - minutes * MINUTE_MS, end)
             query_filter = parse_filter_key(key)
@@ -194,6 +198,9 @@ class MinuteCloser:
                 continue
             if sum(snapshot.revisions(window)) == input_revision:
                 continue  # none of its minutes changed
+            if now - self._checked.get((minutes, key, end), -math.inf) < interval:
+                continue  # re-ranked recently: late events wait for the next interval
+            self._checked[(minutes, key, end)] = now
             fresh = self._rank(snapshot, minutes, query_filter, end, revision + 1)
             stored = self._stored_ads(minutes, key, end, revision)
             if fresh.ads == stored:
