@@ -231,6 +231,9 @@ class MinuteCloser:
 
     def _store(self, lists: list[TopList]) -> None:
         conn = self._require_conn()
+        now = time.monotonic()
+        for top in lists:  # a list just ranked waits a whole interval for its revision
+            self._checked[(top.window_minutes, top.filter_key, top.window_end_ms)] = now
         with conn.transaction():
             for top in lists:
                 key = _list_key(top, top.revision)
