@@ -122,7 +122,10 @@ class ClickQueries:
         granularity: Granularity = Granularity.MINUTE,
     ) -> AdClicks:
         with self.pool.connection() as conn:
-            clock = self._clock(conn)
+            # The window index's clock (at most a refresh old) when there is one: one
+            # query less, and the same "last M minutes" as topAds.
+            snapshot = self.index.snapshot if self.index is not None else None
+            clock = snapshot.clock if snapshot is not None else self._clock(conn)
             window = self._window(clock, window_args)
             query_filter, plan = self._plan(filter_args, window, clock)
             bucket_ms = _BUCKET_MS[granularity]
