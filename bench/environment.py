@@ -15,6 +15,7 @@ from adclick.kafka import create_topics
 from adclick.settings import Settings
 from adclick.stack import stack_up
 from adclick.stack.lifecycle import local_targets
+from adclick.stack.timescaledb import TimescaleCluster
 
 BENCH_DATABASE = "adclick_bench"
 
@@ -45,31 +46,51 @@ def this_machine() -> Machine:
     return Machine(cpu, os.cpu_count() or 0, memory)
 
 
-def fresh_bench_settings(base: Settings, partitions: int) -> Settings:
-    """Bring the stack up, recreate the bench database, and name fresh topics."""
-    stack_up(base, lambda message: print(f"stack: {message}"))
+def ensure_database_cluster(base: Settings) -> None:
+    """Bring the local stack up unless its database cluster runs already.
+
+    For benchmarks that need only the database: an ``adclick up`` also migrates the
+    main database, which a benchmark has no business doing when the stack is up.
+    """
+    cluster = TimescaleCluster(base.state_dir, local_targets(base).db_port)
+    if not (cluster.initialised() and cluster.running()):
+        stack_up(base, lambda message: print(f"stack: {message}"))
+
+
+def bench_database_settings(base: Settings, database: str, *, recreate: bool) -> Settings:
+    """Point the settings at the private database ``database`` on the local stack.
+
+    The database is dropped and created again when ``recreate``, and created when missing.
+    The local stack's database cluster must be running.
+    """
     targets = local_targets(base)
     admin_url = f"postgresql://postgres@127.0.0.1:{targets.db_port}/postgres"
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(BENCH_DATABASE)
+        if recreate:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
             )
-        )
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                sql.Identifier(BENCH_DATABASE), sql.Identifier(targets.db_user)
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database])
+        if exists.fetchone() is None:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(database), sql.Identifier(targets.db_user)
+                )
             )
-        )
-    bench_db_url = base.database_url.rsplit("/", 1)[0] + f"/{BENCH_DATABASE}"
     with psycopg.connect(
-        f"postgresql://postgres@127.0.0.1:{targets.db_port}/{BENCH_DATABASE}", autocommit=True
+        f"postgresql://postgres@127.0.0.1:{targets.db_port}/{database}", autocommit=True
     ) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    database_url = base.database_url.rsplit("/", 1)[0] + f"/{database}"
+    return base.model_copy(update={"database_url": database_url})
+
+
+def fresh_bench_settings(base: Settings, partitions: int) -> Settings:
+    """Bring the stack up, recreate the bench database, and name fresh topics."""
+    stack_up(base, lambda message: print(f"stack: {message}"))
     run = int(time.time())
-    settings = base.model_copy(
+    settings = bench_database_settings(base, BENCH_DATABASE, recreate=True).model_copy(
         update={
-            "database_url": bench_db_url,
             "clicks_topic": f"bench-clicks-{run}",
             "dlq_topic": f"bench-clicks-dlq-{run}",
             "top_ads_topic": f"bench-top-ads-{run}",

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from adclick.cli.app import app
+from adclick.loadgen.generator import DEFAULT_ZIPF
 from adclick.logs import configure_logging
 from adclick.resources import REPO_ROOT
 from adclick.settings import get_settings
@@ -51,3 +52,104 @@ def bench_ingest(
         result = module.freshness(settings, rate, duration, workers, zipf, ads, partitions)
         typer.echo(json.dumps({"run": "freshness", "workers": workers, "zipf": zipf,
                                "machine": machine, **result}))  # fmt: skip
+
+
+@bench_app.command("query")
+def bench_query(
+    hours: Annotated[int, typer.Option(min=1, help="Hours of per-minute rollups.")] = 6,
+    ads: Annotated[int, typer.Option(min=1, help="Distinct ads.")] = 2_000_000,
+    clicks_per_minute: Annotated[int, typer.Option(min=1, help="Clicks per minute.")] = 700_000,
+    zipf: Annotated[
+        float, typer.Option(min=0, help="Ad popularity skew (0: uniform).")
+    ] = DEFAULT_ZIPF,
+    rebuild: Annotated[
+        bool, typer.Option(help="Build the dataset even if the kept one has these parameters.")
+    ] = False,
+    repeat: Annotated[int, typer.Option(min=1, help="Requests per fast query kind.")] = 200,
+    slow_repeat: Annotated[
+        int, typer.Option(min=1, help="Requests per query kind answered by SQL over hours.")
+    ] = 10,
+    build_only: Annotated[bool, typer.Option(help="Only build (or keep) the dataset.")] = False,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(help="Measure only the query kinds whose name contains this (repeatable)."),
+    ] = None,
+) -> None:
+    """GraphQL latency of adClicks and topAds over hours of rollups at design scale.
+
+    Builds the dataset (per-minute rollups written directly with COPY, not through Kafka)
+    in a private database on the local stack, or keeps the one built before with the same
+    parameters; then starts the API on it, waits until its window index has loaded, and
+    sends the documented operations over HTTP, one at a time. Prints one JSON line per
+    query kind (p50/p99 in ms), with the machine it ran on.
+    """
+    configure_logging()
+    dataset_module = _bench_module("query_dataset")
+    module = _bench_module("query")
+    base = get_settings()
+    machine = _bench_module("environment").this_machine().describe()
+    spec = dataset_module.DatasetSpec(hours, ads, clicks_per_minute, zipf)
+    settings, dataset = dataset_module.ensure_dataset(base, spec, rebuild=rebuild)
+
+    def emit(result: dict[str, Any]) -> None:
+        typer.echo(json.dumps({**result, "machine": machine}))
+
+    emit({"run": "dataset", "zipf": zipf, "hours": hours, "ads": ads,
+          "clicks_per_minute": clicks_per_minute, "rows": dataset.rows,
+          "build_s": dataset.build_s, "reused": dataset.reused})  # fmt: skip
+    if build_only:
+        return
+    log_path = base.state_dir / "logs" / "bench-query-api.log"
+    module.latency(settings, dataset, repeat=repeat, slow_repeat=slow_repeat,
+                   log_path=log_path, emit=emit, only=only or [])  # fmt: skip
+
+
+@bench_app.command("close")
+def bench_close(
+    hours: Annotated[int, typer.Option(min=1, help="Hours of per-minute rollups.")] = 6,
+    ads: Annotated[int, typer.Option(min=1, help="Distinct ads.")] = 2_000_000,
+    clicks_per_minute: Annotated[int, typer.Option(min=1, help="Clicks per minute.")] = 700_000,
+    zipf: Annotated[
+        float, typer.Option(min=0, help="Ad popularity skew (0: uniform).")
+    ] = DEFAULT_ZIPF,
+    country: Annotated[
+        list[str], typer.Option(help="Close a list filtered to this country (repeatable).")
+    ] = ["US"],  # noqa: B006 - typer reads the default, nobody mutates it
+) -> None:
+    """Time to close one minute (every window and filter) at the design scale.
+
+    Uses the dataset of `adclick bench query` (built first if missing): the closer catches
+    up to a watermark ten minutes back, then the watermark advances a minute at a time
+    and each close is timed, index refresh included. Prints one JSON line.
+    """
+    configure_logging()
+    dataset_module = _bench_module("query_dataset")
+    machine = _bench_module("environment").this_machine().describe()
+    spec = dataset_module.DatasetSpec(hours, ads, clicks_per_minute, zipf)
+    settings, _dataset = dataset_module.ensure_dataset(get_settings(), spec, rebuild=False)
+    filters = [{"country": [code]} for code in country]
+    result = _bench_module("close").close_minutes(settings, filters)
+    typer.echo(json.dumps({**result, "zipf": zipf, "hours": hours, "ads": ads,
+                           "clicks_per_minute": clicks_per_minute,
+                           "machine": machine}))  # fmt: skip
+
+
+@bench_app.command("tiering")
+def bench_tiering(
+    events: Annotated[int, typer.Option(min=1, help="Raw clicks in the day-chunk.")] = 2_000_000,
+    ads: Annotated[int, typer.Option(min=1, help="Distinct ads.")] = 2_000_000,
+    zipf: Annotated[
+        float, typer.Option(min=0, help="Ad popularity skew (0: uniform).")
+    ] = DEFAULT_ZIPF,
+) -> None:
+    """Export throughput (rows/s) and cold vs hot size per million clicks.
+
+    Fills one day-chunk of raw_clicks in a private database, then times `adclick
+    maintain` exporting, verifying, cataloguing and dropping it. Prints one JSON line.
+    """
+    configure_logging()
+    machine = _bench_module("environment").this_machine().describe()
+    base = get_settings()
+    cold_dir = (base.state_dir / "bench-cold").resolve()
+    result = _bench_module("tiering").tiering(base, events, ads, zipf, cold_dir)
+    typer.echo(json.dumps({**result, "zipf": zipf, "machine": machine}))

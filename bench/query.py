@@ -1,0 +1,385 @@
+"""``adclick bench query``: GraphQL latency of adClicks and topAds at design scale.
+
+The dataset (bench/query_dataset.py) holds hours of per-minute rollups. The API runs as
+its own process (``python -m adclick api``) on that database, exactly as deployed; the
+benchmark waits for /readyz (the window index has loaded), reads the process's memory
+from /proc, then sends the documented operations (graphql/operations/) over HTTP, one
+request at a time from one client, and reports p50/p99 per query kind.
+
+The API caches a window's ranking until a minute in it changes, and ranks the standard
+windows ahead of queries. Ad-hoc windows are therefore measured three ways: the first
+request of a window (cold), the same window again (cached), and a different window per
+request (varied end minutes, none cached).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from adclick.loadgen.generator import ad_id, ad_id_width
+from adclick.resources import REPO_ROOT
+from adclick.settings import Settings
+from bench.query_dataset import MINUTE_MS, Dataset
+
+OPERATIONS_DIR = REPO_ROOT / "graphql" / "operations"
+READY_TIMEOUT_S = 3600.0
+REQUEST_TIMEOUT_S = 900.0
+# The ad-hoc window: 60 minutes, ending this many minutes before stream time's minute.
+AD_HOC_MINUTES = 60
+AD_HOC_END_BACK = 7
+DAY_MINUTES = 24 * 60
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+def _operations() -> dict[str, str]:
+    """The documented operations by name, e.g. ``TopAds``."""
+    return {path.stem: path.read_text() for path in sorted(OPERATIONS_DIR.glob("*.graphql"))}
+
+
+@dataclass
+class Api:
+    """The API subprocess and where it listens."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    def memory_mib(self) -> dict[str, float]:
+        """Resident memory now and at its peak (VmRSS, VmHWM), MiB."""
+        found = {}
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                found[name] = round(int(value.split()[0]) / 1024, 1)
+        return {"rss_mib": found["VmRSS"], "peak_rss_mib": found["VmHWM"]}
+
+    def log_tail(self, lines: int = 20) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def running_api(settings: Settings, log_path: Path) -> Iterator[tuple[Api, dict[str, Any]]]:
+    """Start the API on the dataset, wait until it is ready, and stop it at the end.
+
+    Yields the API and its start-up figures: seconds until it served /healthz, until
+    /readyz said ready (the window index loaded), and memory once ready.
+    """
+    port = _free_port()
+    environment = {
+        **os.environ,
+        **settings.as_environment(),
+        "ADCLICK_API_ALLOW_ANONYMOUS": "true",
+        "ADCLICK_API_HOST": "127.0.0.1",
+        "ADCLICK_API_PORT": str(port),
+    }
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "adclick", "api"],
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    api = Api(process, f"http://127.0.0.1:{port}", log_path)
+    try:
+        print(f"API started (pid {process.pid}, log {log_path}); waiting for /readyz")
+        serving_s = _wait_for(api, "/healthz", started)
+        ready_s = _wait_for(api, "/readyz", started)
+        startup: dict[str, Any] = {
+            "serving_after_s": round(serving_s, 2),
+            "ready_after_s": round(ready_s, 2),
+            **_index_load(api),
+            **api.memory_mib(),
+        }
+        yield api, startup
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        print(f"API stopped (exit status {process.returncode})")
+
+
+_TEXT_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \S+ \S+ \S+: (.*)$")
+_LOADED = re.compile(r"window index: loaded (\d+) minutes \((\d+) rows\)")
+
+
+def _log_messages(text: str) -> Iterator[tuple[float, str]]:
+    """(time, message) of every line of the API's log, in its JSON or its text format."""
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                record = json.loads(line)
+                yield _log_time(record["time"]), str(record["message"])
+            except (ValueError, KeyError):
+                continue
+        elif found := _TEXT_LINE.match(line):
+            yield _log_time(found[1]), found[2]
+
+
+def _index_load(api: Api) -> dict[str, Any]:
+    """The first load of the window index, from the API's log: duration, minutes, rows.
+
+    From "Application startup complete" to the first "window index: loaded" line, which
+    comes once the standard windows are ranked too, a little after /readyz says ready.
+    """
+    deadline = time.perf_counter() + 120
+    while time.perf_counter() < deadline:
+        started = loaded = None
+        for at, message in _log_messages(api.log_path.read_text(errors="replace")):
+            if started is None and "Application startup complete" in message:
+                started = at
+            elif started is not None and (found := _LOADED.search(message)):
+                loaded = (at, int(found[1]), int(found[2]))
+                break
+        if started is not None and loaded is not None:
+            return {
+                "index_load_s": round(loaded[0] - started, 2),
+                "index_minutes": loaded[1],
+                "index_rows": loaded[2],
+            }
+        time.sleep(0.2)
+    return {"index_load_s": None, "index_minutes": None, "index_rows": None}
+
+
+def _log_time(text: str) -> float:
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def _wait_for(api: Api, path: str, started: float) -> float:
+    """Seconds from ``started`` until ``path`` answers 200."""
+    deadline = started + READY_TIMEOUT_S
+    with httpx.Client(base_url=api.url, timeout=5) as client:
+        while time.perf_counter() < deadline:
+            if api.process.poll() is not None:
+                raise RuntimeError(f"the API exited ({api.process.returncode}):\n{api.log_tail()}")
+            try:
+                if client.get(path).status_code == 200:
+                    return time.perf_counter() - started
+            except httpx.HTTPError:
+                pass  # not listening yet, or busy loading
+            time.sleep(0.1)
+    raise RuntimeError(f"{path} not ready after {READY_TIMEOUT_S:.0f} s:\n{api.log_tail()}")
+
+
+class GraphQLClient:
+    """Sends the documented operations and times each request (seconds)."""
+
+    def __init__(self, url: str) -> None:
+        self.http = httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S)
+        self.documents = _operations()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def timed(self, operation: str, **variables: Any) -> tuple[float, dict[str, Any]]:
+        body = {
+            "query": self.documents[operation],
+            "operationName": operation,
+            "variables": variables,
+        }
+        started = time.perf_counter()
+        response = self.http.post("/graphql", json=body)
+        elapsed = time.perf_counter() - started
+        answer = response.json()
+        if response.status_code != 200 or answer.get("errors"):
+            raise RuntimeError(f"{operation} {variables}: {response.status_code} {answer}")
+        data: dict[str, Any] = answer["data"]
+        return elapsed, data
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request of a query kind: an operation and its variables."""
+
+    operation: str
+    variables: dict[str, Any]
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
+
+
+def _top_last(minutes: int, country: str | None = None, limit: int = 100) -> Request:
+    variables: dict[str, Any] = {"lastMinutes": minutes, "limit": limit}
+    if country is not None:
+        variables["filter"] = {"country": [country]}
+    return Request("TopAds", variables)
+
+
+def _top_range(end_ms: int, minutes: int, country: str | None = None) -> Request:
+    variables: dict[str, Any] = {
+        "from": _iso(end_ms - minutes * MINUTE_MS),
+        "to": _iso(end_ms),
+        "limit": 100,
+    }
+    if country is not None:
+        variables["filter"] = {"country": [country]}
+    return Request("TopAdsInRange", variables)
+
+
+def latency(
+    settings: Settings,
+    dataset: Dataset,
+    *,
+    repeat: int,
+    slow_repeat: int,
+    log_path: Path,
+    emit: Emit,
+    only: Sequence[str] = (),
+) -> None:
+    """Start the API on the dataset and emit one result per query kind.
+
+    ``only``: measure just the kinds whose name contains one of these strings.
+    """
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
+    spec = dataset.spec
+    cache_minutes = settings.api_cache_minutes
+    end_ms = dataset.end_ms  # the minute stream time is in: windows end here
+    whole = spec.minutes
+    width = ad_id_width(spec.ads)
+    rng = random.Random(11)
+    common = {"zipf": spec.zipf, "hours": spec.hours, "ads": spec.ads,
+              "clicks_per_minute": spec.clicks_per_minute}  # fmt: skip
+
+    def path_of(window_start_ms: int) -> str:
+        inside = cache_minutes > 0 and window_start_ms >= end_ms - cache_minutes * MINUTE_MS
+        return "window index" if inside else "SQL"
+
+    with running_api(settings, log_path) as (api, startup):
+        emit({"run": "startup", **common, **startup})
+        client = GraphQLClient(api.url)
+        try:
+
+            def measure(
+                kind: str, requests: list[Request], path: str, *, warmup: int = 0, **extra: Any
+            ) -> None:
+                if only and not any(part in kind for part in only):
+                    return
+                if len(requests) <= warmup:
+                    print(f"skipped (the dataset is too short for it): {kind}")
+                    return
+                warmup_s = [client.timed(r.operation, **r.variables)[0] for r in requests[:warmup]]
+                load = os.getloadavg()[0]
+                samples: list[float] = []
+                source = None
+                for request in requests[warmup:]:
+                    elapsed, data = client.timed(request.operation, **request.variables)
+                    samples.append(elapsed)
+                    source = next(iter(data.values()))["source"]
+                emit({"run": "query", "kind": kind, "path": path, "source": source,
+                      **_summary(samples), **extra,
+                      **({"warmup_ms": [round(s * 1000, 1) for s in warmup_s]} if warmup else {}),
+                      "loadavg_1m": round(load, 2), **common})  # fmt: skip
+
+            # Warm up every code path on windows that are not measured later (30 minutes
+            # long, another country), so none of the measured windows is cached by it.
+            for i in range(20):
+                client.timed("TopAdsInRange", **_top_range(end_ms - i * MINUTE_MS, 30).variables)
+                client.timed(
+                    "TopAdsInRange", **_top_range(end_ms - i * MINUTE_MS, 30, "IN").variables
+                )
+                for minutes in (1, 5, 15, 60):
+                    client.timed("TopAds", **_top_last(minutes).variables)
+            _elapsed, top = client.timed("TopAds", **_top_last(60, limit=1000).variables)
+            popular = [ad["adId"] for ad in top["topAds"]["ads"]]
+            rare = [ad_id(rng.randint(1, spec.ads), width) for _ in range(repeat + 20)]
+            for ad in popular[:20] + rare[:20]:
+                client.timed("AdClicksLastHour", adId=ad)
+
+            # adClicks: one ad's last 60 minutes, always by SQL (the rollup's key).
+            measure("adClicks lastMinutes 60, popular ads (top 1000)",
+                    [Request("AdClicksLastHour", {"adId": rng.choice(popular)})
+                     for _ in range(repeat)], "SQL")  # fmt: skip
+            measure("adClicks lastMinutes 60, random ads (mostly rare)",
+                    [Request("AdClicksLastHour", {"adId": ad}) for ad in rare[20:]],
+                    "SQL")  # fmt: skip
+
+            # The standard windows, ranked by the API ahead of queries.
+            for minutes in (1, 5, 15, 60):
+                measure(f"topAds lastMinutes {minutes}", [_top_last(minutes)] * repeat,
+                        path_of(end_ms - minutes * MINUTE_MS))  # fmt: skip
+
+            # A standard window with a filter: not ranked ahead, cached after its first.
+            measure("topAds lastMinutes 60 country US, first request (cold)",
+                    [_top_last(60, "US")], path_of(end_ms - 60 * MINUTE_MS))  # fmt: skip
+            measure("topAds lastMinutes 60 country US, repeated (cached)",
+                    [_top_last(60, "US")] * repeat, path_of(end_ms - 60 * MINUTE_MS))  # fmt: skip
+
+            # Ad-hoc 60-minute windows, not aligned with the standard ones.
+            ad_hoc_end = end_ms - AD_HOC_END_BACK * MINUTE_MS
+            span = min(cache_minutes, whole) if cache_minutes else whole
+            # Every other end minute whose 60-minute window lies inside the cached range
+            # (and is not the standard window ending at stream time's minute).
+            ends = [end_ms - back * MINUTE_MS for back in range(1, span - AD_HOC_MINUTES + 1)
+                    if back != AD_HOC_END_BACK]  # fmt: skip
+            rng.shuffle(ends)
+            ad_hoc_path = path_of(ad_hoc_end - AD_HOC_MINUTES * MINUTE_MS)
+            for country, label in ((None, ""), ("US", " country US")):
+                name = f"topAds {AD_HOC_MINUTES}-minute from/to{label}"
+                measure(f"{name}, first request (cold)",
+                        [_top_range(ad_hoc_end, AD_HOC_MINUTES, country)], ad_hoc_path,
+                        window_end_minutes_before_stream_time=AD_HOC_END_BACK)  # fmt: skip
+                measure(f"{name}, repeated (cached)",
+                        [_top_range(ad_hoc_end, AD_HOC_MINUTES, country)] * repeat,
+                        ad_hoc_path)  # fmt: skip
+                measure(f"{name}, a different window each (uncached)",
+                        [_top_range(e, AD_HOC_MINUTES, country) for e in ends[:repeat]],
+                        ad_hoc_path,
+                        windows=f"{AD_HOC_MINUTES} minutes, ending 1 to "
+                        f"{span - AD_HOC_MINUTES} minutes before stream time's minute")  # fmt: skip
+
+            # The longest windows: the whole dataset, and 24 hours (more than there is).
+            whole_path = path_of(end_ms - whole * MINUTE_MS)
+            measure(f"topAds lastMinutes {whole} (the whole dataset)",
+                    [_top_last(whole)] * (slow_repeat + 1), whole_path, warmup=1)  # fmt: skip
+            measure(f"topAds lastMinutes {DAY_MINUTES} (24 h; the data holds {spec.hours} h)",
+                    [_top_last(DAY_MINUTES)] * (slow_repeat + 1),
+                    path_of(end_ms - DAY_MINUTES * MINUTE_MS), warmup=1)  # fmt: skip
+            filtered_repeat = max(2, slow_repeat // 4)
+            measure(f"topAds lastMinutes {whole} country US (the whole dataset)",
+                    [_top_last(whole, "US")] * (filtered_repeat + 1), whole_path,
+                    warmup=1)  # fmt: skip
+        finally:
+            client.close()
+        emit({"run": "after", **common, **api.memory_mib()})
+
+
+def _summary(samples: list[float]) -> dict[str, Any]:
+    ms = np.array(samples) * 1000
+    p50, p99 = np.percentile(ms, [50, 99])
+    return {
+        "n": len(samples),
+        "p50_ms": round(float(p50), 2),
+        "p99_ms": round(float(p99), 2),
+        "max_ms": round(float(ms.max()), 2),
+        "mean_ms": round(float(ms.mean()), 2),
+    }
