@@ -21,8 +21,10 @@ import strawberry
 from strawberry.extensions import (
     MaxAliasesLimiter,
     MaxTokensLimiter,
+    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
+    ValidationCache,
 )
 from strawberry.permission import BasePermission
 from strawberry.schema.config import StrawberryConfig
@@ -421,6 +423,10 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         subscription=subscription,
         config=StrawberryConfig(scalar_map={Long: _LONG}),
         extensions=[
+            # Frontends send the same few documents again and again: parse and validate
+            # (depth, alias and token limits included) once per distinct document.
+            partial(ParserCache, maxsize=1000),
+            partial(ValidationCache, maxsize=1000),
             ErrorCodes,
             RequestMetrics,
             partial(QueryDepthLimiter, max_depth=settings.api_max_depth),
