@@ -14,6 +14,12 @@ from adclick.logs import configure_logging
 from adclick.resources import REPO_ROOT
 from adclick.settings import get_settings
 
+# The design-scale dataset's options, shared by `bench query` and `bench close`.
+DatasetHours = Annotated[int, typer.Option(min=1, help="Hours of per-minute rollups.")]
+DatasetAds = Annotated[int, typer.Option(min=1, help="Distinct ads.")]
+DatasetClicks = Annotated[int, typer.Option(min=1, help="Clicks per minute.")]
+Skew = Annotated[float, typer.Option(min=0, help="Ad popularity skew (0: uniform).")]
+
 bench_app = typer.Typer(help="Benchmarks: measured figures, never asserted (docs/benchmarks.md).")
 app.add_typer(bench_app, name="bench")
 
@@ -56,12 +62,10 @@ def bench_ingest(
 
 @bench_app.command("query")
 def bench_query(
-    hours: Annotated[int, typer.Option(min=1, help="Hours of per-minute rollups.")] = 6,
-    ads: Annotated[int, typer.Option(min=1, help="Distinct ads.")] = 2_000_000,
-    clicks_per_minute: Annotated[int, typer.Option(min=1, help="Clicks per minute.")] = 700_000,
-    zipf: Annotated[
-        float, typer.Option(min=0, help="Ad popularity skew (0: uniform).")
-    ] = DEFAULT_ZIPF,
+    hours: DatasetHours = 6,
+    ads: DatasetAds = 2_000_000,
+    clicks_per_minute: DatasetClicks = 700_000,
+    zipf: Skew = DEFAULT_ZIPF,
     rebuild: Annotated[
         bool, typer.Option(help="Build the dataset even if the kept one has these parameters.")
     ] = False,
@@ -106,12 +110,10 @@ def bench_query(
 
 @bench_app.command("close")
 def bench_close(
-    hours: Annotated[int, typer.Option(min=1, help="Hours of per-minute rollups.")] = 6,
-    ads: Annotated[int, typer.Option(min=1, help="Distinct ads.")] = 2_000_000,
-    clicks_per_minute: Annotated[int, typer.Option(min=1, help="Clicks per minute.")] = 700_000,
-    zipf: Annotated[
-        float, typer.Option(min=0, help="Ad popularity skew (0: uniform).")
-    ] = DEFAULT_ZIPF,
+    hours: DatasetHours = 6,
+    ads: DatasetAds = 2_000_000,
+    clicks_per_minute: DatasetClicks = 700_000,
+    zipf: Skew = DEFAULT_ZIPF,
     country: Annotated[
         list[str], typer.Option(help="Close a list filtered to this country (repeatable).")
     ] = ["US"],  # noqa: B006 - typer reads the default, nobody mutates it
@@ -137,10 +139,8 @@ def bench_close(
 @bench_app.command("tiering")
 def bench_tiering(
     events: Annotated[int, typer.Option(min=1, help="Raw clicks in the day-chunk.")] = 2_000_000,
-    ads: Annotated[int, typer.Option(min=1, help="Distinct ads.")] = 2_000_000,
-    zipf: Annotated[
-        float, typer.Option(min=0, help="Ad popularity skew (0: uniform).")
-    ] = DEFAULT_ZIPF,
+    ads: DatasetAds = 2_000_000,
+    zipf: Skew = DEFAULT_ZIPF,
 ) -> None:
     """Export throughput (rows/s) and cold vs hot size per million clicks.
 

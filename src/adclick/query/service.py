@@ -76,6 +76,16 @@ class TopAds(Answer):
     ads: list[RankedAd]
 
 
+def check_limit(limit: int, maximum: int, what: str) -> None:
+    """A limit of 1 to ``maximum`` (``what`` names the maximum in the error)."""
+    if limit < 1:
+        raise QueryError(ErrorCode.BAD_LIMIT, "limit must be at least 1")
+    if limit > maximum:
+        raise QueryError(
+            ErrorCode.LIMIT_TOO_LARGE, f"limit {limit:,} is above {what} ({maximum:,})"
+        )
+
+
 class ClickQueries:
     """Validates queries, picks the source that can answer each, and answers it."""
 
@@ -148,13 +158,7 @@ class ClickQueries:
     def top_ads(
         self, limit: int, window_args: WindowArgs, filter_args: Mapping[str, Sequence[str] | None]
     ) -> TopAds:
-        if limit < 1:
-            raise QueryError(ErrorCode.BAD_LIMIT, "limit must be at least 1")
-        if limit > self.settings.api_max_limit:
-            raise QueryError(
-                ErrorCode.LIMIT_TOO_LARGE,
-                f"limit {limit:,} is above the maximum of {self.settings.api_max_limit:,}",
-            )
+        check_limit(limit, self.settings.api_max_limit, "the maximum")
         snapshot = self.index.snapshot if self.index is not None else None
         if snapshot is not None:
             # Resolved against the snapshot's clock, so "the last M minutes" are minutes
@@ -191,13 +195,7 @@ class ClickQueries:
 
     def check_list_limit(self, limit: int) -> None:
         """Stored lists hold close_top_n ads."""
-        if limit < 1:
-            raise QueryError(ErrorCode.BAD_LIMIT, "limit must be at least 1")
-        if limit > self.settings.close_top_n:
-            raise QueryError(
-                ErrorCode.LIMIT_TOO_LARGE,
-                f"stored lists hold {self.settings.close_top_n} ads; limit {limit} is more",
-            )
+        check_limit(limit, self.settings.close_top_n, "what stored lists hold")
 
     def ingest_status(self) -> list[tuple[Any, ...]]:
         """Per partition: next offset of the ingest group, newest event time, watermark."""
