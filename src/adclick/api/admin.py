@@ -22,10 +22,5 @@ class Admin:
         """``hot`` and ``cold`` as ISO-8601 durations; None (or "forever") is forever."""
         hot_time = None if hot is None else parse_retention(hot)
         cold_time = None if cold is None else parse_retention(cold)
-        with self.pool.connection() as conn:
-            conn.autocommit = False
-            try:
-                return set_policy(conn, self.settings, relation, hot_time, cold_time, by)
-            finally:
-                conn.rollback()
-                conn.autocommit = True
+        with self.pool.connection() as conn:  # autocommit: the one UPDATE commits itself
+            return set_policy(conn, self.settings, relation, hot_time, cold_time, by)
