@@ -217,6 +217,13 @@ class Settings(BaseSettings):
         "them are ranked without SQL. About 12 bytes per (ad, minute) with clicks, plus "
         "16 per filtered rollup row. 0 turns the window index off.",
     )
+    api_hour_cache_hours: int = Field(
+        24,
+        ge=0,
+        description="Hours before the window index that the API keeps in memory, one "
+        "array of 4 bytes per ad each (from clicks_1h), so unfiltered topAds windows of up "
+        "to this many hours are ranked without SQL. 0: such windows are answered by SQL.",
+    )
     api_standard_windows: list[int] = Field(
         default_factory=lambda: [1, 5, 15, 60],
         description="Windows (minutes) whose unfiltered top lists the API ranks ahead of "

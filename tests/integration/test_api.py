@@ -7,6 +7,7 @@ recomputed from the truth, so the comparison holds whatever stream time the API 
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,12 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from adclick.close.closer import MinuteCloser
 from adclick.lifecycle.reconcile import reconcile
 from adclick.loadgen.truth import Truth
 from adclick.settings import Settings
-from tests.api_client import ApiProcess, GraphQL, Tokens, with_tokens
+from tests.api_client import ApiProcess, GraphQL, Tokens, free_port, with_tokens
 from tests.conftest import fresh_settings
 from tests.helpers import ingest_until_idle, load, query, recent_spec
 from tests.truth_ranking import iso, minute_s, truth_clicks, truth_top
@@ -132,6 +134,54 @@ def test_top_ads_over_minute_ranges_equal_the_truth(api_data: ApiData) -> None:
         assert_top_equals_truth(top_ads(api_data.reader, window, 1000), api_data.truth, 1000)
         answer = top_ads(api_data.reader, window, 50, country=["US", "BR"])
         assert_top_equals_truth(answer, api_data.truth, 50, ["US", "BR"])
+
+
+def metric_values(base_url: str, name: str) -> dict[str, float]:
+    """One metric's samples from /metrics, by their labels' values joined with ','."""
+    families = text_string_to_metric_families(httpx.get(f"{base_url}/metrics").text)
+    return {
+        ",".join(sample.labels.values()): sample.value
+        for family in families
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
+def test_long_windows_are_ranked_from_the_hour_index(api_data: ApiData, tmp_path: Path) -> None:
+    """An API holding 20 minutes, and hours before them, ranks long windows exactly.
+
+    The windows start inside an hour (bounded by its clicks_1h total, the candidates'
+    minutes read by primary key), span whole hours, end inside the minutes, or lie
+    entirely before them.
+    """
+    settings = api_data.settings.model_copy(
+        update={"api_cache_minutes": 20, "api_port": free_port()}
+    )
+    api = ApiProcess(settings, tmp_path / "api.log")
+    try:
+        reader = api.client(api_data.tokens.reader)
+        deadline = time.monotonic() + 60
+        while (hours := metric_values(api.url, "adclick_api_hour_index_hours")).get(
+            "held", 0
+        ) < hours.get("wanted", 1):
+            assert time.monotonic() < deadline, f"hour index not loaded: {hours}"
+            time.sleep(0.2)
+        minutes = sorted({minute for _ad, minute in api_data.truth.by_ad_minute})
+        first, last = minutes[0], minutes[-1]
+        windows: list[dict[str, Any]] = [
+            {"lastMinutes": 24 * 60},
+            {"from": iso(first + 7 * 60), "to": iso(last - 2 * 60)},
+            {"from": iso(first + 5 * 60), "to": iso(first + 50 * 60)},
+        ]
+        for window in windows:
+            for limit in (1000, 10):
+                answer = top_ads(reader, window, limit)
+                assert answer["source"] == "ROLLUP"
+                assert_top_equals_truth(answer, api_data.truth, limit)
+        ranked_by = metric_values(api.url, "adclick_api_top_ads_total")
+        assert ranked_by == {"hour_index": 2 * len(windows)}
+    finally:
+        assert api.stop() == 0
 
 
 def test_top_ads_are_complete_only_behind_the_watermark(api_data: ApiData) -> None:

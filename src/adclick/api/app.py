@@ -35,6 +35,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from adclick.api.admin import Admin
 from adclick.api.auth import authenticate
 from adclick.api.context import Context
+from adclick.api.metrics import HOUR_INDEX_HOURS
 from adclick.api.schema import build_schema
 from adclick.db.connect import Connection
 from adclick.db.migrate import head_revision
@@ -97,16 +98,23 @@ class Refresher:
             try:
                 report = self.queries.refresh()
                 self.last_error = ""
-                if report is not None and report.minutes_loaded:
+                if report is not None and (report.minutes_loaded or report.hours_loaded):
                     # The index's vocabulary holds millions of objects that live for good:
                     # out of the collector's reach, they no longer make full collections
                     # (pauses of every request in flight) slower as it grows.
                     gc.freeze()
                     log.info(
-                        "window index: loaded %d minutes (%d rows)",
+                        "window index: loaded %d minutes (%d rows), %d hours",
                         report.minutes_loaded,
                         report.rows_loaded,
+                        report.hours_loaded,
                     )
+                    hours = self.queries.hours
+                    if report.hours_loaded and hours is not None and hours.complete:
+                        log.info("hour index: complete, %d hours", hours.held)
+                if self.queries.hours is not None:
+                    HOUR_INDEX_HOURS.labels("held").set(self.queries.hours.held)
+                    HOUR_INDEX_HOURS.labels("wanted").set(self.queries.hours.wanted)
             except Exception as exc:  # the database may be away; keep serving, retry
                 self.last_error = str(exc)
                 log.warning("window index refresh failed: %s", exc)

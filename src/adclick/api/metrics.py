@@ -26,6 +26,19 @@ REQUEST_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 
+TOP_ADS_RANKED_BY = Counter(
+    "adclick_api_top_ads_total",
+    "topAds answers by what ranked them: window_index (recent minutes in memory), "
+    "hour_index (longer unfiltered windows, hours in memory) or sql.",
+    ["ranked_by"],
+)
+HOUR_INDEX_HOURS = Gauge(
+    "adclick_api_hour_index_hours",
+    "Hours before the window index held in memory, and how many are wanted.",
+    ["state"],
+    multiprocess_mode="liveall",
+)
+
 SUBSCRIPTIONS = Gauge(
     "adclick_api_subscriptions",
     "Open GraphQL subscriptions to published top lists.",

@@ -32,7 +32,7 @@ from strawberry.types import Info
 
 from adclick.api.context import Context
 from adclick.api.errors import ApiErrorCode, AuthError, add_code
-from adclick.api.metrics import SUBSCRIPTIONS, RequestMetrics
+from adclick.api.metrics import SUBSCRIPTIONS, TOP_ADS_RANKED_BY, RequestMetrics
 from adclick.close.lists import TopList
 from adclick.lifecycle.policies import Policy, iso_duration
 from adclick.query import service
@@ -292,6 +292,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         answer = await asyncio.to_thread(
             info.context.queries.top_ads, limit, _window_args(window), _filter_args(filter)
         )
+        TOP_ADS_RANKED_BY.labels(answer.ranked_by.value).inc()
         return TopAds(
             ads=[RankedAd(rank=a.rank, ad_id=a.ad_id, clicks=Long(a.clicks)) for a in answer.ads],
             window=_window(answer),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from adclick.db.rollups import filtered_rollups
 from adclick.query import sql_source, top_lists
 from adclick.query.errors import ErrorCode, QueryError
 from adclick.query.filters import Filter, Plan, Source, plan_filter
+from adclick.query.hour_index import HourIndex
+from adclick.query.long_windows import hour_revision_key, rank_long_window
 from adclick.query.ranking import RankedAd
 from adclick.query.window import (
     HOUR_MS,
@@ -25,7 +28,12 @@ from adclick.query.window import (
     Window,
     resolve_window,
 )
-from adclick.query.window_index import RefreshReport, WindowIndex, read_stream_clock
+from adclick.query.window_index import (
+    RefreshReport,
+    Snapshot,
+    WindowIndex,
+    read_stream_clock,
+)
 from adclick.resources import load_sql
 from adclick.settings import Settings
 
@@ -71,9 +79,18 @@ class AdClicks(Answer):
     series: list[tuple[int, int]]  # (bucket start ms, clicks), every bucket of the window
 
 
+class RankedBy(StrEnum):
+    """What ranked a topAds answer (a metric label: operators see which path serves)."""
+
+    WINDOW_INDEX = "window_index"
+    HOUR_INDEX = "hour_index"
+    SQL = "sql"
+
+
 @dataclass(frozen=True)
 class TopAds(Answer):
     ads: list[RankedAd]
+    ranked_by: RankedBy
 
 
 def check_limit(limit: int, maximum: int, what: str) -> None:
@@ -98,6 +115,11 @@ class ClickQueries:
             if settings.api_cache_minutes > 0
             else None
         )
+        self.hours = (
+            HourIndex(settings.api_hour_cache_hours, self.index.ads)
+            if self.index is not None and settings.api_hour_cache_hours > 0
+            else None
+        )
 
     # -- the window index ----------------------------------------------------------
 
@@ -109,8 +131,11 @@ class ClickQueries:
             report = self.index.refresh(
                 conn, self.settings.clicks_topic, self.settings.idle_partition_timeout
             )
-        snapshot = self.index.snapshot
-        assert snapshot is not None
+            snapshot = self.index.snapshot
+            assert snapshot is not None
+            if self.hours is not None:
+                hours = self.hours.refresh(conn, snapshot.start_ms, snapshot.end_ms)
+                report = dataclasses.replace(report, hours_loaded=hours)
         for minutes in self.settings.api_standard_windows:
             window = Window(snapshot.end_ms - minutes * MINUTE_MS, snapshot.end_ms)
             if snapshot.covers(window):
@@ -168,13 +193,19 @@ class ClickQueries:
             if snapshot.covers(window) and plan.source is not Source.RAW:
                 assert self.index is not None
                 ads = self.index.top(snapshot, window, plan, query_filter, limit)
-                return TopAds(window, snapshot.clock, plan.source, query_filter, ads=ads)
+                return TopAds(window, snapshot.clock, plan.source, query_filter, ads=ads,
+                              ranked_by=RankedBy.WINDOW_INDEX)  # fmt: skip
+            if plan.source is Source.ROLLUP:
+                ranking = self._long_window_ranking(snapshot, window)
+                if ranking is not None:
+                    return TopAds(window, snapshot.clock, plan.source, query_filter,
+                                  ads=ranking[:limit], ranked_by=RankedBy.HOUR_INDEX)  # fmt: skip
         with self.pool.connection() as conn:
             clock = self._clock(conn)
             window = self._window(clock, window_args)
             query_filter, plan = self._plan(filter_args, window, clock)
             ads = sql_source.top_ads(conn, window, plan, query_filter, limit)
-        return TopAds(window, clock, plan.source, query_filter, ads=ads)
+        return TopAds(window, clock, plan.source, query_filter, ads=ads, ranked_by=RankedBy.SQL)
 
     def top_list_history(
         self,
@@ -209,6 +240,25 @@ class ClickQueries:
             return self._clock(conn)
 
     # -- helpers -------------------------------------------------------------------
+
+    def _long_window_ranking(self, snapshot: Snapshot, window: Window) -> list[RankedAd] | None:
+        """An unfiltered window reaching back before the index, from the hour index;
+        None when SQL must answer (beyond the hours kept, or an hour not loaded yet)."""
+        if self.index is None or self.hours is None or window.end_ms > snapshot.end_ms:
+            return None
+        hours = self.hours.hours_for(window.start_ms, min(window.end_ms, snapshot.start_ms))
+        if hours is None:
+            return None
+        key = (window.start_ms, window.end_ms, Filter())
+        inner = Window(min(max(window.start_ms, snapshot.start_ms), window.end_ms), window.end_ms)
+        revisions = snapshot.revisions(inner) + hour_revision_key(hours)
+        ranking = self.index.cached_ranking(key, revisions)
+        if ranking is None:
+            with self.pool.connection() as conn:
+                ranking = rank_long_window(conn, self.index, snapshot, hours, window)
+            if ranking is not None:
+                self.index.remember_ranking(key, revisions, ranking)
+        return ranking
 
     def _clock(self, conn: Connection) -> StreamClock:
         return read_stream_clock(

@@ -96,6 +96,7 @@ class RefreshReport:
     rows_loaded: int
     start_ms: int
     end_ms: int
+    hours_loaded: int = 0
 
 
 class WindowIndex:
@@ -202,20 +203,33 @@ class WindowIndex:
         """The window's top ``limit``; the full list (max_limit) is cached until it changes."""
         key = (window.start_ms, window.end_ms, query_filter)
         revisions = snapshot.revisions(window)
+        ranking = self.cached_ranking(key, revisions)
+        if ranking is None:
+            sums = self.sums(snapshot, window, plan, query_filter)
+            ranking = top_n(sums, self.ads.names, self.max_limit)
+            self.remember_ranking(key, revisions, ranking)
+        return ranking[:limit]
+
+    def cached_ranking(
+        self, key: tuple[Any, ...], revisions: tuple[int, ...]
+    ) -> list[RankedAd] | None:
+        """A ranking remembered under ``key``, if what it was ranked from is unchanged."""
         with self._rankings_lock:
             cached = self._rankings.get(key)
-            if cached is not None and cached[0] == revisions:
-                self._rankings.move_to_end(key)
-                return cached[1][:limit]
-        ranking = top_n(
-            self.sums(snapshot, window, plan, query_filter), self.ads.names, self.max_limit
-        )
+            if cached is None or cached[0] != revisions:
+                return None
+            self._rankings.move_to_end(key)
+            return cached[1]
+
+    def remember_ranking(
+        self, key: tuple[Any, ...], revisions: tuple[int, ...], ranking: list[RankedAd]
+    ) -> None:
+        """Keep a full ranking (max_limit ads) until ``revisions`` move; the newest few."""
         with self._rankings_lock:
             self._rankings[key] = (revisions, ranking)
             self._rankings.move_to_end(key)
             while len(self._rankings) > _RANKINGS_KEPT:
                 self._rankings.popitem(last=False)
-        return ranking[:limit]
 
 
 def _slices(

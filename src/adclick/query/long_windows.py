@@ -1,0 +1,110 @@
+"""Unfiltered topAds over windows longer than the window index (up to a day), exactly.
+
+A window [start, end) ending inside the window index splits into
+- the minutes the index holds (exact, from its minute arrays),
+- whole hours before them (exact, from the hour index), and
+- at most two edge hours only partly inside the window (the start of the window, and the
+  hour the index's first minute falls in): their hour arrays bound every ad's clicks in
+  the partial range from above.
+
+With ``base`` the exact part and ``bound`` the edges' hour totals, let T be the K-th
+largest base (K: the ranking kept, api_max_limit). At least K ads have at least T clicks,
+so an ad whose base + bound is below T cannot be in the top K. Only the others (a few
+thousand at Zipf-skewed popularity) have their edge minutes read from clicks_1m, by
+primary key; their sums are then exact and the ranking is the exact one. The edge read
+and a check that no hour changed since it was loaded share one snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import psycopg
+
+from adclick.db.connect import Connection
+from adclick.query.filters import Filter, Plan, Source
+from adclick.query.hour_index import HourClicks, HourCounts, floor_hour, hour_revisions
+from adclick.query.ranking import RankedAd, Sums, top_n
+from adclick.query.window import HOUR_MS, Window, from_ms
+from adclick.query.window_index import Snapshot, WindowIndex
+from adclick.resources import load_sql
+
+# More candidates than this (popularity close to uniform, or a window with no whole hour
+# and no minute in the index) are left to SQL: one ANY() probe per candidate stops
+# paying off against scanning the minutes.
+MAX_CANDIDATES = 200_000
+
+
+def rank_long_window(
+    conn: Connection,
+    index: WindowIndex,
+    snapshot: Snapshot,
+    hours: Mapping[int, HourCounts],
+    window: Window,
+) -> list[RankedAd] | None:
+    """The window's full ranking (index.max_limit ads), or None when SQL should answer.
+
+    ``hours``: every hour overlapping the part of the window before the snapshot's first
+    minute (HourIndex.hours_for). The window must end inside the snapshot.
+    """
+    ads = len(index.ads)  # after the snapshot and hours: no code they hold is newer
+    base = np.zeros(ads, dtype=np.int64)
+    if window.end_ms > snapshot.start_ms:
+        inner = Window(max(window.start_ms, snapshot.start_ms), window.end_ms)
+        _add(base, index.sums(snapshot, inner, Plan(Source.ROLLUP), Filter()))
+    older_end = min(window.end_ms, snapshot.start_ms)
+    bound = np.zeros(ads, dtype=np.int64)
+    edges: list[tuple[int, int]] = []  # minute ranges of the partial hours
+    for hour_ms, counts in hours.items():
+        start, end = max(window.start_ms, hour_ms), min(older_end, hour_ms + HOUR_MS)
+        if end <= start:
+            continue
+        if end - start == HOUR_MS:
+            _add(base, counts.clicks)
+        else:
+            _add(bound, counts.clicks)
+            edges.append((start, end))
+
+    candidates = _candidates(base, bound, index.max_limit)
+    if len(candidates) > MAX_CANDIDATES:
+        return None
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    with conn.transaction():
+        first = min(hours, default=window.start_ms)
+        current = hour_revisions(conn, first, floor_hour(older_end - 1) + HOUR_MS)
+        if any(current.get(h, 0) != c.revision for h, c in hours.items()):
+            return None  # an hour changed since it was loaded: SQL answers this time
+        names = index.ads.names
+        wanted = [names[int(code)] for code in candidates]
+        for start, end in edges:
+            rows = conn.execute(
+                load_sql("query/ads_clicks_between"),
+                {"ads": wanted, "start": from_ms(start), "end": from_ms(end)},
+            )
+            for ad_id, clicks in rows:
+                code = index.ads.code(ad_id)
+                assert code is not None  # every candidate was encoded
+                base[code] += clicks
+    return top_n(base, names, index.max_limit)
+
+
+def hour_revision_key(hours: Mapping[int, HourCounts]) -> tuple[int, ...]:
+    """What a cached long-window ranking depends on besides the index's minutes."""
+    return tuple(c.revision for _, c in sorted(hours.items()))
+
+
+def _candidates(base: Sums, bound: Sums, keep: int) -> Sums:
+    """Ads whose edge clicks could still put them into the top ``keep``."""
+    partial = np.flatnonzero(bound)
+    if len(partial) == 0:
+        return partial
+    clicked = np.count_nonzero(base)
+    threshold = np.partition(base, len(base) - keep)[len(base) - keep] if clicked >= keep else 0
+    return partial[base[partial] + bound[partial] >= max(threshold, 1)]
+
+
+def _add(total: Sums, part: Sums | HourClicks) -> None:
+    """total += part, over the codes both know (arrays grow with the vocabulary)."""
+    size = min(len(total), len(part))
+    total[:size] += part[:size]
