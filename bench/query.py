@@ -33,6 +33,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 
 from adclick.loadgen.generator import ad_id, ad_id_width
 from adclick.resources import REPO_ROOT
@@ -111,9 +112,11 @@ def running_api(settings: Settings, log_path: Path) -> Iterator[tuple[Api, dict[
         print(f"API started (pid {process.pid}, log {log_path}); waiting for /readyz")
         serving_s = _wait_for(api, "/healthz", started)
         ready_s = _wait_for(api, "/readyz", started)
+        hours_s = _wait_for_hour_index(api, started) if settings.api_hour_cache_hours else None
         startup: dict[str, Any] = {
             "serving_after_s": round(serving_s, 2),
             "ready_after_s": round(ready_s, 2),
+            "hour_index_loaded_after_s": hours_s and round(hours_s, 2),
             **_index_load(api),
             **api.memory_mib(),
         }
@@ -188,6 +191,27 @@ def _wait_for(api: Api, path: str, started: float) -> float:
                 pass  # not listening yet, or busy loading
             time.sleep(0.1)
     raise RuntimeError(f"{path} not ready after {READY_TIMEOUT_S:.0f} s:\n{api.log_tail()}")
+
+
+def _wait_for_hour_index(api: Api, started: float) -> float:
+    """Seconds from ``started`` until the hour index holds every hour it wants.
+
+    /readyz does not wait for it (until then long windows are answered by SQL); the
+    benchmark does, so that neither its loading nor the SQL fallback is measured.
+    """
+    deadline = started + READY_TIMEOUT_S
+    with httpx.Client(base_url=api.url, timeout=5) as client:
+        while time.perf_counter() < deadline:
+            hours = {
+                sample.labels["state"]: sample.value
+                for family in text_string_to_metric_families(client.get("/metrics").text)
+                for sample in family.samples
+                if sample.name == "adclick_api_hour_index_hours"
+            }
+            if hours and hours["held"] >= hours["wanted"]:
+                return time.perf_counter() - started
+            time.sleep(0.5)
+    raise RuntimeError(f"the hour index did not load in {READY_TIMEOUT_S:.0f} s")
 
 
 class GraphQLClient:
@@ -270,18 +294,13 @@ def latency(
     common = {"zipf": spec.zipf, "hours": spec.hours, "ads": spec.ads,
               "clicks_per_minute": spec.clicks_per_minute}  # fmt: skip
 
-    def path_of(window_start_ms: int) -> str:
-        inside = cache_minutes > 0 and window_start_ms >= end_ms - cache_minutes * MINUTE_MS
-        return "window index" if inside else "SQL"
-
     with running_api(settings, log_path) as (api, startup):
         emit({"run": "startup", **common, **startup})
         client = GraphQLClient(api.url)
         try:
 
-            def measure(
-                kind: str, requests: list[Request], path: str, *, warmup: int = 0, **extra: Any
-            ) -> None:
+            def measure(kind: str, requests: list[Request], *, warmup: int = 0,
+                        **extra: Any) -> None:  # fmt: skip
                 if only and not any(part in kind for part in only):
                     return
                 if len(requests) <= warmup:
@@ -291,11 +310,16 @@ def latency(
                 load = os.getloadavg()[0]
                 samples: list[float] = []
                 source = None
+                before = _ranked_by(api)
                 for request in requests[warmup:]:
                     elapsed, data = client.timed(request.operation, **request.variables)
                     samples.append(elapsed)
                     source = next(iter(data.values()))["source"]
-                emit({"run": "query", "kind": kind, "path": path, "source": source,
+                # What answered, as the API counted it (adClicks: always SQL).
+                after = _ranked_by(api)
+                ranked_by = {k: int(n - before.get(k, 0)) for k, n in after.items()
+                             if n > before.get(k, 0)} or "SQL (adClicks)"  # fmt: skip
+                emit({"run": "query", "kind": kind, "ranked_by": ranked_by, "source": source,
                       **_summary(samples), **extra,
                       **({"warmup_ms": [round(s * 1000, 1) for s in warmup_s]} if warmup else {}),
                       "loadavg_1m": round(load, 2), **common})  # fmt: skip
@@ -318,21 +342,19 @@ def latency(
             # adClicks: one ad's last 60 minutes, always by SQL (the rollup's key).
             measure("adClicks lastMinutes 60, popular ads (top 1000)",
                     [Request("AdClicksLastHour", {"adId": rng.choice(popular)})
-                     for _ in range(repeat)], "SQL")  # fmt: skip
+                     for _ in range(repeat)])  # fmt: skip
             measure("adClicks lastMinutes 60, random ads (mostly rare)",
-                    [Request("AdClicksLastHour", {"adId": ad}) for ad in rare[20:]],
-                    "SQL")  # fmt: skip
+                    [Request("AdClicksLastHour", {"adId": ad}) for ad in rare[20:]])  # fmt: skip
 
             # The standard windows, ranked by the API ahead of queries.
             for minutes in (1, 5, 15, 60):
-                measure(f"topAds lastMinutes {minutes}", [_top_last(minutes)] * repeat,
-                        path_of(end_ms - minutes * MINUTE_MS))  # fmt: skip
+                measure(f"topAds lastMinutes {minutes}", [_top_last(minutes)] * repeat)
 
             # A standard window with a filter: not ranked ahead, cached after its first.
             measure("topAds lastMinutes 60 country US, first request (cold)",
-                    [_top_last(60, "US")], path_of(end_ms - 60 * MINUTE_MS))  # fmt: skip
+                    [_top_last(60, "US")])  # fmt: skip
             measure("topAds lastMinutes 60 country US, repeated (cached)",
-                    [_top_last(60, "US")] * repeat, path_of(end_ms - 60 * MINUTE_MS))  # fmt: skip
+                    [_top_last(60, "US")] * repeat)  # fmt: skip
 
             # Ad-hoc 60-minute windows, not aligned with the standard ones.
             ad_hoc_end = end_ms - AD_HOC_END_BACK * MINUTE_MS
@@ -342,35 +364,45 @@ def latency(
             ends = [end_ms - back * MINUTE_MS for back in range(1, span - AD_HOC_MINUTES + 1)
                     if back != AD_HOC_END_BACK]  # fmt: skip
             rng.shuffle(ends)
-            ad_hoc_path = path_of(ad_hoc_end - AD_HOC_MINUTES * MINUTE_MS)
             for country, label in ((None, ""), ("US", " country US")):
                 name = f"topAds {AD_HOC_MINUTES}-minute from/to{label}"
                 measure(f"{name}, first request (cold)",
-                        [_top_range(ad_hoc_end, AD_HOC_MINUTES, country)], ad_hoc_path,
+                        [_top_range(ad_hoc_end, AD_HOC_MINUTES, country)],
                         window_end_minutes_before_stream_time=AD_HOC_END_BACK)  # fmt: skip
                 measure(f"{name}, repeated (cached)",
-                        [_top_range(ad_hoc_end, AD_HOC_MINUTES, country)] * repeat,
-                        ad_hoc_path)  # fmt: skip
+                        [_top_range(ad_hoc_end, AD_HOC_MINUTES, country)] * repeat)  # fmt: skip
                 measure(f"{name}, a different window each (uncached)",
                         [_top_range(e, AD_HOC_MINUTES, country) for e in ends[:repeat]],
-                        ad_hoc_path,
                         windows=f"{AD_HOC_MINUTES} minutes, ending 1 to "
                         f"{span - AD_HOC_MINUTES} minutes before stream time's minute")  # fmt: skip
 
             # The longest windows: the whole dataset, and 24 hours (more than there is).
-            whole_path = path_of(end_ms - whole * MINUTE_MS)
-            measure(f"topAds lastMinutes {whole} (the whole dataset)",
-                    [_top_last(whole)] * (slow_repeat + 1), whole_path, warmup=1)  # fmt: skip
-            measure(f"topAds lastMinutes {DAY_MINUTES} (24 h; the data holds {spec.hours} h)",
-                    [_top_last(DAY_MINUTES)] * (slow_repeat + 1),
-                    path_of(end_ms - DAY_MINUTES * MINUTE_MS), warmup=1)  # fmt: skip
+            # Each request a different window (ending 1 to slow_repeat minutes before
+            # stream time's minute), so no answer comes from the ranking cache.
+            longest = ((whole, "the whole dataset"),
+                       (DAY_MINUTES, f"24 h; the data holds {spec.hours} h"))  # fmt: skip
+            for minutes, label in longest:
+                measure(f"topAds {minutes}-minute from/to ({label}), a different window each",
+                        [_top_range(end_ms - back * MINUTE_MS, minutes)
+                         for back in range(1, slow_repeat + 1)])  # fmt: skip
+            measure(f"topAds lastMinutes {DAY_MINUTES} (cached after the first)",
+                    [_top_last(DAY_MINUTES)] * (slow_repeat + 1), warmup=1)  # fmt: skip
             filtered_repeat = max(2, slow_repeat // 4)
             measure(f"topAds lastMinutes {whole} country US (the whole dataset)",
-                    [_top_last(whole, "US")] * (filtered_repeat + 1), whole_path,
-                    warmup=1)  # fmt: skip
+                    [_top_last(whole, "US")] * (filtered_repeat + 1), warmup=1)  # fmt: skip
         finally:
             client.close()
         emit({"run": "after", **common, **api.memory_mib()})
+
+
+def _ranked_by(api: Api) -> dict[str, float]:
+    """The API's count of topAds answers by what ranked them."""
+    return {
+        sample.labels["ranked_by"]: sample.value
+        for family in text_string_to_metric_families(httpx.get(f"{api.url}/metrics").text)
+        for sample in family.samples
+        if sample.name == "adclick_api_top_ads_total"
+    }
 
 
 def _summary(samples: list[float]) -> dict[str, Any]:
