@@ -19,13 +19,14 @@ from typing import Annotated, Any, NewType
 
 import strawberry
 from strawberry.extensions import (
-    MaxAliasesLimiter,
+    AddValidationRules,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     SchemaExtension,
     ValidationCache,
 )
+from strawberry.extensions.max_aliases import create_validator as aliases_rule
+from strawberry.extensions.query_depth_limiter import create_validator as query_depth_rule
 from strawberry.permission import BasePermission
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
@@ -40,6 +41,7 @@ from adclick.query.filters import Filter
 from adclick.query.top_lists import list_key
 from adclick.query.window import from_ms
 from adclick.settings import Role, Settings
+from graphql import ASTValidationRule
 
 Long = NewType("Long", int)
 _LONG = strawberry.scalar(
@@ -418,6 +420,10 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             },
         )
     )
+    limit_rules: list[type[ASTValidationRule]] = [
+        query_depth_rule(settings.api_max_depth, should_ignore=None),
+        aliases_rule(settings.api_max_aliases),
+    ]
     return strawberry.Schema(
         query=query,
         mutation=mutation,
@@ -430,8 +436,11 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             partial(ValidationCache, maxsize=1000),
             ErrorCodes,
             RequestMetrics,
-            partial(QueryDepthLimiter, max_depth=settings.api_max_depth),
-            partial(MaxAliasesLimiter, max_alias_count=settings.api_max_aliases),
+            # The limit rules are classes made once: QueryDepthLimiter and
+            # MaxAliasesLimiter make a new class per request, which the validation
+            # cache's key includes, so every request was validated again (half of an
+            # adClicks request's time).
+            partial(AddValidationRules, limit_rules),
             partial(MaxTokensLimiter, max_token_count=settings.api_max_tokens),
         ],
     )
