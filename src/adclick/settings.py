@@ -220,9 +220,10 @@ class Settings(BaseSettings):
     api_hour_cache_hours: int = Field(
         24,
         ge=0,
-        description="Hours before the window index that the API keeps in memory, one "
-        "array of 4 bytes per ad each (from clicks_1h), so unfiltered topAds windows of up "
-        "to this many hours are ranked without SQL. 0: such windows are answered by SQL.",
+        description="Hours before the window index that the API keeps in memory, so "
+        "topAds windows of up to this many hours, filtered or not, are ranked without "
+        "SQL: per hour an array of 4 bytes per ad (clicks_1h) and each filtered rollup "
+        "summed per hour (about 24 bytes per row). 0: such windows are answered by SQL.",
     )
     api_standard_windows: list[int] = Field(
         default_factory=lambda: [1, 5, 15, 60],

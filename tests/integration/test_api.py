@@ -148,7 +148,8 @@ def metric_values(base_url: str, name: str) -> dict[str, float]:
 
 
 def test_long_windows_are_ranked_from_the_hour_index(api_data: ApiData, tmp_path: Path) -> None:
-    """An API holding 20 minutes, and hours before them, ranks long windows exactly.
+    """An API holding 20 minutes, and hours before them, ranks long windows exactly,
+    with and without a filter.
 
     The windows start inside an hour (bounded by its clicks_1h total, the candidates'
     minutes read by primary key), span whole hours, end inside the minutes, or lie
@@ -178,8 +179,12 @@ def test_long_windows_are_ranked_from_the_hour_index(api_data: ApiData, tmp_path
                 answer = top_ads(reader, window, limit)
                 assert answer["source"] == "ROLLUP"
                 assert_top_equals_truth(answer, api_data.truth, limit)
+            for countries in (["US"], ["DE", "IN"]):
+                answer = top_ads(reader, window, 100, country=countries)
+                assert answer["source"] == "FILTERED_ROLLUP"
+                assert_top_equals_truth(answer, api_data.truth, 100, countries)
         ranked_by = metric_values(api.url, "adclick_api_top_ads_total")
-        assert ranked_by == {"hour_index": 2 * len(windows)}
+        assert ranked_by == {"hour_index": 4 * len(windows)}
     finally:
         assert api.stop() == 0
 

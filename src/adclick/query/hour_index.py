@@ -1,11 +1,14 @@
-"""Whole hours before the window index, as dense per-ad arrays read from clicks_1h.
+"""Whole hours before the window index: per-ad arrays from clicks_1h, and the filtered
+rollups summed per hour.
 
 The window index holds the last few hours minute by minute; a topAds window of up to a
-day reaches further back. Summing 24 hours of clicks_1h in SQL hashes tens of millions
-of rows (seconds at the design scale). Here each of those hours is one int32 array
-indexed by ad code (8 MB per hour for 2 million ads), so a day is two dozen vector
-additions. Hours at a window's edges that are only partly inside it bound their ads'
-clicks from above; long_windows.py turns the bounds into an exact ranking.
+day reaches further back. Summing 24 hours of rollups in SQL hashes tens of millions of
+rows (seconds at the design scale). Here each of those hours is one int32 array indexed
+by ad code (8 MB per hour for 2 million ads), so a day is two dozen vector additions;
+and per filtered rollup, the hour's rows summed by (ad, dimension values) by the
+database, held like a minute of the window index (sorted by the first dimension). Hours
+at a window's edges that are only partly inside it bound their ads' clicks from above;
+long_windows.py turns the bounds into an exact ranking.
 
 Exactness: an hour is loaded with its revision (the sum of its minutes' revisions in
 rollup_changes, which every ingest transaction raises). Answers check the revisions
@@ -16,8 +19,8 @@ again in the transaction that reads the edge minutes, so an hour changed since i
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -25,17 +28,16 @@ import pyarrow as pa
 
 from adclick.db.connect import Connection
 from adclick.db.copy_stream import csv_reader
+from adclick.db.rollups import FilteredRollup
+from adclick.query.minute_loader import load_table
 from adclick.query.vocabulary import Vocabulary
 from adclick.query.window import HOUR_MS, from_ms
+from adclick.query.window_index import FilteredRows
 from adclick.resources import load_sql
 
 log = logging.getLogger(__name__)
 
 HourClicks = npt.NDArray[np.int32]
-
-# Hours loaded per refresh pass: one is ~1.5 M rows at the design scale (seconds), and
-# the minutes' refresh must not wait for a whole day of them at start-up.
-LOADS_PER_REFRESH = 2
 
 
 def floor_hour(ms: int) -> int:
@@ -44,10 +46,12 @@ def floor_hour(ms: int) -> int:
 
 @dataclass(frozen=True)
 class HourCounts:
-    """Clicks per ad code over one hour; codes past the array's end had none."""
+    """One hour: clicks per ad code (codes past the array's end had none), and the rows
+    of every filtered rollup summed over the hour."""
 
     revision: int
     clicks: HourClicks
+    filtered: Mapping[str, FilteredRows] = field(default_factory=dict)
 
 
 def hour_revisions(conn: Connection, start_ms: int, end_ms: int) -> dict[int, int]:
@@ -60,16 +64,22 @@ def hour_revisions(conn: Connection, start_ms: int, end_ms: int) -> dict[int, in
 
 class HourIndex:
     """The hours of the last ``hours`` hours that start before the window index's first
-    minute. Refreshed by the window index's thread, read by queries."""
+    minute. Refreshed by a thread of its own (an hour of a filtered rollup takes the
+    database seconds to sum at the design scale), read by queries."""
 
-    def __init__(self, hours: int, ads: Vocabulary) -> None:
+    def __init__(
+        self, hours: int, rollups: Sequence[FilteredRollup], ads: Vocabulary, values: Vocabulary
+    ) -> None:
         self.hours = hours
+        self.rollups = list(rollups)
         self.ads = ads
+        self.values = values
         self._loaded: Mapping[int, HourCounts] = {}
         self._wanted = range(0)
+        self.refreshed = False
 
     def refresh(self, conn: Connection, minutes_start_ms: int, end_ms: int) -> int:
-        """Load the changed or missing hours (a few per call); returns how many.
+        """Load the newest changed or missing hour, if any; returns how many (0 or 1).
 
         The hours kept are those overlapping [end_ms - hours, minutes_start_ms): the
         part of a day-long window that the minutes do not hold.
@@ -80,12 +90,15 @@ class HourIndex:
         loaded = {h: c for h, c in self._loaded.items() if h in wanted}
         stale = [h for h in wanted if h not in loaded or loaded[h].revision != revisions.get(h, 0)]
         # Newest first: a "last N minutes" window needs the hours next to the minutes.
-        for hour in sorted(stale, reverse=True)[:LOADS_PER_REFRESH]:
+        for hour in sorted(stale, reverse=True)[:1]:
+            # The revision was read before the rows: a change in between leaves it
+            # stale, and the next refresh loads the hour again (never the reverse).
             revision = revisions.get(hour, 0)
-            loaded[hour] = HourCounts(revision, self._load(conn, hour) if revision else _NONE)
+            loaded[hour] = self._load(conn, hour, revision) if revision else HourCounts(0, _NONE)
         self._loaded = loaded
         self._wanted = wanted
-        return min(len(stale), LOADS_PER_REFRESH)
+        self.refreshed = True
+        return min(len(stale), 1)
 
     def hours_for(self, start_ms: int, end_ms: int) -> dict[int, HourCounts] | None:
         """Every hour overlapping [start_ms, end_ms), or None if one is not loaded."""
@@ -110,7 +123,7 @@ class HourIndex:
         """Whether every hour wanted at the last refresh is loaded."""
         return all(h in self._loaded for h in self._wanted)
 
-    def _load(self, conn: Connection, hour_ms: int) -> HourClicks:
+    def _load(self, conn: Connection, hour_ms: int, revision: int) -> HourCounts:
         statement = load_sql("query/hour_clicks")
         columns = {"ad_id": pa.string(), "clicks": pa.int64()}
         with conn.cursor().copy(statement, {"hour": from_ms(hour_ms)}) as copy:
@@ -119,7 +132,15 @@ class HourIndex:
         dense = np.zeros(len(self.ads), dtype=np.int32)
         # One row per (ad, hour): the primary key of clicks_1h.
         dense[codes] = np.asarray(data.column("clicks").to_numpy(), dtype=np.int32)
-        return dense
+        filtered = {}
+        for rollup in self.rollups:
+            by_hour = load_table(
+                conn, rollup.table, rollup.dimensions, hour_ms, hour_ms + HOUR_MS,
+                self.ads, self.values, bucket_ms=HOUR_MS,
+            )  # fmt: skip
+            rows = by_hour[hour_ms]
+            filtered[rollup.table] = FilteredRows(rows.ads, rows.values, rows.clicks)
+        return HourCounts(revision, dense, filtered)
 
 
 _NONE: HourClicks = np.zeros(0, dtype=np.int32)

@@ -1,4 +1,4 @@
-"""Unfiltered topAds over windows longer than the window index (up to a day), exactly.
+"""topAds over windows longer than the window index (up to a day), exactly.
 
 A window [start, end) ending inside the window index splits into
 - the minutes the index holds (exact, from its minute arrays),
@@ -10,13 +10,15 @@ A window [start, end) ending inside the window index splits into
 With ``base`` the exact part and ``bound`` the edges' hour totals, let T be the K-th
 largest base (K: the ranking kept, api_max_limit). At least K ads have at least T clicks,
 so an ad whose base + bound is below T cannot be in the top K. Only the others (a few
-thousand at Zipf-skewed popularity) have their edge minutes read from clicks_1m, by
+thousand at Zipf-skewed popularity) have their edge minutes read from the rollup, by
 primary key; their sums are then exact and the ranking is the exact one. The edge read
-and a check that no hour changed since it was loaded share one snapshot.
+and a check that no hour changed since it was loaded share one snapshot. A filter works
+the same way over a filtered rollup's minutes and hours.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 import numpy as np
@@ -26,9 +28,11 @@ from adclick.db.connect import Connection
 from adclick.query.filters import Filter, Plan, Source
 from adclick.query.hour_index import HourClicks, HourCounts, floor_hour, hour_revisions
 from adclick.query.ranking import RankedAd, Sums, top_n
-from adclick.query.window import HOUR_MS, Window, from_ms
+from adclick.query.sql_source import ads_clicks_between
+from adclick.query.window import HOUR_MS, Window
 from adclick.query.window_index import Snapshot, WindowIndex
-from adclick.resources import load_sql
+
+log = logging.getLogger(__name__)
 
 # More candidates than this (popularity close to uniform, or a window with no whole hour
 # and no minute in the index) are left to SQL: one ANY() probe per candidate stops
@@ -42,6 +46,8 @@ def rank_long_window(
     snapshot: Snapshot,
     hours: Mapping[int, HourCounts],
     window: Window,
+    plan: Plan,
+    query_filter: Filter,
 ) -> list[RankedAd] | None:
     """The window's full ranking (index.max_limit ads), or None when SQL should answer.
 
@@ -52,37 +58,48 @@ def rank_long_window(
     base = np.zeros(ads, dtype=np.int64)
     if window.end_ms > snapshot.start_ms:
         inner = Window(max(window.start_ms, snapshot.start_ms), window.end_ms)
-        _add(base, index.sums(snapshot, inner, Plan(Source.ROLLUP), Filter()))
+        _add(base, index.sums(snapshot, inner, plan, query_filter))
     older_end = min(window.end_ms, snapshot.start_ms)
-    bound = np.zeros(ads, dtype=np.int64)
-    edges: list[tuple[int, int]] = []  # minute ranges of the partial hours
+    whole: list[HourCounts] = []
+    partial: list[HourCounts] = []
+    edges: list[Window] = []  # the minutes of the partial hours inside the window
     for hour_ms, counts in hours.items():
         start, end = max(window.start_ms, hour_ms), min(older_end, hour_ms + HOUR_MS)
-        if end <= start:
-            continue
         if end - start == HOUR_MS:
+            whole.append(counts)
+        elif end > start:
+            partial.append(counts)
+            edges.append(Window(start, end))
+    bound = np.zeros(ads, dtype=np.int64)
+    if plan.source is Source.ROLLUP:
+        for counts in whole:
             _add(base, counts.clicks)
-        else:
+        for counts in partial:
             _add(bound, counts.clicks)
-            edges.append((start, end))
+    else:
+        assert plan.rollup is not None
+        table = plan.rollup.table
+        _add(base, index.filtered_sums([c.filtered[table] for c in whole if c.filtered],
+                                       plan, query_filter))  # fmt: skip
+        _add(bound, index.filtered_sums([c.filtered[table] for c in partial if c.filtered],
+                                        plan, query_filter))  # fmt: skip
 
     candidates = _candidates(base, bound, index.max_limit)
     if len(candidates) > MAX_CANDIDATES:
+        log.info("long window %s: %d candidates, left to SQL", window, len(candidates))
         return None
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     with conn.transaction():
         first = min(hours, default=window.start_ms)
         current = hour_revisions(conn, first, floor_hour(older_end - 1) + HOUR_MS)
         if any(current.get(h, 0) != c.revision for h, c in hours.items()):
-            return None  # an hour changed since it was loaded: SQL answers this time
+            # An hour changed since it was loaded: SQL answers this time.
+            log.info("long window %s: an hour changed since it was loaded", window)
+            return None
         names = index.ads.names
         wanted = [names[int(code)] for code in candidates]
-        for start, end in edges:
-            rows = conn.execute(
-                load_sql("query/ads_clicks_between"),
-                {"ads": wanted, "start": from_ms(start), "end": from_ms(end)},
-            )
-            for ad_id, clicks in rows:
+        for edge in edges if wanted else ():
+            for ad_id, clicks in ads_clicks_between(conn, wanted, edge, plan, query_filter):
                 code = index.ads.code(ad_id)
                 assert code is not None  # every candidate was encoded
                 base[code] += clicks

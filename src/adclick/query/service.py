@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -116,7 +115,9 @@ class ClickQueries:
             else None
         )
         self.hours = (
-            HourIndex(settings.api_hour_cache_hours, self.index.ads)
+            HourIndex(
+                settings.api_hour_cache_hours, self.rollups, self.index.ads, self.index.values
+            )
             if self.index is not None and settings.api_hour_cache_hours > 0
             else None
         )
@@ -131,16 +132,21 @@ class ClickQueries:
             report = self.index.refresh(
                 conn, self.settings.clicks_topic, self.settings.idle_partition_timeout
             )
-            snapshot = self.index.snapshot
-            assert snapshot is not None
-            if self.hours is not None:
-                hours = self.hours.refresh(conn, snapshot.start_ms, snapshot.end_ms)
-                report = dataclasses.replace(report, hours_loaded=hours)
+        snapshot = self.index.snapshot
+        assert snapshot is not None
         for minutes in self.settings.api_standard_windows:
             window = Window(snapshot.end_ms - minutes * MINUTE_MS, snapshot.end_ms)
             if snapshot.covers(window):
                 self.index.top(snapshot, window, Plan(Source.ROLLUP), Filter(), 1)
         return report
+
+    def refresh_hours(self) -> int:
+        """Load the newest changed or missing hour of the hour index (0 or 1 loaded)."""
+        snapshot = self.index.snapshot if self.index is not None else None
+        if self.hours is None or snapshot is None:
+            return 0
+        with self.pool.connection() as conn:
+            return self.hours.refresh(conn, snapshot.start_ms, snapshot.end_ms)
 
     @property
     def ready(self) -> bool:
@@ -195,8 +201,8 @@ class ClickQueries:
                 ads = self.index.top(snapshot, window, plan, query_filter, limit)
                 return TopAds(window, snapshot.clock, plan.source, query_filter, ads=ads,
                               ranked_by=RankedBy.WINDOW_INDEX)  # fmt: skip
-            if plan.source is Source.ROLLUP:
-                ranking = self._long_window_ranking(snapshot, window)
+            if plan.source is not Source.RAW:
+                ranking = self._long_window_ranking(snapshot, window, plan, query_filter)
                 if ranking is not None:
                     return TopAds(window, snapshot.clock, plan.source, query_filter,
                                   ads=ranking[:limit], ranked_by=RankedBy.HOUR_INDEX)  # fmt: skip
@@ -241,21 +247,25 @@ class ClickQueries:
 
     # -- helpers -------------------------------------------------------------------
 
-    def _long_window_ranking(self, snapshot: Snapshot, window: Window) -> list[RankedAd] | None:
-        """An unfiltered window reaching back before the index, from the hour index;
-        None when SQL must answer (beyond the hours kept, or an hour not loaded yet)."""
+    def _long_window_ranking(
+        self, snapshot: Snapshot, window: Window, plan: Plan, query_filter: Filter
+    ) -> list[RankedAd] | None:
+        """A window reaching back before the index, from the hour index; None when SQL
+        must answer (beyond the hours kept, or an hour not loaded yet)."""
         if self.index is None or self.hours is None or window.end_ms > snapshot.end_ms:
             return None
         hours = self.hours.hours_for(window.start_ms, min(window.end_ms, snapshot.start_ms))
         if hours is None:
             return None
-        key = (window.start_ms, window.end_ms, Filter())
+        key = (window.start_ms, window.end_ms, query_filter)
         inner = Window(min(max(window.start_ms, snapshot.start_ms), window.end_ms), window.end_ms)
         revisions = snapshot.revisions(inner) + hour_revision_key(hours)
         ranking = self.index.cached_ranking(key, revisions)
         if ranking is None:
             with self.pool.connection() as conn:
-                ranking = rank_long_window(conn, self.index, snapshot, hours, window)
+                ranking = rank_long_window(
+                    conn, self.index, snapshot, hours, window, plan, query_filter
+                )
             if ranking is not None:
                 self.index.remember_ranking(key, revisions, ranking)
         return ranking

@@ -63,6 +63,20 @@ def ad_series(
     return {int(start): int(clicks) for start, clicks in conn.execute(statement, params)}
 
 
+def ads_clicks_between(
+    conn: Connection, ad_ids: list[str], window: Window, plan: Plan, query_filter: Filter
+) -> list[tuple[str, int]]:
+    """Clicks of the given ads over the window, by primary-key range scans (one per ad)."""
+    table, time_column, measure = _relation(plan)
+    conditions, params = _conditions(plan, query_filter)
+    statement = sql.SQL(
+        "SELECT ad_id, {measure}::bigint FROM {table} WHERE ad_id = ANY(%(ads)s) "
+        "AND {time} >= %(start)s AND {time} < %(end)s{conditions} GROUP BY ad_id"
+    ).format(time=time_column, measure=measure, table=table, conditions=conditions)
+    params |= {"ads": ad_ids, "start": from_ms(window.start_ms), "end": from_ms(window.end_ms)}
+    return [(str(ad), int(clicks)) for ad, clicks in conn.execute(statement, params)]
+
+
 def top_ads(
     conn: Connection, window: Window, plan: Plan, query_filter: Filter, limit: int
 ) -> list[RankedAd]:

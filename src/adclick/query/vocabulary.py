@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
@@ -17,11 +19,13 @@ class Vocabulary:
     minute of 2 million ads maps hundreds of thousands of strings, and a Python dict
     lookup per string was most of the window index's load time.
 
-    One thread adds (the window index's refresh); queries only read, which is safe
-    because a code is published in ``names`` before it is used in any array.
+    The window index's and the hour index's threads add, under a lock; queries only
+    read, which is safe because a code is published in ``names`` before it is used in
+    any array.
     """
 
     def __init__(self) -> None:
+        self._adding = threading.Lock()
         self._codes: dict[str, int] = {}
         self.names: list[str] = []
         self._known = pa.array([], pa.string())  # names as Arrow, extended lazily
@@ -37,11 +41,12 @@ class Vocabulary:
         """Codes of ``values``, adding the new ones."""
         if len(values) == 0:
             return np.empty(0, dtype=np.int32)
-        found = pc.index_in(values, value_set=self._known_array())
-        if found.null_count:
-            for name in pc.unique(pc.filter(values, pc.is_null(found))).to_pylist():
-                self._add(name)
+        with self._adding:
             found = pc.index_in(values, value_set=self._known_array())
+            if found.null_count:
+                for name in pc.unique(pc.filter(values, pc.is_null(found))).to_pylist():
+                    self._add(name)
+                found = pc.index_in(values, value_set=self._known_array())
         return np.asarray(found.to_numpy(zero_copy_only=False), dtype=np.int32)
 
     def _add(self, name: str) -> None:

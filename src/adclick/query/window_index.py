@@ -47,8 +47,8 @@ _RANKINGS_KEPT = 256
 
 
 @dataclass(frozen=True)
-class FilteredMinute:
-    """One minute of a filtered rollup: row i is ads[i] with values[d][i], clicks[i].
+class FilteredRows:
+    """A minute (or hour) of a filtered rollup: row i is ads[i] with values[d][i], clicks[i].
 
     Rows are sorted by values[0], so the rows of one first-dimension value are a slice.
     """
@@ -65,7 +65,7 @@ class MinuteCounts:
     revision: int
     ads: Codes = field(default_factory=lambda: _EMPTY_CODES)
     clicks: Clicks = field(default_factory=lambda: _EMPTY_CLICKS)
-    filtered: Mapping[str, FilteredMinute] = field(default_factory=dict)
+    filtered: Mapping[str, FilteredRows] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -96,7 +96,6 @@ class RefreshReport:
     rows_loaded: int
     start_ms: int
     end_ms: int
-    hours_loaded: int = 0
 
 
 class WindowIndex:
@@ -156,7 +155,7 @@ class WindowIndex:
                         unfiltered[minute_ms].ads,
                         unfiltered[minute_ms].clicks,
                         {
-                            table: FilteredMinute(by[minute_ms].ads, by[minute_ms].values,
+                            table: FilteredRows(by[minute_ms].ads, by[minute_ms].values,
                                                   by[minute_ms].clicks)
                             for table, by in filtered.items()
                         },
@@ -172,30 +171,32 @@ class WindowIndex:
         if plan.source is Source.ROLLUP:
             ads = np.concatenate([m.ads for m in minutes] or [_EMPTY_CODES])
             clicks = np.concatenate([m.clicks for m in minutes] or [_EMPTY_CLICKS])
-        else:
-            assert plan.rollup is not None
-            wanted = {
-                dim: [c for v in values if (c := self.values.code(v)) is not None]
-                for dim, values in query_filter.conditions
-            }
-            parts = [
-                part
-                for m in minutes
-                if m.filtered
-                for part in _slices(m.filtered[plan.rollup.table], plan.rollup, wanted)
-            ]
-            ads = np.concatenate([p.ads for p in parts] or [_EMPTY_CODES])
-            clicks = np.concatenate([p.clicks for p in parts] or [_EMPTY_CLICKS])
-            keep = np.ones(len(ads), dtype=bool)
-            for position, dim in enumerate(plan.rollup.dimensions[1:], start=1):
-                if dim in wanted:
-                    values = np.concatenate([p.values[position] for p in parts] or [_EMPTY_CODES])
-                    keep &= np.isin(values, np.array(wanted[dim], dtype=np.int32))
-            if not keep.all():
-                ads, clicks = ads[keep], clicks[keep]
-        # bincount sums in float64, exact for integers below 2**53 (9e15 clicks per ad).
-        totals = np.bincount(ads, weights=clicks, minlength=len(self.ads))
-        return totals.astype(np.int64)
+            # bincount sums in float64, exact for integers below 2**53 (9e15 clicks per ad).
+            return np.bincount(ads, weights=clicks, minlength=len(self.ads)).astype(np.int64)
+        assert plan.rollup is not None
+        parts = [m.filtered[plan.rollup.table] for m in minutes if m.filtered]
+        return self.filtered_sums(parts, plan, query_filter)
+
+    def filtered_sums(
+        self, parts: Sequence[FilteredRows], plan: Plan, query_filter: Filter
+    ) -> Sums:
+        """Clicks per ad code over rows of the plan's filtered rollup that pass the filter."""
+        assert plan.rollup is not None
+        wanted = {
+            dim: [c for v in values if (c := self.values.code(v)) is not None]
+            for dim, values in query_filter.conditions
+        }
+        parts = [sliced for part in parts for sliced in _slices(part, plan.rollup, wanted)]
+        ads = np.concatenate([p.ads for p in parts] or [_EMPTY_CODES])
+        clicks = np.concatenate([p.clicks for p in parts] or [_EMPTY_CLICKS])
+        keep = np.ones(len(ads), dtype=bool)
+        for position, dim in enumerate(plan.rollup.dimensions[1:], start=1):
+            if dim in wanted:
+                values = np.concatenate([p.values[position] for p in parts] or [_EMPTY_CODES])
+                keep &= np.isin(values, np.array(wanted[dim], dtype=np.int32))
+        if not keep.all():
+            ads, clicks = ads[keep], clicks[keep]
+        return np.bincount(ads, weights=clicks, minlength=len(self.ads)).astype(np.int64)
 
     def top(
         self, snapshot: Snapshot, window: Window, plan: Plan, query_filter: Filter, limit: int
@@ -233,8 +234,8 @@ class WindowIndex:
 
 
 def _slices(
-    part: FilteredMinute, rollup: FilteredRollup, wanted: dict[str, list[int]]
-) -> list[FilteredMinute]:
+    part: FilteredRows, rollup: FilteredRollup, wanted: dict[str, list[int]]
+) -> list[FilteredRows]:
     """The rows of ``part`` whose first dimension has a wanted value (all if unfiltered)."""
     first = rollup.dimensions[0]
     if first not in wanted:
@@ -244,7 +245,7 @@ def _slices(
         lo, hi = np.searchsorted(part.values[0], [code, code + 1])
         if hi > lo:
             sliced.append(
-                FilteredMinute(
+                FilteredRows(
                     part.ads[lo:hi], tuple(v[lo:hi] for v in part.values), part.clicks[lo:hi]
                 )
             )
