@@ -148,15 +148,19 @@ def metric_values(base_url: str, name: str) -> dict[str, float]:
 
 
 def test_long_windows_are_ranked_from_the_hour_index(api_data: ApiData, tmp_path: Path) -> None:
-    """An API holding 20 minutes, and hours before them, ranks long windows exactly,
+    """An API holding a few minutes, and hours before them, ranks long windows exactly,
     with and without a filter.
 
-    The windows start inside an hour (bounded by its clicks_1h total, the candidates'
-    minutes read by primary key), span whole hours, end inside the minutes, or lie
-    entirely before them.
+    The index's minutes start 10 minutes before the newest whole hour, so the windows
+    below take that hour whole from its hour array, or end inside it (its part before
+    the minutes bounded by its totals, the candidates' minutes read by primary key), or
+    lie entirely before the minutes; all start inside an hour.
     """
+    minutes = sorted({minute for _ad, minute in api_data.truth.by_ad_minute})
+    first, last = minutes[0], minutes[-1]  # last: the minute stream time is in
+    index_start = last - last % 3600 - 10 * 60
     settings = api_data.settings.model_copy(
-        update={"api_cache_minutes": 20, "api_port": free_port()}
+        update={"api_cache_minutes": (last - index_start) // 60, "api_port": free_port()}
     )
     api = ApiProcess(settings, tmp_path / "api.log")
     try:
@@ -167,12 +171,10 @@ def test_long_windows_are_ranked_from_the_hour_index(api_data: ApiData, tmp_path
         ) < hours.get("wanted", 1):
             assert time.monotonic() < deadline, f"hour index not loaded: {hours}"
             time.sleep(0.2)
-        minutes = sorted({minute for _ad, minute in api_data.truth.by_ad_minute})
-        first, last = minutes[0], minutes[-1]
         windows: list[dict[str, Any]] = [
             {"lastMinutes": 24 * 60},
-            {"from": iso(first + 7 * 60), "to": iso(last - 2 * 60)},
-            {"from": iso(first + 5 * 60), "to": iso(first + 50 * 60)},
+            {"from": iso(first + 7 * 60), "to": iso(index_start + 5 * 60)},
+            {"from": iso(first + 2 * 60), "to": iso(index_start - 60)},
         ]
         for window in windows:
             for limit in (1000, 10):

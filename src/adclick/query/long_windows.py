@@ -4,7 +4,8 @@ A window [start, end) ending inside the window index splits into
 - the minutes the index holds (exact, from its minute arrays),
 - whole hours before them (exact, from the hour index), and
 - at most two edge hours only partly inside the window (the start of the window, and the
-  hour the index's first minute falls in): their hour arrays bound every ad's clicks in
+  hour the index's first minute falls in, unless the window holds all of that hour, which
+  is then taken whole from its hour array): their hour arrays bound every ad's clicks in
   the partial range from above.
 
 With ``base`` the exact part and ``bound`` the edges' hour totals, let T be the K-th
@@ -56,10 +57,11 @@ def rank_long_window(
     """
     ads = len(index.ads)  # after the snapshot and hours: no code they hold is newer
     base = np.zeros(ads, dtype=np.int64)
-    if window.end_ms > snapshot.start_ms:
-        inner = Window(max(window.start_ms, snapshot.start_ms), window.end_ms)
+    minutes_from = _minutes_from(window, snapshot.start_ms)
+    if window.end_ms > minutes_from:
+        inner = Window(max(window.start_ms, minutes_from), window.end_ms)
         _add(base, index.sums(snapshot, inner, plan, query_filter))
-    older_end = min(window.end_ms, snapshot.start_ms)
+    older_end = min(window.end_ms, minutes_from)
     whole: list[HourCounts] = []
     partial: list[HourCounts] = []
     edges: list[Window] = []  # the minutes of the partial hours inside the window
@@ -104,6 +106,16 @@ def rank_long_window(
                 assert code is not None  # every candidate was encoded
                 base[code] += clicks
     return top_n(base, names, index.max_limit)
+
+
+def _minutes_from(window: Window, first_minute_ms: int) -> int:
+    """Where the window's part read from the index's minutes starts: its first minute or,
+    when the window holds the whole hour that minute falls in, the next hour. That hour
+    is then one exact hour array instead of an edge whose minutes are read by SQL."""
+    hour = floor_hour(first_minute_ms)
+    if hour < first_minute_ms and window.start_ms <= hour and window.end_ms >= hour + HOUR_MS:
+        return hour + HOUR_MS
+    return first_minute_ms
 
 
 def hour_revision_key(hours: Mapping[int, HourCounts]) -> tuple[int, ...]:
