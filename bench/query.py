@@ -14,6 +14,7 @@ request (varied end minutes, none cached).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -381,9 +382,12 @@ def latency(
             # stream time's minute), so no answer comes from the ranking cache.
             longest = ((whole, "the whole dataset"),
                        (DAY_MINUTES, f"24 h; the data holds {spec.hours} h"))  # fmt: skip
-            for minutes, label in longest:
-                measure(f"topAds {minutes}-minute from/to ({label}), a different window each",
-                        [_top_range(end_ms - back * MINUTE_MS, minutes)
+            for (minutes, label), (country, named) in itertools.product(
+                longest, ((None, ""), ("US", " country US"))
+            ):
+                measure(f"topAds {minutes}-minute from/to{named} ({label}), "
+                        "a different window each",
+                        [_top_range(end_ms - back * MINUTE_MS, minutes, country)
                          for back in range(1, slow_repeat + 1)])  # fmt: skip
             measure(f"topAds lastMinutes {DAY_MINUTES} (cached after the first)",
                     [_top_last(DAY_MINUTES)] * (slow_repeat + 1), warmup=1)  # fmt: skip
