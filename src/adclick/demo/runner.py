@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -82,8 +83,15 @@ def _view(conn: Connection) -> Table:
     return table
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(settings: Settings, sample: Path | None, rate: float, say: Say) -> None:
-    """Run the demo until Ctrl-C."""
+    """Run the demo until Ctrl-C or SIGTERM; either stops the processes it started."""
+    # SIGTERM (kill, a supervisor, `timeout`) ends the demo as Ctrl-C does, instead of
+    # leaving its worker, API, closer and traffic running without it.
+    signal.signal(signal.SIGTERM, _interrupt)
     stack_up(settings, say)
     metrics_dir = settings.state_dir.resolve() / "metrics" / "demo"
     shutil.rmtree(metrics_dir, ignore_errors=True)
