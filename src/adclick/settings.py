@@ -223,7 +223,7 @@ class Settings(BaseSettings):
         description="Hours before the window index that the API keeps in memory, so "
         "topAds windows of up to this many hours, filtered or not, are ranked without "
         "SQL: per hour an array of 4 bytes per ad (clicks_1h) and each filtered rollup "
-        "summed per hour (16 bytes per row). 0: such windows are answered by SQL.",
+        "summed per hour (12 bytes per row). 0: such windows are answered by SQL.",
     )
     api_standard_windows: list[int] = Field(
         default_factory=lambda: [1, 5, 15, 60],

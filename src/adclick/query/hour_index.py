@@ -139,7 +139,9 @@ class HourIndex:
                 self.ads, self.values, bucket_ms=HOUR_MS,
             )  # fmt: skip
             rows = by_hour[hour_ms]
-            filtered[rollup.table] = FilteredRows(rows.ads, rows.values, rows.clicks)
+            # An (ad, values) pair of one hour has far fewer than 2**31 clicks.
+            clicks = rows.clicks.astype(np.int32)
+            filtered[rollup.table] = FilteredRows(rows.ads, rows.values, clicks)
         return HourCounts(revision, dense, filtered)
 
 

@@ -55,7 +55,7 @@ class FilteredRows:
 
     ads: Codes
     values: tuple[Codes, ...]
-    clicks: Clicks
+    clicks: Clicks | npt.NDArray[np.int32]  # int32 in the hour index: 12 bytes a row
 
 
 @dataclass(frozen=True)
