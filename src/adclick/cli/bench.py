@@ -71,7 +71,7 @@ def bench_query(
     ] = False,
     repeat: Annotated[int, typer.Option(min=1, help="Requests per fast query kind.")] = 200,
     slow_repeat: Annotated[
-        int, typer.Option(min=1, help="Requests per query kind answered by SQL over hours.")
+        int, typer.Option(min=1, help="Requests per kind of window longer than an hour.")
     ] = 10,
     build_only: Annotated[bool, typer.Option(help="Only build (or keep) the dataset.")] = False,
     only: Annotated[
@@ -83,9 +83,9 @@ def bench_query(
 
     Builds the dataset (per-minute rollups written directly with COPY, not through Kafka)
     in a private database on the local stack, or keeps the one built before with the same
-    parameters; then starts the API on it, waits until its window index has loaded, and
-    sends the documented operations over HTTP, one at a time. Prints one JSON line per
-    query kind (p50/p99 in ms), with the machine it ran on.
+    parameters; then starts the API on it, waits until its window and hour indexes have
+    loaded, and sends the documented operations over HTTP, one at a time. Prints one JSON
+    line per query kind (p50/p99 in ms, and what ranked it), with the machine it ran on.
     """
     configure_logging()
     dataset_module = _bench_module("query_dataset")
