@@ -246,12 +246,14 @@ def _build(settings: Settings, spec: DatasetSpec) -> Dataset:
             task = progress.add_task("minutes", total=spec.minutes, rows=0)
             for minute_ms in range(start_ms, end_ms, MINUTE_MS):
                 if minute_ms - minute_ms % HOUR_MS != hour_ms:
-                    rows["clicks_1h"] += _write_hour(conn, minutes, hour_ms, hour_sums)
+                    rows["clicks_1h"] += _write_per_ad(
+                        conn, minutes, "clicks_1h", hour_ms, hour_sums
+                    )
                     hour_ms, hour_sums[:] = minute_ms - minute_ms % HOUR_MS, 0
                 ads, countries = minutes.draw()
                 per_ad = np.bincount(ads, minlength=spec.ads + 1)
                 hour_sums += per_ad
-                rows["clicks_1m"] += _write_minute(conn, minutes, minute_ms, per_ad)
+                rows["clicks_1m"] += _write_per_ad(conn, minutes, "clicks_1m", minute_ms, per_ad)
                 for rollup in rollups:
                     rows[rollup.table] += _write_filtered_minute(
                         conn, minutes, rollup, minute_ms, ads, countries
@@ -265,7 +267,7 @@ def _build(settings: Settings, spec: DatasetSpec) -> Dataset:
                         f"{done}/{spec.minutes} minutes, {sum(rows.values()):,} rows, "
                         f"{time.perf_counter() - started:,.0f} s"
                     )
-            rows["clicks_1h"] += _write_hour(conn, minutes, hour_ms, hour_sums)
+            rows["clicks_1h"] += _write_per_ad(conn, minutes, "clicks_1h", hour_ms, hour_sums)
             conn.commit()
         loaded_s = time.perf_counter() - started
         print(f"rows written: {_rows_text(rows)} in {loaded_s:,.0f} s; building keys and indexes")
@@ -287,29 +289,24 @@ def _build(settings: Settings, spec: DatasetSpec) -> Dataset:
     return Dataset(spec, start_ms, end_ms, newest_ms, rows, round(build_s, 1), reused=False)
 
 
-def _write_minute(
-    conn: Connection, minutes: _Minutes, minute_ms: int, per_ad: npt.NDArray[np.int64]
+_TIME_COLUMN = {"clicks_1m": "minute", "clicks_1h": "hour"}
+
+
+def _write_per_ad(
+    conn: Connection,
+    minutes: _Minutes,
+    table: str,
+    bucket_ms: int,
+    per_ad: npt.NDArray[np.int64],
 ) -> int:
+    """One bucket (a minute or an hour) of clicks_1m or clicks_1h."""
     clicked = np.flatnonzero(per_ad)
     return _copy(
         conn,
-        "clicks_1m",
-        ["minute", "ad_id", "clicks"],
+        table,
+        [_TIME_COLUMN[table], "ad_id", "clicks"],
         ["timestamptz", "text", "int8"],
-        zip(repeat(_dt(minute_ms)), minutes.names[clicked].tolist(), per_ad[clicked].tolist()),
-    )
-
-
-def _write_hour(
-    conn: Connection, minutes: _Minutes, hour_ms: int, sums: npt.NDArray[np.int64]
-) -> int:
-    clicked = np.flatnonzero(sums)
-    return _copy(
-        conn,
-        "clicks_1h",
-        ["hour", "ad_id", "clicks"],
-        ["timestamptz", "text", "int8"],
-        zip(repeat(_dt(hour_ms)), minutes.names[clicked].tolist(), sums[clicked].tolist()),
+        zip(repeat(_dt(bucket_ms)), minutes.names[clicked].tolist(), per_ad[clicked].tolist()),
     )
 
 
