@@ -112,9 +112,11 @@ def _country(value: str) -> str:
 
 
 def _attributes(data: dict[str, Any]) -> dict[str, str]:
-    names = data.keys() - _KNOWN
-    if not names:  # the common case, kept cheap
+    # Called once every required field was found, so a click with no further attributes
+    # is told by its length alone: a set difference per click cost 5% of a worker.
+    if len(data) == len(_REQUIRED) + ("click_id" in data):
         return {}
+    names = data.keys() - _KNOWN
     if len(names) > MAX_ATTRIBUTES:
         raise InvalidEventError(INVALID_FIELD, f"more than {MAX_ATTRIBUTES} attributes")
     attributes: dict[str, str] = {}

@@ -1,38 +1,65 @@
 """Per-batch rollup deltas, computed in the worker before the upsert (pure).
 
 Aggregating here turns tens of thousands of inserted clicks into one row per
-(minute, ad[, dimensions]) before anything reaches the database, so the upserts touch
-each rollup row once per batch.
+(minute, ad, dimension values) before anything reaches the database. That is the finest
+grain of every rollup: the upsert statement (sql/ingest/upsert_rollups.sql) sums it per
+rollup on the server, so the worker counts and sends each batch once, not once per rollup.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import cast
 
 from adclick.db.rollups import FilteredRollup
 from adclick.ingest.batch import StagingRow
 
 MINUTE_MS = 60_000
-HOUR_MS = 3_600_000
+
+DeltaKey = tuple[int | str, ...]  # (minute in epoch ms, ad_id, *dimension values)
 
 
-@dataclass
+@dataclass(frozen=True)
+class DeltaColumns:
+    """Rollup deltas as the upsert statement's arrays (element i of each is one delta)."""
+
+    minutes: tuple[int, ...]
+    ads: tuple[str, ...]
+    dimensions: list[tuple[str, ...]]  # in the order of RollupDeltas.dimensions
+    clicks: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class RollupDeltas:
-    """Clicks to add, per rollup row. Times are epoch ms of the bucket start."""
+    """Clicks to add per (minute, ad, *dimensions)."""
 
-    per_minute: Counter[tuple[int, str]] = field(default_factory=Counter)
-    per_hour: Counter[tuple[int, str]] = field(default_factory=Counter)
-    # One Counter per filtered rollup, keyed (minute, ad, *dimension values).
-    filtered: list[Counter[tuple[int | str, ...]]] = field(default_factory=list)
+    dimensions: tuple[str, ...]
+    clicks: Counter[DeltaKey]
+
+    def columns(self) -> DeltaColumns:
+        """The deltas column by column, in one order."""
+        # zip(*keys) transposes in C; the keys' shapes are known, hence the casts.
+        transposed = list(zip(*self.clicks, strict=True)) or [()] * (2 + len(self.dimensions))
+        return DeltaColumns(
+            minutes=cast(tuple[int, ...], transposed[0]),
+            ads=cast(tuple[str, ...], transposed[1]),
+            dimensions=[cast(tuple[str, ...], column) for column in transposed[2:]],
+            clicks=tuple(self.clicks.values()),
+        )
+
+
+def delta_dimensions(rollups: list[FilteredRollup]) -> tuple[str, ...]:
+    """Every dimension of any filtered rollup, once, in the order first named."""
+    return tuple(dict.fromkeys(d for rollup in rollups for d in rollup.dimensions))
 
 
 def aggregate(
     rows: list[StagingRow],
     attributes: list[dict[str, str]],
-    rollups: list[FilteredRollup],
+    dimensions: tuple[str, ...],
 ) -> RollupDeltas:
-    """Sum ``rows`` (the clicks really inserted) into every rollup's deltas.
+    """Sum ``rows`` (the clicks really inserted) per (minute, ad, *dimensions).
 
     ``attributes[i]`` are the further attributes of ``rows[i]``, where non-column
     dimensions are read ('' when absent, as in the SQL of the filtered rollups).
@@ -42,16 +69,10 @@ def aggregate(
     # Staging row columns: 0 event time (ms), 2 ad_id, 5 country.
     minutes = [row[0] - row[0] % MINUTE_MS for row in rows]
     ads = [row[2] for row in rows]
-    deltas = RollupDeltas(
-        per_minute=Counter(zip(minutes, ads, strict=True)),
-        per_hour=Counter(zip([m - m % HOUR_MS for m in minutes], ads, strict=True)),
-    )
-    for rollup in rollups:
-        columns = [
-            [row[5] for row in rows]
-            if dim == "country"
-            else [attrs.get(dim, "") for attrs in attributes]
-            for dim in rollup.dimensions
-        ]
-        deltas.filtered.append(Counter(zip(minutes, ads, *columns, strict=True)))
-    return deltas
+    values = [
+        [row[5] for row in rows]
+        if dimension == "country"
+        else [attrs.get(dimension, "") for attrs in attributes]
+        for dimension in dimensions
+    ]
+    return RollupDeltas(dimensions, Counter(zip(minutes, ads, *values, strict=True)))

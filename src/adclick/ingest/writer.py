@@ -15,18 +15,18 @@ rollups, as deltas the worker aggregated.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg import sql
 
+from adclick.db.array_literal import int_array_literal, text_array_literal
 from adclick.db.connect import Connection
 from adclick.db.rollups import FilteredRollup, ensure_filtered_rollups, filtered_rollups
-from adclick.ingest.aggregate import RollupDeltas, aggregate
+from adclick.ingest.aggregate import RollupDeltas, aggregate, delta_dimensions
 from adclick.ingest.batch import DATABASE_REJECTED, Batch, DeadLetter, StagingRow
 from adclick.ingest.clock import PartitionClocks
 from adclick.ingest.copy_types import register_staging_dumpers
@@ -42,30 +42,48 @@ _COLUMN_TYPES = ["timestamptz", "text", "text", "text", "inet", "text", "jsonb",
 _REFUSED = (psycopg.DataError, psycopg.IntegrityError)
 
 
-def compose_filtered_upsert(rollup: FilteredRollup) -> sql.Composed:
-    """The upsert of one filtered rollup's deltas, with a text[] parameter per dimension."""
-    dims = rollup.dimensions
-    aliases = [sql.Identifier(f"d{i}") for i in range(len(dims))]
-    return sql.SQL(load_sql("ingest/upsert_filtered_rollup")).format(
-        table=sql.Identifier(rollup.table),
-        dimensions=sql.SQL(", ").join(sql.Identifier(d) for d in dims),
-        dimension_values=sql.SQL(", ").join(sql.SQL("t.{}").format(a) for a in aliases),
-        dimension_arrays=sql.SQL(", ").join(
-            sql.SQL("{}::text[]").format(sql.Placeholder(f"d{i}")) for i in range(len(dims))
+def compose_rollup_upsert(
+    rollups: list[FilteredRollup], dimensions: tuple[str, ...]
+) -> sql.Composed:
+    """The one statement that adds a batch's deltas to clicks_1m, clicks_1h and ``rollups``.
+
+    ``dimensions`` are the deltas' dimension columns (every dimension of ``rollups``);
+    each is one text[] parameter ``d0``, ``d1``, ...
+    """
+    aliases = [sql.Identifier(f"d{i}") for i in range(len(dimensions))]
+    filtered = sql.SQL(load_sql("ingest/upsert_filtered_rollup"))
+    return sql.SQL(load_sql("ingest/upsert_rollups")).format(
+        dimension_columns=sql.SQL("").join(
+            sql.SQL(', t.{} COLLATE "C" AS {}').format(alias, sql.Identifier(dimension))
+            for alias, dimension in zip(aliases, dimensions, strict=True)
         ),
-        dimension_aliases=sql.SQL(", ").join(aliases),
+        dimension_arrays=sql.SQL("").join(
+            sql.SQL(", {}::text[]").format(sql.Placeholder(f"d{i}")) for i in range(len(dimensions))
+        ),
+        dimension_aliases=sql.SQL("").join(sql.SQL(", {}").format(a) for a in aliases),
+        filtered_upserts=sql.SQL("").join(
+            sql.SQL(",\n\n")
+            + filtered.format(
+                name=sql.Identifier(f"filtered_{i}"),
+                table=sql.Identifier(rollup.table),
+                dimensions=sql.SQL(", ").join(sql.Identifier(d) for d in rollup.dimensions),
+            )
+            for i, rollup in enumerate(rollups)
+        ),
     )
 
 
-def _columns(deltas: Counter[Any], names: list[str]) -> dict[str, list[Any]]:
-    # Sorted by key: neighbouring index pages are touched together, and two writers that
-    # ever overlap (during a rebalance) lock rows in the same order, so cannot deadlock.
-    items = sorted(deltas.items())
-    columns: dict[str, list[Any]] = {name: [] for name in names}
-    columns["clicks"] = [clicks for _key, clicks in items]
-    for position, name in enumerate(names):
-        columns[name] = [key[position] for key, _clicks in items]
-    return columns
+def rollup_parameters(deltas: RollupDeltas) -> dict[str, str]:
+    """The parameters of :func:`compose_rollup_upsert` for ``deltas``, as array literals."""
+    columns = deltas.columns()
+    parameters = {
+        "minutes": int_array_literal(columns.minutes),
+        "ads": text_array_literal(columns.ads),
+        "clicks": int_array_literal(columns.clicks),
+    }
+    for i, values in enumerate(columns.dimensions):
+        parameters[f"d{i}"] = text_array_literal(values)
+    return parameters
 
 
 def _copy(
@@ -101,8 +119,9 @@ class BatchWriter:
         self.conn = conn
         self.settings = settings
         ensure_filtered_rollups(conn, settings)
-        self._rollups = filtered_rollups(settings)
-        self._filtered_upserts = [compose_filtered_upsert(r) for r in self._rollups]
+        rollups = filtered_rollups(settings)
+        self._dimensions = delta_dimensions(rollups)
+        self._upsert = compose_rollup_upsert(rollups, self._dimensions)
         register_staging_dumpers(conn)
         conn.execute(load_sql("ingest/create_staging"))
         conn.commit()
@@ -144,10 +163,11 @@ class BatchWriter:
                 # rather than lose or block the batch.
                 new, careful, rejected = self._insert_isolating(batch, list(range(len(batch.rows))))
             deltas = aggregate(
-                [batch.rows[i] for i in new], [batch.attributes[i] for i in new], self._rollups
+                [batch.rows[i] for i in new], [batch.attributes[i] for i in new], self._dimensions
             )
-            self._upsert_rollups(deltas)
-            self._mark_changed_minutes(deltas, batch)
+            if deltas.clicks:
+                self.conn.execute(self._upsert, rollup_parameters(deltas))
+                self._mark_changed_minutes(deltas, batch)
             self._store_positions(batch, clocks)
             publish_dead_letters(batch.dead_letters + rejected)
         return WriteResult(len(new), rejected, careful)
@@ -190,27 +210,12 @@ class BatchWriter:
             )
             return first + second, first_careful or second_careful, first_rejected + second_rejected
 
-    def _upsert_rollups(self, deltas: RollupDeltas) -> None:
-        if not deltas.per_minute:
-            return
-        with self.conn.cursor() as cur:
-            names = ["minutes", "ads"]
-            cur.execute(load_sql("ingest/upsert_clicks_1m"), _columns(deltas.per_minute, names))
-            cur.execute(load_sql("ingest/upsert_clicks_1h"), _columns(deltas.per_hour, names))
-            for rollup, statement, counter in zip(
-                self._rollups, self._filtered_upserts, deltas.filtered, strict=True
-            ):
-                dims = [f"d{i}" for i in range(len(rollup.dimensions))]
-                cur.execute(statement, _columns(counter, [*names, *dims]))
-
     def _mark_changed_minutes(self, deltas: RollupDeltas, batch: Batch) -> None:
         # The query side's window index reloads the minutes whose revision moved.
-        if not deltas.per_minute:
-            return
         self.conn.execute(
             load_sql("ingest/mark_changed_minutes"),
             {
-                "minutes": sorted({minute for minute, _ad in deltas.per_minute}),
+                "minutes": sorted({cast(int, key[0]) for key in deltas.clicks}),
                 "partitions": sorted(batch.next_offsets),
             },
         )

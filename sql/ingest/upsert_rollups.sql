@@ -1,0 +1,34 @@
+-- Add a batch's deltas to every rollup in one statement. The worker sends its clicks per
+-- (minute, ad, dimension values), the finest grain of all rollups, once; the server sums
+-- them per rollup. adclick.ingest.writer fills in the placeholders in braces: the
+-- dimensions of all filtered rollups (one text[] parameter each), and one CTE per
+-- filtered rollup (sql/ingest/upsert_filtered_rollup.sql).
+--
+-- Every INSERT takes its rows in key order: two writers that ever overlap (during a
+-- rebalance) lock rows in the same order, so cannot deadlock, and neighbouring index pages
+-- are touched together. COLLATE "C" is the rollups' key collation.
+WITH deltas AS MATERIALIZED (
+    SELECT
+        'epoch'::timestamptz + t.m * INTERVAL '1 millisecond' AS minute,
+        'epoch'::timestamptz + (t.m - mod(t.m, 3600000)) * INTERVAL '1 millisecond' AS hour,
+        t.a COLLATE "C" AS ad_id{dimension_columns},
+        t.c AS clicks
+    FROM unnest(%(minutes)s::bigint[], %(ads)s::text[]{dimension_arrays}, %(clicks)s::bigint[])
+        AS t (m, a{dimension_aliases}, c)
+),
+
+per_hour AS (
+    INSERT INTO clicks_1h AS r (hour, ad_id, clicks)
+    SELECT hour, ad_id, sum(clicks)::bigint
+    FROM deltas
+    GROUP BY ad_id, hour
+    ORDER BY ad_id, hour
+    ON CONFLICT (ad_id, hour) DO UPDATE SET clicks = r.clicks + excluded.clicks
+){filtered_upserts}
+
+INSERT INTO clicks_1m AS r (minute, ad_id, clicks)
+SELECT minute, ad_id, sum(clicks)::bigint
+FROM deltas
+GROUP BY ad_id, minute
+ORDER BY ad_id, minute
+ON CONFLICT (ad_id, minute) DO UPDATE SET clicks = r.clicks + excluded.clicks;
