@@ -18,7 +18,7 @@ AWKWARD_TEXT = [
     "comma,and{braces}",
     "tab\tnew\nline",
     "ünïcødé ✓",
-    "\\\"",
+    '\\"',
 ]
 
 

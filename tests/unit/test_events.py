@@ -9,6 +9,7 @@ import pytest
 
 from adclick.errors import InvalidEventError
 from adclick.events import derive_click_id, parse_json_event, parse_log_line, parse_timestamp_ms
+from adclick.events.parse import event_from_dict
 
 GOOD = {
     "ad_id": "ad001",
@@ -17,6 +18,32 @@ GOOD = {
     "ip": "207.148.22.22",
     "country": "USA",
 }
+
+
+BAD = [
+    (b"not json", "malformed"),
+    (b"[1, 2]", "malformed"),
+    (b'"ad001"', "malformed"),
+    (orjson.dumps({k: v for k, v in GOOD.items() if k != "ad_id"}), "missing_field"),
+    (orjson.dumps({k: v for k, v in GOOD.items() if k != "timestamp"}), "missing_field"),
+    (orjson.dumps({k: v for k, v in GOOD.items() if k != "user_id"}), "missing_field"),
+    (orjson.dumps({k: v for k, v in GOOD.items() if k != "ip"}), "missing_field"),
+    (orjson.dumps({k: v for k, v in GOOD.items() if k != "country"}), "missing_field"),
+    (orjson.dumps({**GOOD, "ad_id": ""}), "invalid_field"),
+    (orjson.dumps({**GOOD, "ad_id": "x" * 129}), "invalid_field"),
+    (orjson.dumps({**GOOD, "ad_id": ["ad001"]}), "invalid_field"),
+    (orjson.dumps({**GOOD, "user_id": "a\x00b"}), "invalid_field"),
+    (orjson.dumps({**GOOD, "ip": "999.1.1.1"}), "invalid_field"),
+    (orjson.dumps({**GOOD, "ip": "not-an-ip"}), "invalid_field"),
+    (orjson.dumps({**GOOD, "country": "U1"}), "invalid_field"),
+    (orjson.dumps({**GOOD, "country": "UNITED"}), "invalid_field"),
+    (orjson.dumps({**GOOD, "timestamp": "yesterday"}), "invalid_field"),
+    (orjson.dumps({**GOOD, "timestamp": True}), "invalid_field"),
+    (orjson.dumps({**GOOD, "timestamp": 1.5}), "invalid_field"),
+    (orjson.dumps({**GOOD, "timestamp": 17204832}), "invalid_field"),  # seconds, not ms
+    (orjson.dumps({**GOOD, "device": {"os": "ios"}}), "invalid_field"),
+    (orjson.dumps({**GOOD, **{f"a{i}": "x" for i in range(33)}}), "invalid_field"),
+]
 
 
 def ms(text: str) -> int:
@@ -53,33 +80,7 @@ def test_timestamps_in_every_accepted_form(value: object, expected: str) -> None
     assert parse_timestamp_ms(value) == ms(expected)
 
 
-@pytest.mark.parametrize(
-    ("payload", "reason"),
-    [
-        (b"not json", "malformed"),
-        (b"[1, 2]", "malformed"),
-        (b'"ad001"', "malformed"),
-        (orjson.dumps({k: v for k, v in GOOD.items() if k != "ad_id"}), "missing_field"),
-        (orjson.dumps({k: v for k, v in GOOD.items() if k != "timestamp"}), "missing_field"),
-        (orjson.dumps({k: v for k, v in GOOD.items() if k != "user_id"}), "missing_field"),
-        (orjson.dumps({k: v for k, v in GOOD.items() if k != "ip"}), "missing_field"),
-        (orjson.dumps({k: v for k, v in GOOD.items() if k != "country"}), "missing_field"),
-        (orjson.dumps({**GOOD, "ad_id": ""}), "invalid_field"),
-        (orjson.dumps({**GOOD, "ad_id": "x" * 129}), "invalid_field"),
-        (orjson.dumps({**GOOD, "ad_id": ["ad001"]}), "invalid_field"),
-        (orjson.dumps({**GOOD, "user_id": "a\x00b"}), "invalid_field"),
-        (orjson.dumps({**GOOD, "ip": "999.1.1.1"}), "invalid_field"),
-        (orjson.dumps({**GOOD, "ip": "not-an-ip"}), "invalid_field"),
-        (orjson.dumps({**GOOD, "country": "U1"}), "invalid_field"),
-        (orjson.dumps({**GOOD, "country": "UNITED"}), "invalid_field"),
-        (orjson.dumps({**GOOD, "timestamp": "yesterday"}), "invalid_field"),
-        (orjson.dumps({**GOOD, "timestamp": True}), "invalid_field"),
-        (orjson.dumps({**GOOD, "timestamp": 1.5}), "invalid_field"),
-        (orjson.dumps({**GOOD, "timestamp": 17204832}), "invalid_field"),  # seconds, not ms
-        (orjson.dumps({**GOOD, "device": {"os": "ios"}}), "invalid_field"),
-        (orjson.dumps({**GOOD, **{f"a{i}": "x" for i in range(33)}}), "invalid_field"),
-    ],
-)
+@pytest.mark.parametrize(("payload", "reason"), BAD)
 def test_bad_input_is_refused_with_a_reason(payload: bytes, reason: str) -> None:
     with pytest.raises(InvalidEventError) as refused:
         parse_json_event(payload)
@@ -129,3 +130,34 @@ def test_derived_click_id_depends_on_every_field() -> None:
 def test_event_round_trips_through_its_wire_format() -> None:
     event = parse_json_event(orjson.dumps({**GOOD, "device": "ios"}))
     assert parse_json_event(event.to_json()) == event
+
+
+ODD_BUT_GOOD = [
+    {**GOOD, "timestamp": 1720483201000},
+    {**GOOD, "click_id": "c-1"},
+    {**GOOD, "click_id": None},
+    {**GOOD, "ad_id": 1001, "user_id": 7},  # numeric ids become text
+    {**GOOD, "device": "ios", "premium": True, "score": 1.5, "gone": None},
+    {**GOOD, "ad_id": "  padded  ", "country": "us"},
+    {**GOOD, "ad_id": "ünïcødé ✓"},
+    {**GOOD, "ip": "2001:db8::1"},
+]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [orjson.dumps(data) for data in [GOOD, *ODD_BUT_GOOD]]
+    + [payload for payload, _reason in BAD if payload.startswith(b"{")],
+)
+def test_the_fast_path_and_the_general_path_agree(payload: bytes) -> None:
+    # Plain clicks are decoded by msgspec, everything else by orjson into a dict: whichever
+    # path a payload takes, the click (or the refusal) is the one the dict path gives.
+    try:
+        expected: object = event_from_dict(orjson.loads(payload))
+    except InvalidEventError as exc:
+        expected = exc.reason
+    try:
+        parsed: object = parse_json_event(payload)
+    except InvalidEventError as exc:
+        parsed = exc.reason
+    assert parsed == expected
