@@ -62,4 +62,4 @@ def test_nothing_inserted_means_no_deltas() -> None:
     deltas = aggregate([], [], ("country",))
     assert not deltas.clicks
     columns = deltas.columns()
-    assert columns.minutes == () and columns.dimensions == [()] and columns.clicks == ()
+    assert columns.minutes == [] and columns.dimensions == [[]] and columns.clicks == []

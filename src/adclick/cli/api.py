@@ -1,4 +1,9 @@
-"""``adclick api``, ``adclick api-token`` and ``adclick graphql-schema``."""
+"""``adclick api``, ``adclick api-token`` and ``adclick graphql-schema``.
+
+The API's modules (strawberry, uvicorn, alembic) are imported inside the commands: every
+``adclick`` process loads this module, ingest workers included, and those imports were
+most of a worker's start-up (docs/operations.md).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,7 @@ import sys
 from typing import Annotated
 
 import typer
-import uvicorn
 
-from adclick.api.app import create_app
-from adclick.api.auth import new_token
-from adclick.api.schema import build_schema
 from adclick.cli.app import app
 from adclick.logs import configure_logging
 from adclick.settings import Role, Settings, get_settings
@@ -31,6 +32,10 @@ def api(
     is on; ADCLICK_API_GRAPHIQL serves the GraphiQL IDE. SIGTERM or Ctrl-C stops it
     gracefully: requests in flight finish first.
     """
+    import uvicorn
+
+    from adclick.api.app import create_app
+
     configure_logging(logging.DEBUG if verbose else logging.INFO)
     settings = get_settings()
     # uvicorn stops gracefully on these, then re-raises the signal to the handler it found:
@@ -57,6 +62,8 @@ def api_token(
     The configuration keeps only the token's SHA-256: add the entry to the JSON list in
     ADCLICK_API_TOKENS (or the config file) and hand the token to its user.
     """
+    from adclick.api.auth import new_token
+
     token, entry = new_token(name, role)
     typer.echo(f"token: {token}")
     typer.echo(f"ADCLICK_API_TOKENS entry: {json.dumps(entry.model_dump(mode='json'))}")
@@ -70,4 +77,6 @@ def graphql_schema() -> None:
 
 def schema_sdl(settings: Settings) -> str:
     """The SDL of the schema ``settings`` build, as graphql/schema.graphql holds it."""
+    from adclick.api.schema import build_schema
+
     return build_schema(settings).as_str() + "\n"
