@@ -6,7 +6,8 @@ Sends four arrays (minute, ad, country, clicks) of loadgen-like values to the lo
 stack's database three ways and prints seconds per batch, client and server together:
 psycopg's list dumper in text and binary format, and the literals of
 adclick.db.array_literal. The server only unnests and counts, so what differs is the
-encoding.
+encoding. Also prints what sorting the deltas by key in Python costs, which the worker
+did before the server took over the ordering.
 """
 
 from __future__ import annotations
@@ -68,6 +69,11 @@ def main() -> None:
             for _ in range(args.repeat):
                 send()
             result[f"{name}_s"] = round((time.perf_counter() - started) / args.repeat, 4)
+    keys = list(zip(columns["m"], columns["a"], columns["d"], strict=True))
+    started = time.perf_counter()
+    for _ in range(args.repeat):
+        sorted(keys)
+    result["python_sort_s"] = round((time.perf_counter() - started) / args.repeat, 4)
     print(json.dumps(result))
 
 
