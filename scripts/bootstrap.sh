@@ -25,4 +25,4 @@ fi
 # PYTHONDONTWRITEBYTECODE is set (as on our CI machines) every process would otherwise
 # compile its imports from source again; an ingest worker took 12 s to start that way.
 uv sync --locked --python 3.11 --quiet --compile-bytecode
-.venv/bin/python -m compileall -q src bench tests migrations >/dev/null
+.venv/bin/python -m compileall -q src bench tests migrations
