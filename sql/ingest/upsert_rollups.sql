@@ -10,7 +10,6 @@
 WITH deltas AS MATERIALIZED (
     SELECT
         'epoch'::timestamptz + t.m * INTERVAL '1 millisecond' AS minute,
-        'epoch'::timestamptz + (t.m - mod(t.m, 3600000)) * INTERVAL '1 millisecond' AS hour,
         t.a COLLATE "C" AS ad_id{dimension_columns},
         t.c AS clicks
     FROM unnest(%(minutes)s::bigint[], %(ads)s::text[]{dimension_arrays}, %(clicks)s::bigint[])
@@ -18,11 +17,13 @@ WITH deltas AS MATERIALIZED (
 ),
 
 per_hour AS (
+    -- time_bucket: whole UTC hours, whatever the session's time zone. By position, as a
+    -- dimension may share the output's name.
     INSERT INTO clicks_1h AS r (hour, ad_id, clicks)
-    SELECT hour, ad_id, sum(clicks)::bigint
+    SELECT time_bucket('1 hour', minute), ad_id, sum(clicks)::bigint
     FROM deltas
-    GROUP BY ad_id, hour
-    ORDER BY ad_id, hour
+    GROUP BY 2, 1
+    ORDER BY 2, 1
     ON CONFLICT (ad_id, hour) DO UPDATE SET clicks = r.clicks + excluded.clicks
 ){filtered_upserts}
 

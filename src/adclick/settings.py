@@ -27,6 +27,8 @@ from pydantic_settings import (
 from adclick.errors import ConfigurationError
 
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+# The columns every filtered rollup has besides its dimensions (sql/schema/filtered_rollup.sql).
+_ROLLUP_COLUMNS = frozenset({"minute", "ad_id", "clicks"})
 
 # Ports of the local stack: private, away from the usual 5432 / 9092.
 LOCAL_DB_PORT = 55432
@@ -259,6 +261,11 @@ class Settings(BaseSettings):
             for dim in dims:
                 if not _IDENTIFIER.match(dim):
                     raise ValueError(f"dimension {dim!r} must match {_IDENTIFIER.pattern}")
+                if dim in _ROLLUP_COLUMNS:
+                    raise ValueError(
+                        f"dimension {dim!r} is a column of every rollup; name the attribute "
+                        "otherwise"
+                    )
             key = tuple(sorted(set(dims)))
             if len(key) != len(dims):
                 raise ValueError(f"dimension set {dims} repeats a dimension")

@@ -187,3 +187,25 @@ def test_filtered_rollups_follow_the_configured_dimension_sets(
         ("clicks_1m_by_country_device",),
         ("clicks_1m_by_device",),
     ]
+
+
+def test_a_dimension_may_share_a_name_with_a_rollup_of_time(settings: Settings) -> None:
+    # The rollup statement computes clicks_1h's hour itself; an attribute named "hour"
+    # (an hour of day, say) is a dimension like any other.
+    configured = settings.model_copy(update={"dimension_sets": [["hour"]]})
+    hour = int(T0_S) - int(T0_S) % 3600  # whole hours in the past: no event straddles one
+    send(
+        configured,
+        [
+            click("ad1", hour - 3600 + 10, "US", hour="13"),
+            click("ad1", hour - 3600 + 11, "US", hour="13"),
+            click("ad1", hour + 10, "US", hour="14"),
+        ],
+    )
+    ingest_until_idle(configured)
+    by_hour_attribute = query(configured, "SELECT hour, clicks FROM clicks_1m_by_hour ORDER BY 1")
+    assert by_hour_attribute == [("13", 2), ("14", 1)]
+    per_hour = query(
+        configured, "SELECT extract(epoch FROM hour)::bigint, clicks FROM clicks_1h ORDER BY 1"
+    )
+    assert per_hour == [(hour - 3600, 2), (hour, 1)]

@@ -36,6 +36,7 @@ def test_every_setting_is_documented() -> None:
         ("ADCLICK_TOPIC_PARTITIONS", "0", "topic_partitions"),
         ("ADCLICK_DIMENSION_SETS", '[["bad name"]]', "dimension_sets"),
         ("ADCLICK_DIMENSION_SETS", '[["country"], ["country"]]', "dimension_sets"),
+        ("ADCLICK_DIMENSION_SETS", '[["clicks"]]', "dimension_sets"),
         ("ADCLICK_ALLOWED_LATENESS", "soon", "allowed_lateness"),
         ("ADCLICK_INGEST_BATCH_SIZE", "many", "ingest_batch_size"),
     ],
