@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -26,7 +26,7 @@ from psycopg import sql
 from adclick.db.array_literal import int_array_literal, text_array_literal
 from adclick.db.connect import Connection
 from adclick.db.rollups import FilteredRollup, ensure_filtered_rollups, filtered_rollups
-from adclick.ingest.aggregate import RollupDeltas, aggregate, delta_dimensions
+from adclick.ingest.aggregate import DeltaColumns, aggregate, delta_dimensions
 from adclick.ingest.batch import DATABASE_REJECTED, Batch, DeadLetter, StagingRow
 from adclick.ingest.clock import PartitionClocks
 from adclick.ingest.copy_types import register_staging_dumpers
@@ -73,9 +73,8 @@ def compose_rollup_upsert(
     )
 
 
-def rollup_parameters(deltas: RollupDeltas) -> dict[str, str]:
-    """The parameters of :func:`compose_rollup_upsert` for ``deltas``, as array literals."""
-    columns = deltas.columns()
+def rollup_parameters(columns: DeltaColumns) -> dict[str, str]:
+    """The parameters of :func:`compose_rollup_upsert` for the deltas, as array literals."""
     parameters = {
         "minutes": int_array_literal(columns.minutes),
         "ads": text_array_literal(columns.ads),
@@ -166,8 +165,9 @@ class BatchWriter:
                 [batch.rows[i] for i in new], [batch.attributes[i] for i in new], self._dimensions
             )
             if deltas.clicks:
-                self.conn.execute(self._upsert, rollup_parameters(deltas))
-                self._mark_changed_minutes(deltas, batch)
+                columns = deltas.columns()
+                self.conn.execute(self._upsert, rollup_parameters(columns))
+                self._mark_changed_minutes(columns.minutes, batch)
             self._store_positions(batch, clocks)
             publish_dead_letters(batch.dead_letters + rejected)
         return WriteResult(len(new), rejected, careful)
@@ -210,12 +210,12 @@ class BatchWriter:
             )
             return first + second, first_careful or second_careful, first_rejected + second_rejected
 
-    def _mark_changed_minutes(self, deltas: RollupDeltas, batch: Batch) -> None:
+    def _mark_changed_minutes(self, minutes: list[int], batch: Batch) -> None:
         # The query side's window index reloads the minutes whose revision moved.
         self.conn.execute(
             load_sql("ingest/mark_changed_minutes"),
             {
-                "minutes": sorted({cast(int, key[0]) for key in deltas.clicks}),
+                "minutes": sorted(set(minutes)),
                 "partitions": sorted(batch.next_offsets),
             },
         )
