@@ -42,14 +42,13 @@ _COLUMN_TYPES = ["timestamptz", "text", "text", "text", "inet", "text", "jsonb",
 _REFUSED = (psycopg.DataError, psycopg.IntegrityError)
 
 
-def compose_rollup_upsert(
-    rollups: list[FilteredRollup], dimensions: tuple[str, ...]
-) -> sql.Composed:
+def compose_rollup_upsert(rollups: list[FilteredRollup]) -> sql.Composed:
     """The one statement that adds a batch's deltas to clicks_1m, clicks_1h and ``rollups``.
 
-    ``dimensions`` are the deltas' dimension columns (every dimension of ``rollups``);
-    each is one text[] parameter ``d0``, ``d1``, ...
+    The deltas' dimension columns are :func:`delta_dimensions` of ``rollups``, in that
+    order; each is one text[] parameter ``d0``, ``d1``, ...
     """
+    dimensions = delta_dimensions(rollups)
     aliases = [sql.Identifier(f"d{i}") for i in range(len(dimensions))]
     filtered = sql.SQL(load_sql("ingest/upsert_filtered_rollup"))
     return sql.SQL(load_sql("ingest/upsert_rollups")).format(
@@ -120,7 +119,7 @@ class BatchWriter:
         ensure_filtered_rollups(conn, settings)
         rollups = filtered_rollups(settings)
         self._dimensions = delta_dimensions(rollups)
-        self._upsert = compose_rollup_upsert(rollups, self._dimensions)
+        self._upsert = compose_rollup_upsert(rollups)
         register_staging_dumpers(conn)
         conn.execute(load_sql("ingest/create_staging"))
         conn.commit()
