@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import signal
+import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -12,13 +13,14 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from psycopg import sql
 
 from adclick.db.connect import connect
 from adclick.demo.talkingdata import DEFAULT_SAMPLE, read_sample, shift_to_now, to_event
 from adclick.lifecycle.cold import query_cold
 from adclick.lifecycle.policies import set_policy
 from adclick.lifecycle.reconcile import reconcile
-from adclick.lifecycle.tiering import Maintainer
+from adclick.lifecycle.tiering import Maintainer, MaintenanceReport
 from adclick.settings import Settings
 from tests.helpers import (
     adclick_process,
@@ -221,6 +223,62 @@ def test_a_replayed_month_ends_with_a_hot_week_and_verified_cold_files(
     report = reconcile(settings, datetime.fromtimestamp(first, UTC), now.replace(
         second=0, microsecond=0) + timedelta(minutes=1))  # fmt: skip
     assert report.discrepancies == [] and report.rows_checked > 0
+
+
+def lock_waits(settings: Settings, relation: str) -> int:
+    """Lock requests on a relation that are waiting."""
+    return int(
+        query(
+            settings,
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass",
+            relation,
+        )[0][0]
+    )
+
+
+def test_dropping_a_chunk_waits_for_a_reader_instead_of_deadlocking(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A reader (or autovacuum's ANALYZE) holding the oldest chunk when its drop starts.
+
+    Readers lock a table, then its indexes; drop_chunks alone locks indexes first. A
+    reader that touches the chunk's index while the drop waits must not deadlock either.
+    """
+    events = 3_000
+    load(settings, recent_spec(events, seed=5, ads=100, event_rate=events / (4 * 86_400)))
+    ingest_until_idle(settings)
+    settings = lifecycle_settings(settings, tmp_path)
+    policy(settings, "raw_clicks", DAY, timedelta(0))  # dropped without export
+    ((schema, oldest, oldest_start),) = query(
+        settings,
+        "SELECT chunk_schema, chunk_name, range_start FROM timescaledb_information.chunks"
+        " WHERE hypertable_name = 'raw_clicks' ORDER BY range_start LIMIT 1",
+    )
+    chunk = sql.Identifier(schema, oldest)
+    outcome: dict[str, object] = {}
+
+    def maintain() -> None:
+        try:
+            outcome["report"] = Maintainer(settings).run()
+        except Exception as exc:  # the test asserts on it below
+            outcome["error"] = exc
+
+    with connect(settings) as reader:
+        # What ANALYZE holds on a table while it reads (and what blocks the drop).
+        reader.execute(sql.SQL("LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE").format(chunk))
+        maintainer = threading.Thread(target=maintain)
+        maintainer.start()
+        wait_for(lambda: lock_waits(settings, f"{schema}.{oldest}") > 0, 30, "the drop to wait")
+        # Planning a query on the chunk opens its index: this deadlocked before.
+        count = reader.execute(sql.SQL("SELECT count(*) FROM {}").format(chunk)).fetchone()
+        reader.commit()
+    maintainer.join(60)
+
+    assert not maintainer.is_alive() and "error" not in outcome, outcome
+    assert count is not None and count[0] > 0
+    report = outcome["report"]
+    assert isinstance(report, MaintenanceReport) and report.dropped_chunks >= 1
+    assert oldest_start not in {start for start, _end in raw_chunks(settings)}
 
 
 def test_sigterm_stops_maintenance_between_chunks(settings: Settings, tmp_path: Path) -> None:

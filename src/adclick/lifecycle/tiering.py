@@ -102,8 +102,7 @@ class Maintainer:
                         on_chunk(chunk)
                     if policy.cold != timedelta(0):
                         self._tier(conn, chunk, report)
-                    self._drop(conn, chunk)
-                    report.dropped_chunks += 1
+                    report.dropped_chunks += self._drop(conn, chunk)
                 if policy.cold is not None:
                     report.deleted_files += self._expire_files(conn, policy, before - policy.cold)
         return report
@@ -206,13 +205,24 @@ class Maintainer:
                 "the chunk is kept"
             )
 
-    def _drop(self, conn: Connection, chunk: Chunk) -> None:
+    def _drop(self, conn: Connection, chunk: Chunk) -> bool:
+        # drop_chunks locks the chunk's indexes before the chunk itself, the opposite of
+        # every reader and of autovacuum's ANALYZE (table, then indexes): one of those that
+        # started on the chunk just before would deadlock with it. Taking the chunk first
+        # puts this transaction in the readers' lock order; it waits for them (autovacuum
+        # is cancelled for it), and they cannot start on the chunk until the drop commits.
+        try:
+            conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(chunk.table))
+        except psycopg.errors.UndefinedTable:
+            conn.rollback()  # another maintainer dropped it since the chunks were listed
+            return False
         conn.execute(
             "SELECT drop_chunks(%s::regclass, older_than => %s, newer_than => %s)",
             (chunk.relation, chunk.range_end, chunk.range_start - timedelta(microseconds=1)),
         )
         conn.commit()
         self.say(f"dropped {chunk.relation} chunk {chunk.range_start:%Y-%m-%d %H:%M}")
+        return True
 
     # -- expiry --------------------------------------------------------------------
 
