@@ -7,8 +7,8 @@ with the ingest consumer (``consume()`` of 50,000-message batches): once as the 
 configured (librdkafka's default prefetch, ``queued.min.messages`` 100,000 per
 partition), once with a prefetch of 1,000,000. Prints wall seconds and the process's CPU
 per message (librdkafka's threads included). Alone, the large prefetch reads faster and
-cheaper; inside the workers it did not pay (docs/benchmarks.md), which is why the worker
-keeps the default.
+cheaper; inside the workers the result was mixed (docs/benchmarks.md), which is why the
+worker keeps the default.
 """
 
 from __future__ import annotations
