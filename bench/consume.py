@@ -29,6 +29,7 @@ from adclick.stack.lifecycle import stack_up
 from bench.environment import this_machine
 
 LARGE_PREFETCH = {"queued.min.messages": 1_000_000}
+STALL_S = 30.0  # a healthy local broker pauses well under a second between fetches
 
 
 def _read_all(settings: Settings, events: int, overrides: dict[str, int]) -> dict[str, float]:
@@ -41,8 +42,17 @@ def _read_all(settings: Settings, events: int, overrides: dict[str, int]) -> dic
     )
     read = 0
     started, cpu_started = time.perf_counter(), time.process_time()
+    last_message = time.monotonic()
     while read < events:
-        read += len(consumer.consume(50_000, 0.25))
+        messages = consumer.consume(50_000, 0.25)
+        if messages:
+            read += len(messages)
+            last_message = time.monotonic()
+        elif time.monotonic() - last_message > STALL_S:
+            consumer.close()
+            raise SystemExit(
+                f"no message for {STALL_S:.0f} s after {read:,} of {events:,}: is the broker up?"
+            )
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     consumer.close()
     return {"wall_s": round(wall, 2), "cpu_us_per_message": round(1e6 * cpu / read, 2)}
