@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import orjson
@@ -10,6 +11,7 @@ import pytest
 from adclick.db.connect import connect
 from adclick.ingest.batch import Batch, DeadLetter, assemble_batch
 from adclick.ingest.clock import PartitionClocks
+from adclick.ingest.new_keys import floor_after
 from adclick.ingest.writer import BatchWriter
 from adclick.settings import Settings
 from tests.helpers import query, rollup_counts
@@ -96,3 +98,47 @@ def test_a_duplicate_the_worker_could_not_see_takes_the_careful_path(settings: S
     assert rollup_counts(settings) == {("ad1", T0 // 1000): 4}
     assert query(settings, "SELECT count(*) FROM raw_clicks") == [(4,)]
     assert query(settings, "SELECT next_offset FROM ingest_offsets") == [(5,)]
+
+
+def hour_and_country_counts(settings: Settings) -> list[tuple[object, ...]]:
+    return query(
+        settings,
+        "SELECT 'hour', ad_id, clicks FROM clicks_1h"
+        " UNION ALL SELECT country, ad_id, clicks FROM clicks_1m_by_country ORDER BY 1",
+    )
+
+
+def test_rows_taken_for_new_are_inserted_and_later_batches_add_to_them(settings: Settings) -> None:
+    writer = BatchWriter(connect(settings), settings)
+    writer.new_keys.reset(floor_after([None]))  # nothing stored: every key is new
+    first, clocks = batch_of(["a", "b"])
+    assert writer.new_keys.new_mask([T0], ["ad1"]).tolist() == [True]
+    writer.write(first, clocks, nothing)
+    # The writer remembers what it inserted, so the next batch of that minute upserts.
+    assert writer.new_keys.new_mask([T0], ["ad1"]).tolist() == [False]
+    second, clocks = batch_of(["c", "d", "e"], first_offset=2)
+    writer.write(second, clocks, nothing)
+    assert rollup_counts(settings) == {("ad1", T0 // 1000): 5}
+    assert hour_and_country_counts(settings) == [("US", "ad1", 5), ("hour", "ad1", 5)]
+
+
+def test_a_row_wrongly_taken_for_new_is_added_to_not_lost(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A worker that lost its partition commits a batch after the new owner read the
+    # stored positions: the new owner takes the (minute, ad) for new, but it is stored.
+    zombie = BatchWriter(connect(settings), settings)
+    owner = BatchWriter(connect(settings), settings)
+    owner.new_keys.reset(floor_after([None]))
+    late_batch, clocks = batch_of(["a", "b"])
+    zombie.write(late_batch, clocks, nothing)
+    batch, clocks = batch_of(["c", "d", "e"], first_offset=2)
+    with caplog.at_level(logging.WARNING, logger="adclick.ingest.writer"):
+        result = owner.write(batch, clocks, nothing)
+    assert result.inserted == 3
+    assert rollup_counts(settings) == {("ad1", T0 // 1000): 5}
+    assert hour_and_country_counts(settings) == [("US", "ad1", 5), ("hour", "ad1", 5)]
+    assert query(settings, "SELECT count(*) FROM raw_clicks") == [(5,)]
+    assert "took for new exists" in caplog.text
+    # It claims nothing more for a while, so one wrong claim does not cost every batch.
+    assert owner.new_keys.new_mask([T0 + 60_000], ["ad2"]).tolist() == [False]

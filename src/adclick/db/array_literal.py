@@ -30,3 +30,8 @@ def text_array_literal(values: Sequence[str]) -> str:
 def int_array_literal(values: Sequence[int]) -> str:
     """``{1,2,3}``."""
     return "{" + ",".join(map(str, values)) + "}"
+
+
+def bool_array_literal(values: Sequence[bool]) -> str:
+    """``{t,f}``."""
+    return "{" + ",".join("t" if value else "f" for value in values) + "}"

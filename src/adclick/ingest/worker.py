@@ -33,6 +33,7 @@ from adclick.ingest import metrics
 from adclick.ingest.batch import Batch, KafkaRecord, assemble_batch
 from adclick.ingest.clock import PartitionClocks
 from adclick.ingest.dead_letters import DeadLetterPublisher
+from adclick.ingest.new_keys import NO_CLAIMS, floor_after
 from adclick.ingest.recent import RecentClicks
 from adclick.ingest.writer import BatchWriter, WriteResult
 from adclick.kafka.clients import make_consumer
@@ -130,6 +131,8 @@ class IngestWorker:
             self._positions[tp.partition] = position.next_offset
             if position.newest_ms is not None:
                 self._clocks.newest_ms[tp.partition] = position.newest_ms
+        # Rows of these partitions' ads stored so far are all older than this.
+        self._writer.new_keys.reset(floor_after([p.newest_ms for p in stored.values()]))
         consumer.assign(partitions)
         self._ever_assigned = self._ever_assigned or bool(partitions)
         log.info(
@@ -146,6 +149,7 @@ class IngestWorker:
         for tp in partitions:
             self._positions.pop(tp.partition, None)
             self._clocks.newest_ms.pop(tp.partition, None)
+        self._writer.new_keys.reset(int(NO_CLAIMS))
         consumer.unassign()
         log.info("%s revoked partitions %s", self.name, [tp.partition for tp in partitions])
 
@@ -332,6 +336,7 @@ class IngestWorker:
                 self._clocks.newest_ms.pop(partition, None)
             else:
                 self._clocks.newest_ms[partition] = position.newest_ms
+        self._writer.new_keys.reset(floor_after([p.newest_ms for p in stored.values()]))
 
     def _drained(self) -> bool:
         """True when the group has committed every partition of the topic up to its end.

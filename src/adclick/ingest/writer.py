@@ -11,11 +11,16 @@ not see remains, the unique key (ts, click_id) refuses the COPY. Then, inside th
 transaction, the careful path stages the batch and inserts with ON CONFLICT DO NOTHING,
 whose RETURNING names the rows that were new. Either way only new clicks reach the
 rollups, as deltas the worker aggregated.
+
+Rollup rows follow the same pattern: the deltas whose (minute, ad) the writer knows to be
+new are plainly inserted (adclick.ingest.new_keys); if one is not, the unique key refuses
+the statement, and it runs again inside the same transaction as a plain upsert.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -23,15 +28,18 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from adclick.db.array_literal import int_array_literal, text_array_literal
+from adclick.db.array_literal import bool_array_literal, int_array_literal, text_array_literal
 from adclick.db.connect import Connection
 from adclick.db.rollups import FilteredRollup, ensure_filtered_rollups, filtered_rollups
 from adclick.ingest.aggregate import DeltaColumns, aggregate, delta_dimensions
 from adclick.ingest.batch import DATABASE_REJECTED, Batch, DeadLetter, StagingRow
 from adclick.ingest.clock import PartitionClocks
 from adclick.ingest.copy_types import register_staging_dumpers
+from adclick.ingest.new_keys import NewKeyTracker
 from adclick.resources import load_sql
 from adclick.settings import Settings
+
+log = logging.getLogger(__name__)
 
 _COLUMNS = "ts, click_id, ad_id, user_id, ip, country, attributes, kafka_partition, kafka_offset"
 _COPY_RAW = f"COPY raw_clicks ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
@@ -64,6 +72,7 @@ def compose_rollup_upsert(rollups: list[FilteredRollup]) -> sql.Composed:
             sql.SQL(",\n\n")
             + filtered.format(
                 name=sql.Identifier(f"filtered_{i}"),
+                name_new=sql.Identifier(f"filtered_{i}_new"),
                 table=sql.Identifier(rollup.table),
                 dimensions=sql.SQL(", ").join(sql.Identifier(d) for d in rollup.dimensions),
             )
@@ -72,12 +81,16 @@ def compose_rollup_upsert(rollups: list[FilteredRollup]) -> sql.Composed:
     )
 
 
-def rollup_parameters(columns: DeltaColumns) -> dict[str, str]:
-    """The parameters of :func:`compose_rollup_upsert` for the deltas, as array literals."""
+def rollup_parameters(columns: DeltaColumns, new: Sequence[bool] | None = None) -> dict[str, str]:
+    """The parameters of :func:`compose_rollup_upsert` for the deltas, as array literals.
+
+    ``new[i]``: delta i's (minute, ad) is in no per-minute rollup yet (all False if None).
+    """
     parameters = {
         "minutes": int_array_literal(columns.minutes),
         "ads": text_array_literal(columns.ads),
         "clicks": int_array_literal(columns.clicks),
+        "new": bool_array_literal([False] * len(columns.ads) if new is None else new),
     }
     for i, values in enumerate(columns.dimensions):
         parameters[f"d{i}"] = text_array_literal(values)
@@ -120,6 +133,8 @@ class BatchWriter:
         rollups = filtered_rollups(settings)
         self._dimensions = delta_dimensions(rollups)
         self._upsert = compose_rollup_upsert(rollups)
+        # Claims nothing until the worker resets it from its partitions' stored positions.
+        self.new_keys = NewKeyTracker()
         register_staging_dumpers(conn)
         conn.execute(load_sql("ingest/create_staging"))
         conn.commit()
@@ -165,7 +180,7 @@ class BatchWriter:
             )
             if deltas.clicks:
                 columns = deltas.columns()
-                self.conn.execute(self._upsert, rollup_parameters(columns))
+                self._add_to_rollups(columns)
                 self._mark_changed_minutes(columns.minutes, batch)
             self._store_positions(batch, clocks)
             publish_dead_letters(batch.dead_letters + rejected)
@@ -191,6 +206,22 @@ class BatchWriter:
             inserted = set(cur.fetchall())
             cur.execute("TRUNCATE ingest_staging")
         return [i for i in indexes if (rows[i][7], rows[i][8]) in inserted], True
+
+    def _add_to_rollups(self, columns: DeltaColumns) -> None:
+        new = self.new_keys.new_mask(columns.minutes, columns.ads)
+        try:
+            # A savepoint: a refused claim undoes this statement alone.
+            with self.conn.transaction():
+                self.conn.execute(self._upsert, rollup_parameters(columns, new.tolist()))
+        except psycopg.errors.UniqueViolation as exc:
+            log.warning(
+                "a rollup row this writer took for new exists (%s); adding the batch as "
+                "upserts and claiming no new rows for a while",
+                str(exc).splitlines()[0],
+            )
+            self.new_keys.refused(columns.minutes)
+            self.conn.execute(self._upsert, rollup_parameters(columns))
+        self.new_keys.remember(columns.minutes, columns.ads)
 
     def _insert_isolating(
         self, batch: Batch, indexes: list[int]
