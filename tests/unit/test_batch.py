@@ -154,7 +154,7 @@ def test_repeats_within_a_batch_and_recent_clicks_are_dropped_as_duplicates() ->
         recent=recent,
     )
     assert [row[1] for row in first.rows] == ["a"] and first.known_duplicates == 1
-    recent.add_all(first.keys())
+    recent.add_all(first.keys)
     second = assemble_batch(
         [Record(0, 2, click(T0, click_id="a")), Record(0, 3, click(T0 + 1, click_id="a"))],
         "t",

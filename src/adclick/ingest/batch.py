@@ -77,10 +77,10 @@ class Batch:
     late: int = 0
     consumed: int = 0
     records: list[KafkaRecord] = field(default_factory=list)
-
-    def keys(self) -> list[ClickKey]:
-        """The unique keys of the batch's rows."""
-        return [(row[0], row[1]) for row in self.rows]
+    # The unique keys of the rows, (row[0], row[1]): built by the dedup within the batch,
+    # and handed whole to the memory of recent clicks (a set adds to a set without
+    # hashing its tuples again).
+    keys: set[ClickKey] = field(default_factory=set)
 
     def dead_letter_for(self, row: StagingRow, reason: str, detail: str) -> DeadLetter:
         """A dead letter for a staged row, carrying its original message."""
@@ -114,7 +114,7 @@ def assemble_batch(
     """
     batch = Batch(topic=topic, consumed=len(records), records=records)
     future_limit = now_ms + max_skew_ms
-    in_batch: set[ClickKey] = set()
+    in_batch = batch.keys
     known = recent if recent is not None else RecentClicks(0)
     for record in records:
         partition = record.partition() or 0

@@ -10,6 +10,8 @@ memory without per-entry bookkeeping.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 ClickKey = tuple[int, str]  # (event time in ms, click_id): the raw table's unique key
 
 
@@ -24,7 +26,7 @@ class RecentClicks:
     def __contains__(self, key: ClickKey) -> bool:
         return key in self._newer or key in self._older
 
-    def add_all(self, keys: list[ClickKey]) -> None:
+    def add_all(self, keys: Iterable[ClickKey]) -> None:
         """Remember these keys (clicks of a batch about to be committed)."""
         if self.generation_size <= 0:
             return

@@ -245,7 +245,7 @@ class IngestWorker:
             max_skew_ms=self._max_skew_ms,
             recent=self._recent,
         )
-        self._recent.add_all(batch.keys())
+        self._recent.add_all(batch.keys)
         if not self._finish_pending():
             return
         self._clocks = clocks

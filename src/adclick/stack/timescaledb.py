@@ -124,6 +124,9 @@ def install_timescaledb(state_dir: Path, say: Say) -> None:
 def _settings_conf(port: int, socket_dir: Path) -> str:
     # Durable settings (fsync, synchronous_commit) stay at their defaults: counts are
     # billed, and a committed batch must survive a crash of the machine too.
+    # wal_buffers: ingest writes ~0.7 kB of WAL per click; with the default 16 MB the
+    # buffers filled ~55,000 times in a 3-million-click run and backends wrote WAL
+    # themselves; 64 MB: never, and 5-7% more clicks/s (docs/benchmarks.md).
     return f"""
 listen_addresses = '127.0.0.1'
 port = {port}
@@ -134,6 +137,7 @@ max_connections = 200
 shared_buffers = 1GB
 work_mem = 64MB
 maintenance_work_mem = 256MB
+wal_buffers = 64MB
 max_wal_size = 8GB
 checkpoint_timeout = 15min
 wal_compression = on
