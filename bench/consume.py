@@ -26,7 +26,7 @@ from adclick.loadgen.generator import LoadSpec, generate
 from adclick.loadgen.send import send_blocks
 from adclick.settings import Settings
 from adclick.stack.lifecycle import stack_up
-from bench.environment import this_machine
+from bench.environment import delete_topics, this_machine
 
 LARGE_PREFETCH = {"queued.min.messages": 1_000_000}
 STALL_S = 30.0  # a healthy local broker pauses well under a second between fetches
@@ -72,15 +72,18 @@ def main() -> None:
         }
     )
     create_topics(settings)
-    spec = LoadSpec(events=args.events, start_ms=1_720_483_200_000, seed=1)
-    report = send_blocks(generate(spec), make_producer(settings), settings.clicks_topic)
-    print(f"preloaded: {report.summary()}")
-    result = {
-        "events": report.sent,
-        "machine": this_machine().describe(),
-        "worker_prefetch": _read_all(settings, report.sent, {}),
-        "large_prefetch": _read_all(settings, report.sent, LARGE_PREFETCH),
-    }
+    try:
+        spec = LoadSpec(events=args.events, start_ms=1_720_483_200_000, seed=1)
+        report = send_blocks(generate(spec), make_producer(settings), settings.clicks_topic)
+        print(f"preloaded: {report.summary()}")
+        result = {
+            "events": report.sent,
+            "machine": this_machine().describe(),
+            "worker_prefetch": _read_all(settings, report.sent, {}),
+            "large_prefetch": _read_all(settings, report.sent, LARGE_PREFETCH),
+        }
+    finally:
+        delete_topics(settings, [settings.clicks_topic])
     print(json.dumps(result))
 
 

@@ -22,7 +22,7 @@ from adclick.kafka import make_producer
 from adclick.loadgen.generator import LoadSpec, generate
 from adclick.loadgen.send import send_blocks
 from adclick.settings import Settings
-from bench.environment import fresh_bench_settings, this_machine
+from bench.environment import bench_run, this_machine
 
 IDLE_EXIT_S = 3.0
 # The freshness run starts its workers before producing; they must not exit meanwhile.
@@ -82,31 +82,31 @@ def throughput(
     base: Settings, events: int, workers: int, zipf: float, ads: int, partitions: int
 ) -> dict[str, object]:
     """Events/s from a preloaded topic to committed rollups."""
-    settings = fresh_bench_settings(base, partitions)
-    # Event time: 10,000 events per second of stream, ending a little before now.
-    span_ms = events // 10
-    start_ms = (int(time.time() * 1000) - span_ms - 600_000) // 60_000 * 60_000
-    spec = _spec(events, zipf, ads, 10_000.0, start_ms)
-    print(
-        f"preloading {events:,} events ({'uniform' if zipf == 0 else f'Zipf {zipf}'} over "
-        f"{ads:,} ads) into {settings.clicks_topic} ({partitions} partitions)"
-    )
-    report = send_blocks(generate(spec), make_producer(settings), settings.clicks_topic)
-    print(f"preloaded: {report.summary()}")
-    processes, queue = _run_workers(settings, workers, freshness=False)
-    results = _collect(processes, queue)
-    consumed = sum(r.totals.consumed for r in results)
-    starts = [r.totals.first_batch_at for r in results if r.totals.first_batch_at]
-    ends = [r.totals.last_commit_at for r in results if r.totals.last_commit_at]
-    elapsed = max(ends) - min(starts)
-    return {
-        "events": consumed,
-        "inserted": sum(r.totals.inserted for r in results),
-        "duplicates": sum(r.totals.duplicates for r in results),
-        "batches": sum(r.totals.batches for r in results),
-        "elapsed_s": round(elapsed, 2),
-        "events_per_s": round(consumed / elapsed),
-    }
+    with bench_run(base, partitions) as settings:
+        # Event time: 10,000 events per second of stream, ending a little before now.
+        span_ms = events // 10
+        start_ms = (int(time.time() * 1000) - span_ms - 600_000) // 60_000 * 60_000
+        spec = _spec(events, zipf, ads, 10_000.0, start_ms)
+        print(
+            f"preloading {events:,} events ({'uniform' if zipf == 0 else f'Zipf {zipf}'} over "
+            f"{ads:,} ads) into {settings.clicks_topic} ({partitions} partitions)"
+        )
+        report = send_blocks(generate(spec), make_producer(settings), settings.clicks_topic)
+        print(f"preloaded: {report.summary()}")
+        processes, queue = _run_workers(settings, workers, freshness=False)
+        results = _collect(processes, queue)
+        consumed = sum(r.totals.consumed for r in results)
+        starts = [r.totals.first_batch_at for r in results if r.totals.first_batch_at]
+        ends = [r.totals.last_commit_at for r in results if r.totals.last_commit_at]
+        elapsed = max(ends) - min(starts)
+        return {
+            "events": consumed,
+            "inserted": sum(r.totals.inserted for r in results),
+            "duplicates": sum(r.totals.duplicates for r in results),
+            "batches": sum(r.totals.batches for r in results),
+            "elapsed_s": round(elapsed, 2),
+            "events_per_s": round(consumed / elapsed),
+        }
 
 
 def freshness(
@@ -114,29 +114,29 @@ def freshness(
     partitions: int,
 ) -> dict[str, object]:  # fmt: skip
     """p50/p99 of produce-to-commit time at a fixed produce rate."""
-    settings = fresh_bench_settings(base, partitions)
-    processes, queue = _run_workers(settings, workers, freshness=True)
-    time.sleep(GROUP_SETTLE_S)  # let the group form, so joining is not measured as latency
-    events = int(rate * duration_s)
-    spec = _spec(events, zipf, ads, rate, int(time.time() * 1000))
-    print(f"producing {events:,} events at {rate:,.0f}/s for {duration_s:.0f} s")
-    sender = threading.Thread(
-        target=send_blocks,
-        args=(generate(spec), make_producer(settings), settings.clicks_topic),
-        kwargs={"rate": rate},
-    )
-    sender.start()
-    sender.join()
-    results = _collect(processes, queue)
-    samples = sorted(s for r in results for s in r.freshness_s)
-    quantiles = statistics.quantiles(samples, n=100)
-    return {
-        "events": len(samples),
-        "rate": rate,
-        "p50_s": round(quantiles[49], 3),
-        "p99_s": round(quantiles[98], 3),
-        "max_s": round(samples[-1], 3),
-    }
+    with bench_run(base, partitions) as settings:
+        processes, queue = _run_workers(settings, workers, freshness=True)
+        time.sleep(GROUP_SETTLE_S)  # let the group form, so joining is not measured as latency
+        events = int(rate * duration_s)
+        spec = _spec(events, zipf, ads, rate, int(time.time() * 1000))
+        print(f"producing {events:,} events at {rate:,.0f}/s for {duration_s:.0f} s")
+        sender = threading.Thread(
+            target=send_blocks,
+            args=(generate(spec), make_producer(settings), settings.clicks_topic),
+            kwargs={"rate": rate},
+        )
+        sender.start()
+        sender.join()
+        results = _collect(processes, queue)
+        samples = sorted(s for r in results for s in r.freshness_s)
+        quantiles = statistics.quantiles(samples, n=100)
+        return {
+            "events": len(samples),
+            "rate": rate,
+            "p50_s": round(quantiles[49], 3),
+            "p99_s": round(quantiles[98], 3),
+            "max_s": round(samples[-1], 3),
+        }
 
 
 def machine_line() -> str:
