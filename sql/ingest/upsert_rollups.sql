@@ -4,7 +4,7 @@
 -- dimensions of all filtered rollups (one text[] parameter each), and two CTEs per
 -- filtered rollup (sql/ingest/upsert_filtered_rollup.sql).
 --
--- ``new`` marks the deltas whose (minute, ad) the worker knows is in no per-minute rollup
+-- new marks the deltas whose (minute, ad) the worker knows is in no per-minute rollup
 -- yet (adclick.ingest.new_keys): their rows are plainly inserted, without the index
 -- lookup and speculative insertion of ON CONFLICT. If the claim is wrong the unique key
 -- refuses the statement and the worker repeats it with no delta marked new.

@@ -149,7 +149,7 @@ class IngestWorker:
         for tp in partitions:
             self._positions.pop(tp.partition, None)
             self._clocks.newest_ms.pop(tp.partition, None)
-        self._writer.new_keys.reset(int(NO_CLAIMS))
+        self._writer.new_keys.reset(NO_CLAIMS)
         consumer.unassign()
         log.info("%s revoked partitions %s", self.name, [tp.partition for tp in partitions])
 
