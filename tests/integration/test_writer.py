@@ -11,7 +11,7 @@ import pytest
 from adclick.db.connect import connect
 from adclick.ingest.batch import Batch, DeadLetter, assemble_batch
 from adclick.ingest.clock import PartitionClocks
-from adclick.ingest.new_keys import floor_after
+from adclick.ingest.new_keys import MinuteAdKeys, floor_after
 from adclick.ingest.writer import BatchWriter
 from adclick.settings import Settings
 from tests.helpers import query, rollup_counts
@@ -112,10 +112,10 @@ def test_rows_taken_for_new_are_inserted_and_later_batches_add_to_them(settings:
     writer = BatchWriter(connect(settings), settings)
     writer.new_keys.reset(floor_after([None]))  # nothing stored: every key is new
     first, clocks = batch_of(["a", "b"])
-    assert writer.new_keys.new_mask([T0], ["ad1"]).tolist() == [True]
+    assert writer.new_keys.new_mask(MinuteAdKeys.of([T0], ["ad1"])).tolist() == [True]
     writer.write(first, clocks, nothing)
     # The writer remembers what it inserted, so the next batch of that minute upserts.
-    assert writer.new_keys.new_mask([T0], ["ad1"]).tolist() == [False]
+    assert writer.new_keys.new_mask(MinuteAdKeys.of([T0], ["ad1"])).tolist() == [False]
     second, clocks = batch_of(["c", "d", "e"], first_offset=2)
     writer.write(second, clocks, nothing)
     assert rollup_counts(settings) == {("ad1", T0 // 1000): 5}
@@ -141,4 +141,4 @@ def test_a_row_wrongly_taken_for_new_is_added_to_not_lost(
     assert query(settings, "SELECT count(*) FROM raw_clicks") == [(5,)]
     assert "took for new exists" in caplog.text
     # It claims nothing more for a while, so one wrong claim does not cost every batch.
-    assert owner.new_keys.new_mask([T0 + 60_000], ["ad2"]).tolist() == [False]
+    assert owner.new_keys.new_mask(MinuteAdKeys.of([T0 + 60_000], ["ad2"])).tolist() == [False]

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from adclick.ingest.new_keys import BACKOFF_MS, KEEP_MS, NewKeyTracker, floor_after
+from adclick.ingest.new_keys import BACKOFF_MS, KEEP_MS, MinuteAdKeys, NewKeyTracker, floor_after
 
 M = 60_000
 T0 = 1_720_483_200_000  # 2024-07-09 00:00 UTC, a minute boundary
 
 
+def of(keys: list[tuple[int, str]]) -> MinuteAdKeys:
+    return MinuteAdKeys.of([m for m, _ in keys], [a for _, a in keys])
+
+
 def new(tracker: NewKeyTracker, keys: list[tuple[int, str]]) -> list[bool]:
-    return tracker.new_mask([m for m, _ in keys], [a for _, a in keys]).tolist()
+    return tracker.new_mask(of(keys)).tolist()
 
 
 def remember(tracker: NewKeyTracker, keys: list[tuple[int, str]]) -> None:
-    tracker.remember([m for m, _ in keys], [a for _, a in keys])
+    tracker.remember(of(keys))
 
 
 def test_a_tracker_claims_nothing_until_it_is_given_a_floor() -> None:
@@ -63,7 +67,8 @@ def test_a_refused_claim_stops_claims_for_a_while() -> None:
     tracker = NewKeyTracker()
     tracker.reset(T0)
     remember(tracker, [(T0 + 4 * M, "ad1")])
-    tracker.refused([T0 + 5 * M, T0 + 3 * M])  # the minutes of the refused statement
+    # The keys of the refused statement.
+    tracker.refused(of([(T0 + 5 * M, "ad1"), (T0 + 3 * M, "ad2")]))
     later = T0 + 5 * M + BACKOFF_MS
     assert new(tracker, [(T0 + 6 * M, "ad2"), (later - M, "ad2"), (later, "ad2")]) == [
         False,

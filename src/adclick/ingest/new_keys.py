@@ -21,6 +21,8 @@ ad, a worker that lost its partitions but had a batch in flight, a recalculation
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 
@@ -48,6 +50,24 @@ def floor_after(newest_ms: list[int | None]) -> int:
     return newest - newest % MINUTE_MS + MINUTE_MS
 
 
+@dataclass(frozen=True)
+class MinuteAdKeys:
+    """A batch's (minute, ad) keys as arrays, built once for the look-up and the memory."""
+
+    minute: Int64Array  # epoch ms
+    ad: Int64Array  # 64-bit hashes of the ad ids
+
+    @classmethod
+    def of(cls, minutes: list[int], ads: list[str]) -> MinuteAdKeys:
+        # Python's string hash: cached on each str (the batch's Counter computed it),
+        # stable within the process. Two ads with one hash only make a new key look
+        # written.
+        return cls(
+            np.array(minutes, dtype=np.int64),
+            np.fromiter(map(hash, ads), dtype=np.int64, count=len(ads)),
+        )
+
+
 class NewKeyTracker:
     """The (minute, ad) keys one writer wrote since ``floor_ms``, to tell new keys.
 
@@ -64,19 +84,18 @@ class NewKeyTracker:
         self.floor_ms = floor_ms
         self._ads_by_minute.clear()
 
-    def refused(self, minutes: list[int]) -> None:
-        """A claim about these minutes was wrong: stop claiming for a while, then afresh."""
-        if minutes:
-            self._newest_minute = max(self._newest_minute, max(minutes))
+    def refused(self, keys: MinuteAdKeys) -> None:
+        """A claim about these keys was wrong: stop claiming for a while, then afresh."""
+        if len(keys.minute):
+            self._newest_minute = max(self._newest_minute, int(keys.minute.max()))
         self.reset(max(self.floor_ms, self._newest_minute + BACKOFF_MS))
 
-    def new_mask(self, minutes: list[int], ads: list[str]) -> BoolArray:
-        """For each key ``(minutes[i], ads[i])``: True when it is certainly not stored."""
-        minute = np.array(minutes, dtype=np.int64)
+    def new_mask(self, keys: MinuteAdKeys) -> BoolArray:
+        """For each key: True when it is certainly not stored."""
+        minute, ad = keys.minute, keys.ad
         mask = minute >= self.floor_ms
         if not mask.any():
             return mask
-        ad = _hashes(ads)
         for m in np.unique(minute[mask]).tolist():
             seen = self._ads_by_minute.get(m)
             if seen is None:
@@ -85,11 +104,11 @@ class NewKeyTracker:
             mask[of_minute] = ~_contains(seen, ad[of_minute])
         return mask
 
-    def remember(self, minutes: list[int], ads: list[str]) -> None:
+    def remember(self, keys: MinuteAdKeys) -> None:
         """These keys are in the database now (or about to be, in this transaction)."""
-        if not minutes:
+        minute, ad = keys.minute, keys.ad
+        if not len(minute):
             return
-        minute = np.array(minutes, dtype=np.int64)
         self._newest_minute = max(self._newest_minute, int(minute.max()))
         # Forget what fell out of the window; claims stop where memory stops.
         self.floor_ms = max(self.floor_ms, self._newest_minute - KEEP_MS)
@@ -98,7 +117,6 @@ class NewKeyTracker:
         kept = minute >= self.floor_ms
         if not kept.any():
             return
-        ad = _hashes(ads)
         for m in np.unique(minute[kept]).tolist():
             added = np.unique(ad[minute == m])  # sorted; an ad repeats once per dimension value
             seen = self._ads_by_minute.get(m)
@@ -109,12 +127,6 @@ class NewKeyTracker:
 
     def __len__(self) -> int:
         return sum(len(ads) for ads in self._ads_by_minute.values())
-
-
-def _hashes(ads: list[str]) -> Int64Array:
-    # Python's string hash: cached on each str (the batch's Counter computed it), stable
-    # within the process. Two ads with one hash only make a new key look written.
-    return np.fromiter(map(hash, ads), dtype=np.int64, count=len(ads))
 
 
 def _contains(sorted_values: Int64Array, values: Int64Array) -> BoolArray:

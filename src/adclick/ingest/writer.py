@@ -35,7 +35,7 @@ from adclick.ingest.aggregate import DeltaColumns, aggregate, delta_dimensions
 from adclick.ingest.batch import DATABASE_REJECTED, Batch, DeadLetter, StagingRow
 from adclick.ingest.clock import PartitionClocks
 from adclick.ingest.copy_types import register_staging_dumpers
-from adclick.ingest.new_keys import NewKeyTracker
+from adclick.ingest.new_keys import MinuteAdKeys, NewKeyTracker
 from adclick.resources import load_sql
 from adclick.settings import Settings
 
@@ -208,7 +208,8 @@ class BatchWriter:
         return [i for i in indexes if (rows[i][7], rows[i][8]) in inserted], True
 
     def _add_to_rollups(self, columns: DeltaColumns) -> None:
-        new = self.new_keys.new_mask(columns.minutes, columns.ads)
+        keys = MinuteAdKeys.of(columns.minutes, columns.ads)
+        new = self.new_keys.new_mask(keys)
         try:
             # A savepoint: a refused claim undoes this statement alone.
             with self.conn.transaction():
@@ -219,9 +220,9 @@ class BatchWriter:
                 "upserts and claiming no new rows for a while",
                 str(exc).splitlines()[0],
             )
-            self.new_keys.refused(columns.minutes)
+            self.new_keys.refused(keys)
             self.conn.execute(self._upsert, rollup_parameters(columns))
-        self.new_keys.remember(columns.minutes, columns.ads)
+        self.new_keys.remember(keys)
 
     def _insert_isolating(
         self, batch: Batch, indexes: list[int]
