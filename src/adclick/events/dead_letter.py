@@ -1,29 +1,69 @@
 """The dead-letter record: one shape for every place that rejects input.
 
-``{"reason", "detail", "source", <where>..., "payload"[, "payload_base64"]}`` where
-``source`` names the rejecting component (``ingest``, ``produce``, ``tail``) and the
-``where`` fields say where the input was found (``topic``/``partition``/``offset`` for the
-ingest, ``file``/``line`` for produce, ``file``/``offset`` for tail). Text that is not
-UTF-8 is kept losslessly in ``payload_base64`` (``payload`` is then null).
+``{"reason", "detail", "source", <where>..., "payload"[, "payload_base64"],
+"payload_bytes", "payload_sha256"[, "payload_truncated"]}`` where ``source`` names the
+rejecting component (``ingest``, ``produce``, ``tail``) and the ``where`` fields say where
+the input was found (``topic``/``partition``/``offset`` for the ingest, ``file``/``line``
+for produce, ``file``/``offset`` for tail). Text that is not UTF-8 is kept in
+``payload_base64`` (``payload`` is then null).
+
+A record is bounded whatever the input: a dead letter must always fit the broker's message
+limit, or rejecting one huge message would fail and stop the process that rejects it. So
+the payload kept is at most :data:`MAX_PAYLOAD_BYTES` of the input (then
+``payload_truncated`` is true), the detail at most :data:`MAX_DETAIL_CHARS` characters,
+and ``payload_bytes`` and ``payload_sha256`` always identify the whole original input.
+Escaping can at most multiply the kept bytes by six (``\\u0001``), so a record stays
+under ~100 KB, far below Kafka's default 1 MB limit.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 from typing import Any
+
+MAX_PAYLOAD_BYTES = 16 * 1024
+MAX_DETAIL_CHARS = 1000
+
+
+def bounded_detail(detail: str) -> str:
+    """``detail`` cut to :data:`MAX_DETAIL_CHARS` characters, saying so when cut."""
+    if len(detail) <= MAX_DETAIL_CHARS:
+        return detail
+    return detail[: MAX_DETAIL_CHARS - 20] + f"... ({len(detail)} chars)"
 
 
 def dead_letter(
     reason: str, detail: str, source: str, payload: bytes, **where: object
 ) -> dict[str, Any]:
     """A dead-letter record: why the input was rejected, where it came from, and its bytes."""
+    kept = payload[:MAX_PAYLOAD_BYTES]
     try:
-        text: str | None = payload.decode()
-    except UnicodeDecodeError:
-        text = None
-    record: dict[str, Any] = {"reason": reason, "detail": detail, "source": source}
+        # A cut may split a multi-byte character: the kept prefix is text if all but such
+        # a split tail decodes.
+        text: str | None = kept.decode("utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        if len(kept) < len(payload) and _split_tail(kept, exc):
+            kept = kept[: exc.start]
+            text = kept.decode()
+        else:
+            text = None
+    record: dict[str, Any] = {
+        "reason": reason,
+        "detail": bounded_detail(detail),
+        "source": source,
+    }
     record.update(where)
     record["payload"] = text
     if text is None:
-        record["payload_base64"] = base64.b64encode(payload).decode()
+        record["payload_base64"] = base64.b64encode(kept).decode()
+    record["payload_bytes"] = len(payload)
+    record["payload_sha256"] = hashlib.sha256(payload).hexdigest()
+    if len(kept) < len(payload):
+        record["payload_truncated"] = True
     return record
+
+
+def _split_tail(kept: bytes, exc: UnicodeDecodeError) -> bool:
+    # Only a character cut by the prefix, never a bad byte inside the input.
+    return exc.end == len(kept) and exc.reason == "unexpected end of data"
