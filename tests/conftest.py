@@ -20,6 +20,7 @@ import psycopg
 import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
+from hypothesis import settings as hypothesis_settings
 from psycopg import sql
 
 from adclick.db.connect import Connection
@@ -31,6 +32,12 @@ from adclick.stack.lifecycle import local_targets
 # The developer's own ADCLICK_* variables must not leak into the tests.
 for _name in [n for n in os.environ if n.startswith("ADCLICK_")]:
     del os.environ[_name]
+
+# Property-based tests are reproducible: the same examples on every run, in CI and here
+# (a failure prints the example; HYPOTHESIS_PROFILE=explore searches afresh).
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+hypothesis_settings.register_profile("explore", deadline=None, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 TEST_PARTITIONS = 4
 TEMPLATE = "adclick_template"

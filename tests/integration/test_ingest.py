@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 
+import orjson
 import pytest
 
 from adclick.settings import Settings
@@ -209,3 +211,32 @@ def test_a_dimension_may_share_a_name_with_a_rollup_of_time(settings: Settings) 
         configured, "SELECT extract(epoch FROM hour)::bigint, clicks FROM clicks_1h ORDER BY 1"
     )
     assert per_hour == [(hour - 3600, 2), (hour, 1)]
+
+
+def test_hostile_messages_are_dead_lettered_without_stopping_the_worker(
+    settings: Settings,
+) -> None:
+    """Invalid UTF-8 in a known field once stopped every worker in turn (issue 13, 1);
+    a 0.9 MB message of control characters made a dead letter too large to send (2)."""
+    good = [click(f"ad{i}", T0_S + i) for i in range(1, 4)]
+    template = orjson.dumps(click("adX", T0_S))
+    hostile = [
+        template.replace(b'"adX"', b'"a\xff"'),
+        orjson.dumps({**click("adX", T0_S), "timestamp": "2025"}).replace(b"2025", b"2025\xfe"),
+        b'{"ad_id": "' + b"\x01" * 900_000 + b'"}',
+        b"\xff" * 700_000,
+        orjson.dumps(click("\x1b[2Jad", T0_S)),
+        orjson.dumps(click("\u3000", T0_S)),
+    ]
+    send(settings, [hostile[0], good[0], *hostile[1:4], good[1], *hostile[4:], good[2]], key=b"k")
+
+    totals = ingest_until_idle(settings)
+    assert totals.inserted == len(good)
+    assert totals.dead_lettered == len(hostile)
+    assert rollup_counts(settings) == {(f"ad{i}", T0_S): 1 for i in range(1, 4)}
+    letters = read_topic(settings, settings.dlq_topic, expected=len(hostile))
+    assert sorted(letter["payload_bytes"] for letter in letters) == sorted(map(len, hostile))
+    assert {letter["reason"] for letter in letters} <= {"malformed", "invalid_field"}
+    big = [letter for letter in letters if letter["payload_bytes"] >= 700_000]
+    assert len(big) == 2 and all(letter["payload_truncated"] for letter in big)
+    assert hashlib.sha256(hostile[3]).hexdigest() in {letter["payload_sha256"] for letter in big}

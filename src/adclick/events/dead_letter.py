@@ -64,6 +64,15 @@ def dead_letter(
     return record
 
 
+def without_payload(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` keeping only the payload's size and hash: for a broker whose message
+    limit is below even a bounded record."""
+    smaller = {name: value for name, value in record.items() if name != "payload_base64"}
+    smaller["payload"] = None
+    smaller["payload_truncated"] = True
+    return smaller
+
+
 def _split_tail(kept: bytes, exc: UnicodeDecodeError) -> bool:
     # Only a character cut by the prefix, never a bad byte inside the input.
     return exc.end == len(kept) and exc.reason == "unexpected end of data"

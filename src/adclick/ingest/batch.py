@@ -6,13 +6,14 @@ duplicate) or a dead letter with its reason. Nothing here does I/O.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import orjson
 
 from adclick.errors import InvalidEventError
-from adclick.events.dead_letter import dead_letter
+from adclick.events.dead_letter import dead_letter, without_payload
 from adclick.events.parse import MALFORMED, parse_json_event
 from adclick.ingest.clock import PartitionClocks, Timeliness
 from adclick.ingest.recent import ClickKey, RecentClicks
@@ -20,6 +21,9 @@ from adclick.ingest.recent import ClickKey, RecentClicks
 BEYOND_DEDUP_HORIZON = "beyond_dedup_horizon"
 TOO_FAR_IN_FUTURE = "too_far_in_future"
 DATABASE_REJECTED = "rejected_by_database"
+# The parser raised something other than its own InvalidEventError: a bug to fix, counted
+# in adclick_ingest_parser_failures_total and logged once per kind by the worker.
+PARSER_FAILED = "parser_failed"
 
 # One row of the staging table, in the column order of sql/ingest/create_staging.sql.
 StagingRow = tuple[int, str, str, str, str, str, str, int, int]
@@ -47,19 +51,22 @@ class DeadLetter:
     key: bytes | None
     payload: bytes
 
-    def to_json(self) -> bytes:
-        """The dead-letter message: the reason and the original payload, losslessly."""
-        return orjson.dumps(
-            dead_letter(
-                self.reason,
-                self.detail,
-                "ingest",
-                self.payload,
-                topic=self.topic,
-                partition=self.partition,
-                offset=self.offset,
-            )
+    def to_json(self, *, with_payload: bool = True) -> bytes:
+        """The dead-letter message: the reason, the origin and the payload (bounded).
+
+        Without the payload it keeps only the payload's size and hash: for a broker whose
+        message limit is below even a bounded record.
+        """
+        record = dead_letter(
+            self.reason,
+            self.detail,
+            "ingest",
+            self.payload,
+            topic=self.topic,
+            partition=self.partition,
+            offset=self.offset,
         )
+        return orjson.dumps(record if with_payload else without_payload(record))
 
 
 @dataclass
@@ -81,6 +88,8 @@ class Batch:
     # and handed whole to the memory of recent clicks (a set adds to a set without
     # hashing its tuples again).
     keys: set[ClickKey] = field(default_factory=set)
+    # Messages the parser failed on unexpectedly (dead-lettered), by exception type.
+    parser_failures: Counter[str] = field(default_factory=Counter)
 
     def dead_letter_for(self, row: StagingRow, reason: str, detail: str) -> DeadLetter:
         """A dead letter for a staged row, carrying its original message."""
@@ -129,6 +138,13 @@ def assemble_batch(
                 event = parse_json_event(payload)
             except InvalidEventError as exc:
                 reason, detail = exc.reason, exc.detail
+            except Exception as exc:  # the last resort, see PARSER_FAILED
+                # A failure the parser did not foresee must not stop the worker: on restart
+                # it would read the same offset and stop again, and so would every worker
+                # the partition moves to. The message is dead-lettered like any bad one.
+                kind = type(exc).__name__
+                batch.parser_failures[kind] += 1
+                reason, detail = PARSER_FAILED, f"{kind}: {exc}"
             else:
                 # The future check comes first: a skewed clock must not move the partition's
                 # event time forward and make good events look late.

@@ -3,16 +3,38 @@
 Dead letters are flushed before the batch's transaction commits. A crash between the
 two sends them again when the batch is re-read (at-least-once); each carries its source
 topic, partition and offset, which identifies such repeats.
+
+No input can make publishing fail for good, or the worker would re-read the same batch
+forever: a record is bounded (adclick.events.dead_letter), and one the broker still
+refuses as too large is sent again without its payload, keeping reason, origin, size and
+hash. Only the broker being unavailable fails a batch, which the worker then re-reads.
 """
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaError, Message, Producer
+import logging
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from adclick.errors import DependencyUnavailableError
 from adclick.ingest.batch import DeadLetter
 from adclick.kafka.clients import make_producer
 from adclick.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# A dead letter's message key is the original key, cut to this many bytes: the key of a
+# hostile message may be as large as the broker allows.
+MAX_KEY_BYTES = 1024
+
+
+def _too_large(error: KafkaError) -> bool:
+    """True if the broker refused a record as too large, not for being unavailable."""
+    return error.code() in (
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+    )
 
 
 class DeadLetterPublisher:
@@ -22,22 +44,56 @@ class DeadLetterPublisher:
         self._topic = settings.dlq_topic
         self._producer: Producer = make_producer(settings, **{"linger.ms": 5})
         self._errors: list[str] = []
-
-    def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
-        if error is not None:
-            self._errors.append(str(error))
+        self._too_large: list[DeadLetter] = []
 
     def publish(self, dead_letters: list[DeadLetter], timeout_s: float = 30.0) -> None:
         """Send all and wait until the broker has them; raise if any was not delivered."""
         if not dead_letters:
             return
         for letter in dead_letters:
-            self._producer.produce(
-                self._topic, value=letter.to_json(), key=letter.key, on_delivery=self._on_delivery
-            )
+            self._send(letter, with_payload=True)
         remaining = self._producer.flush(timeout_s)
+        refused, self._too_large = self._too_large, []
+        for letter in refused:
+            # Rare: a broker whose message limit is below a bounded record's size.
+            log.warning(
+                "dead letter of %s[%d]@%d refused as too large; sent without its payload",
+                letter.topic,
+                letter.partition,
+                letter.offset,
+            )
+            self._send(letter, with_payload=False)
+        if refused:
+            remaining = self._producer.flush(timeout_s)
         if remaining or self._errors:
             errors, self._errors = self._errors, []
             raise DependencyUnavailableError(
                 f"dead-letter topic {self._topic}: {remaining} undelivered, errors: {errors[:3]}"
             )
+
+    def _send(self, letter: DeadLetter, *, with_payload: bool) -> None:
+        def on_delivery(error: KafkaError | None, _message: Message) -> None:
+            if error is None:
+                return
+            if with_payload and _too_large(error):
+                self._too_large.append(letter)
+            else:
+                self._errors.append(str(error))
+
+        value = letter.to_json(with_payload=with_payload)
+        key = None if letter.key is None else letter.key[:MAX_KEY_BYTES]
+        while True:
+            try:
+                self._producer.produce(self._topic, value=value, key=key, on_delivery=on_delivery)
+                return
+            except BufferError:
+                self._producer.poll(0.5)  # the local queue is full: let deliveries drain
+            except KafkaException as exc:
+                error = exc.args[0]
+                if with_payload and isinstance(error, KafkaError) and _too_large(error):
+                    with_payload = False
+                    value = letter.to_json(with_payload=False)
+                    continue
+                raise DependencyUnavailableError(
+                    f"dead-letter topic {self._topic}: {error}"
+                ) from None

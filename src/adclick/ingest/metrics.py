@@ -31,6 +31,12 @@ EVENTS_DEAD_LETTERED = Counter(
     "Messages sent to the dead-letter topic, by reason.",
     ["reason"],
 )
+PARSER_FAILURES = Counter(
+    "adclick_ingest_parser_failures_total",
+    "Messages the parser failed on with an unexpected error (dead-lettered as "
+    "parser_failed), by exception type: each is a bug to report.",
+    ["kind"],
+)
 BATCH_SECONDS = Histogram(
     "adclick_ingest_batch_duration_seconds",
     "Time to write and commit one batch.",

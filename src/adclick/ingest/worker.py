@@ -95,6 +95,7 @@ class IngestWorker:
         self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix=f"{name}-writer")
         self._pending: _Pending | None = None
         self._recent = RecentClicks(settings.ingest_recent_clicks)
+        self._parser_failures_logged: set[str] = set()
         self._dead_letters = DeadLetterPublisher(settings)
         self._consumer: Consumer = make_consumer(settings, **{"client.id": f"adclick-{name}"})
 
@@ -246,6 +247,7 @@ class IngestWorker:
             recent=self._recent,
         )
         self._recent.add_all(batch.keys)
+        self._report_parser_failures(batch)
         if not self._finish_pending():
             return
         self._clocks = clocks
@@ -253,6 +255,20 @@ class IngestWorker:
             self._writer.write, batch, clocks, self._dead_letters.publish
         )
         self._pending = _Pending(future, batch, started)
+
+    def _report_parser_failures(self, batch: Batch) -> None:
+        for kind, count in batch.parser_failures.items():
+            metrics.PARSER_FAILURES.labels(kind).inc(count)
+            if kind not in self._parser_failures_logged:
+                # Once per kind: a flood of one bad message shape must not flood the log.
+                self._parser_failures_logged.add(kind)
+                log.error(
+                    "%s: the parser failed unexpectedly (%s) on %d message(s); dead-lettered "
+                    "as parser_failed, further ones of this kind are only counted",
+                    self.name,
+                    kind,
+                    count,
+                )
 
     def _finish_pending(self) -> bool:
         """Wait for the batch in flight; False if it failed (and the worker has rewound)."""
