@@ -11,12 +11,14 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from psycopg import sql
 
 from adclick.db.connect import connect
 from adclick.demo.talkingdata import DEFAULT_SAMPLE, read_sample, shift_to_now, to_event
+from adclick.kafka.clients import make_producer
 from adclick.lifecycle.cold import query_cold
 from adclick.lifecycle.policies import set_policy
 from adclick.lifecycle.reconcile import reconcile
@@ -27,6 +29,7 @@ from tests.helpers import (
     ingest_until_idle,
     load,
     query,
+    read_topic,
     recent_spec,
     rollup_counts,
     send,
@@ -291,3 +294,88 @@ def test_sigterm_stops_maintenance_between_chunks(settings: Settings, tmp_path: 
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
     assert hot_raw_per_ad(settings) + cold_raw_per_ad(settings) == before
+
+
+def _send_to(settings: Settings, partition: int, events: list[dict[str, object]]) -> None:
+    producer = make_producer(settings)
+    for event in events:
+        producer.produce(
+            settings.clicks_topic, value=orjson.dumps(event), key=b"k", partition=partition
+        )
+    assert producer.flush(30) == 0
+
+
+def _click(ad: str, at: datetime, user: str) -> dict[str, object]:
+    return {
+        "ad_id": ad,
+        "timestamp": int(at.timestamp() * 1000),
+        "user_id": user,
+        "ip": "10.0.0.1",
+        "country": "DE",
+    }
+
+
+def test_a_lagging_partition_never_counts_twice_nor_overwrites_cold_data(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Issue 13, item 3: clicks 12 days old on a fresh partition were accepted, tiered with
+    their day, then the same click replayed was counted again, and the day's chunk came
+    back and was exported over the verified cold file. Default policies (raw hot 7 days)."""
+    settings = settings.model_copy(update={"cold_storage_url": str(tmp_path / "cold")})
+    now = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
+    for partition in range(3):
+        _send_to(settings, partition, [_click(f"live{partition}", now, "u")])
+    ingest_until_idle(settings)
+    old = now - 12 * DAY
+    old_clicks = [_click("old", old + timedelta(seconds=i), f"u{i}") for i in range(3)]
+    _send_to(settings, 3, old_clicks)  # a partition without events until now
+    assert ingest_until_idle(settings).inserted == 3
+
+    first = Maintainer(settings).run()
+    assert first.exported == 1 and not first.conflicts
+    [(url, rows)] = cold_files(settings).values()
+    assert rows == 3
+    exported = Path(url).read_bytes()
+
+    # The replayed click and a new click of the tiered day: both refused, neither counted.
+    _send_to(settings, 3, [old_clicks[0], _click("old", old + timedelta(minutes=5), "new")])
+    totals = ingest_until_idle(settings)
+    assert (totals.inserted, totals.dead_lettered) == (0, 2)
+    letters = read_topic(settings, settings.dlq_topic, expected=2)
+    assert [letter["reason"] for letter in letters] == ["already_tiered"] * 2
+
+    again = Maintainer(settings).run()
+    assert (again.exported, again.dropped_chunks, again.conflicts) == (0, 0, [])
+    assert Path(url).read_bytes() == exported
+    assert hot_raw_per_ad(settings) + cold_raw_per_ad(settings) == Counter(
+        {"live0": 1, "live1": 1, "live2": 1, "old": 3}
+    )
+    assert sum(n for (ad, _m), n in rollup_counts(settings).items() if ad == "old") == 3
+    report = reconcile(settings, old - DAY, now + timedelta(minutes=1))
+    assert report.discrepancies == []
+
+
+def test_a_catalogued_cold_file_is_never_replaced(settings: Settings, tmp_path: Path) -> None:
+    """Rows written into a tiered range by hand bring its chunk back: maintenance keeps
+    that chunk and the verified file, says so, and goes on."""
+    settings = settings.model_copy(update={"cold_storage_url": str(tmp_path / "cold")})
+    now = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
+    old = now - 10 * DAY
+    _send_to(settings, 0, [_click("a", old, "u"), _click("a", now, "u")])
+    ingest_until_idle(settings)
+    assert Maintainer(settings).run().exported == 1
+    [(url, _rows)] = cold_files(settings).values()
+    exported = Path(url).read_bytes()
+    query(
+        settings,
+        "INSERT INTO raw_clicks (ts, click_id, ad_id, user_id, ip, country, attributes,"
+        " kafka_partition, kafka_offset) VALUES (%s, 'by-hand', 'a', 'u', '10.0.0.1', 'DE',"
+        " '{}', 0, 0) RETURNING 1",
+        old + timedelta(seconds=1),
+    )
+
+    report = Maintainer(settings).run()
+    assert len(report.conflicts) == 1 and "never" not in report.conflicts[0]
+    assert "catalogued" in report.conflicts[0]
+    assert Path(url).read_bytes() == exported
+    assert len(raw_chunks(settings)) == 2  # the hand-made chunk is kept for the operator

@@ -21,6 +21,9 @@ from adclick.ingest.recent import ClickKey, RecentClicks
 BEYOND_DEDUP_HORIZON = "beyond_dedup_horizon"
 TOO_FAR_IN_FUTURE = "too_far_in_future"
 DATABASE_REJECTED = "rejected_by_database"
+# Older than the ingest floor: its range is tiered to cold storage (or being tiered), so
+# it can neither be deduplicated nor written (docs/lifecycle.md).
+ALREADY_TIERED = "already_tiered"
 # The parser raised something other than its own InvalidEventError: a bug to fix, counted
 # in adclick_ingest_parser_failures_total and logged once per kind by the worker.
 PARSER_FAILED = "parser_failed"
@@ -50,6 +53,9 @@ class DeadLetter:
     offset: int
     key: bytes | None
     payload: bytes
+    # For a valid click refused on its way into the database: its (ts, click_id), which
+    # the worker then forgets from its memory of recent clicks (a repeat is no duplicate).
+    click_key: ClickKey | None = None
 
     def to_json(self, *, with_payload: bool = True) -> bytes:
         """The dead-letter message: the reason, the origin and the payload (bounded).
@@ -91,12 +97,15 @@ class Batch:
     # Messages the parser failed on unexpectedly (dead-lettered), by exception type.
     parser_failures: Counter[str] = field(default_factory=Counter)
 
-    def dead_letter_for(self, row: StagingRow, reason: str, detail: str) -> DeadLetter:
-        """A dead letter for a staged row, carrying its original message."""
-        partition, offset = row[7], row[8]
-        for record in self.records:
-            if record.partition() == partition and record.offset() == offset:
-                return DeadLetter(
+    def dead_letters_at(self, indexes: list[int], reason: str, detail: str) -> list[DeadLetter]:
+        """Dead letters for the staged rows at ``indexes``, carrying their messages."""
+        records = {(r.partition(), r.offset()): r for r in self.records}
+        letters = []
+        for i in indexes:
+            partition, offset = self.rows[i][7], self.rows[i][8]
+            record = records[(partition, offset)]
+            letters.append(
+                DeadLetter(
                     reason,
                     detail,
                     self.topic,
@@ -104,8 +113,10 @@ class Batch:
                     offset,
                     record.key(),
                     record.value() or b"",
+                    (self.rows[i][0], self.rows[i][1]),
                 )
-        raise LookupError(f"no record at partition {partition} offset {offset}")
+            )
+        return letters
 
 
 def assemble_batch(

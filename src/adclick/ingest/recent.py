@@ -34,6 +34,12 @@ class RecentClicks:
         if len(self._newer) >= self.generation_size:
             self._older, self._newer = self._newer, set()
 
+    def discard_all(self, keys: Iterable[ClickKey]) -> None:
+        """Forget these keys (clicks that were not committed after all)."""
+        for key in keys:
+            self._newer.discard(key)
+            self._older.discard(key)
+
     def clear(self) -> None:
         """Forget everything (after a failed batch, whose keys may be in here)."""
         self._newer.clear()

@@ -290,6 +290,11 @@ class IngestWorker:
         if self.freshness_s is not None:
             self.freshness_s.extend(committed_at - r.timestamp()[1] / 1000 for r in batch.records)
         self._positions.update(batch.next_offsets)
+        # Clicks the database refused were remembered as committed: a repeat of one must be
+        # refused again, not dropped as a duplicate.
+        self._recent.discard_all(
+            letter.click_key for letter in result.rejected if letter.click_key is not None
+        )
         reasons = Counter(letter.reason for letter in batch.dead_letters + result.rejected)
         valid = len(batch.rows) + batch.known_duplicates - len(result.rejected)
         self._count(batch.consumed, valid, result.inserted, batch.late, reasons)

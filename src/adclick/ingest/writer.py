@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -32,7 +32,13 @@ from adclick.db.array_literal import bool_array_literal, int_array_literal, text
 from adclick.db.connect import Connection
 from adclick.db.rollups import FilteredRollup, ensure_filtered_rollups, filtered_rollups
 from adclick.ingest.aggregate import DeltaColumns, aggregate, delta_dimensions
-from adclick.ingest.batch import DATABASE_REJECTED, Batch, DeadLetter, StagingRow
+from adclick.ingest.batch import (
+    ALREADY_TIERED,
+    DATABASE_REJECTED,
+    Batch,
+    DeadLetter,
+    StagingRow,
+)
 from adclick.ingest.clock import PartitionClocks
 from adclick.ingest.copy_types import register_staging_dumpers
 from adclick.ingest.new_keys import MinuteAdKeys, NewKeyTracker
@@ -164,17 +170,18 @@ class BatchWriter:
         ``publish_dead_letters`` just before the commit, so a batch never commits with
         its rejects unpublished. Valid rows neither inserted nor refused were duplicates.
         """
-        rejected: list[DeadLetter] = []
         # The batch's one transaction: committed when the block ends, rolled back if
         # anything in it raises. Every inner transaction() is a savepoint.
         with self.conn.transaction():
+            indexes, rejected = self._above_floor(batch)
             try:
-                new, careful = self._insert_raw(batch.rows, list(range(len(batch.rows))))
+                new, careful = self._insert_raw(batch.rows, indexes)
             except _REFUSED:
                 # Validation should make this impossible, but a constraint an operator
                 # added may not: find the refused rows by bisection and dead-letter them
                 # rather than lose or block the batch.
-                new, careful, rejected = self._insert_isolating(batch, list(range(len(batch.rows))))
+                new, careful, refused = self._insert_isolating(batch, indexes)
+                rejected += refused
             deltas = aggregate(
                 [batch.rows[i] for i in new], [batch.attributes[i] for i in new], self._dimensions
             )
@@ -185,6 +192,30 @@ class BatchWriter:
             self._store_positions(batch, clocks)
             publish_dead_letters(batch.dead_letters + rejected)
         return WriteResult(len(new), rejected, careful)
+
+    def _above_floor(self, batch: Batch) -> tuple[list[int], list[DeadLetter]]:
+        """The rows at or above the ingest floor, and dead letters for those below it.
+
+        The floor is share-locked until the batch commits (sql/ingest/lock_floor.sql), so
+        maintenance cannot tier a range this batch writes into.
+        """
+        row = self.conn.execute(load_sql("ingest/lock_floor")).fetchone()
+        floor_ms = row[0] if row is not None else float("-inf")
+        rows = batch.rows
+        if floor_ms == float("-inf"):
+            return list(range(len(rows))), []
+        below = [i for i, r in enumerate(rows) if r[0] < floor_ms]
+        if not below:
+            return list(range(len(rows))), []
+        floor = datetime.fromtimestamp(floor_ms / 1000, UTC).isoformat()
+        letters = batch.dead_letters_at(
+            below,
+            ALREADY_TIERED,
+            f"event time before {floor}, up to which raw clicks are in cold storage: "
+            "it can no longer be deduplicated",
+        )
+        refused = set(below)
+        return [i for i in range(len(rows)) if i not in refused], letters
 
     def _insert_raw(self, rows: list[StagingRow], indexes: list[int]) -> tuple[list[int], bool]:
         """Insert ``rows`` (positions ``indexes`` of the batch).
@@ -232,8 +263,7 @@ class BatchWriter:
             return new, careful, []
         except _REFUSED as exc:
             if len(indexes) == 1:
-                row = batch.rows[indexes[0]]
-                return [], False, [batch.dead_letter_for(row, DATABASE_REJECTED, str(exc))]
+                return [], False, batch.dead_letters_at(indexes, DATABASE_REJECTED, str(exc))
             middle = len(indexes) // 2
             first, first_careful, first_rejected = self._insert_isolating(batch, indexes[:middle])
             second, second_careful, second_rejected = self._insert_isolating(

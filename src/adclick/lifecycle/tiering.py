@@ -38,11 +38,24 @@ from adclick.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# The hypertables ingest writes (and the filtered rollups, clicks_1m_by_*): tiering or
+# dropping one of their chunks raises the ingest floor.
+_INGEST_WRITES = frozenset(("raw_clicks", "clicks_1m", "clicks_1h"))
+
 Say = Callable[[str], None]
 
 
 class VerificationError(AdclickError):
     """A written cold file does not hold what its chunk holds; the chunk is kept."""
+
+
+class ColdFileConflictError(AdclickError):
+    """A chunk's range is catalogued already, with other rows: the file is never replaced.
+
+    Cannot happen through adclick (the ingest floor keeps clicks out of tiered ranges);
+    it means rows were written into a tiered range by hand. The chunk is kept for an
+    operator to reconcile with the catalogued file.
+    """
 
 
 @dataclass(frozen=True)
@@ -66,14 +79,30 @@ class MaintenanceReport:
     deleted_files: int = 0
     deleted_lists: int = 0
     files: list[str] = field(default_factory=list)
+    # Chunks kept because their range is catalogued with other rows (ColdFileConflictError).
+    conflicts: list[str] = field(default_factory=list)
+
+
+def _stream_times(conn: Connection, settings: Settings) -> tuple[datetime, datetime]:
+    row = conn.execute(
+        load_sql("lifecycle/stream_time"),
+        {"topic": settings.clicks_topic, "horizon": settings.dedup_horizon},
+    ).fetchone()
+    assert row is not None
+    return row[0], row[1]
 
 
 def stream_time(conn: Connection, settings: Settings) -> datetime:
-    row = conn.execute(
-        load_sql("lifecycle/stream_time"), {"topic": settings.clicks_topic}
-    ).fetchone()
-    assert row is not None
-    return row[0]  # type: ignore[no-any-return]
+    """The newest event time ingested (the wall clock before any event)."""
+    return _stream_times(conn, settings)[0]
+
+
+def tiering_time(conn: Connection, settings: Settings) -> datetime:
+    """The time retention counts back from: the slowest partition's newest event time.
+
+    Partitions further behind the fastest than the dedup horizon are not waited for.
+    """
+    return _stream_times(conn, settings)[1]
 
 
 class Maintainer:
@@ -87,7 +116,7 @@ class Maintainer:
     def run(self, on_chunk: Callable[[Chunk], None] | None = None) -> MaintenanceReport:
         report = MaintenanceReport()
         with connect(self.settings) as conn:
-            now = stream_time(conn, self.settings)
+            now = tiering_time(conn, self.settings)
             policies = load_policies(conn)
             conn.commit()
             for policy in policies:
@@ -100,8 +129,15 @@ class Maintainer:
                 for chunk in self._chunks(conn, policy.relation, before):
                     if on_chunk is not None:
                         on_chunk(chunk)
+                    self._raise_ingest_floor(conn, chunk)
                     if policy.cold != timedelta(0):
-                        self._tier(conn, chunk, report)
+                        try:
+                            self._tier(conn, chunk, report)
+                        except ColdFileConflictError as exc:
+                            log.error("%s", exc)
+                            self.say(f"kept {chunk.relation} chunk: {exc}")
+                            report.conflicts.append(str(exc))
+                            continue
                     report.dropped_chunks += self._drop(conn, chunk)
                 if policy.cold is not None:
                     report.deleted_files += self._expire_files(conn, policy, before - policy.cold)
@@ -116,18 +152,39 @@ class Maintainer:
         conn.commit()
         return [Chunk(relation, *row) for row in rows]
 
+    def _raise_ingest_floor(self, conn: Connection, chunk: Chunk) -> None:
+        # Before the chunk is read: from the commit on, no batch writes below its end, so
+        # the export's snapshot holds every row the range will ever have.
+        if chunk.relation not in _INGEST_WRITES and not chunk.relation.startswith("clicks_1m_by_"):
+            return
+        conn.execute(
+            load_sql("lifecycle/raise_floor"),
+            {"before": chunk.range_end, "relation": chunk.relation},
+        )
+        conn.commit()
+
     def _tier(self, conn: Connection, chunk: Chunk, report: MaintenanceReport) -> None:
         catalogued = conn.execute(
-            "SELECT rows FROM cold_files WHERE relation = %s AND range_start = %s",
+            "SELECT rows, checksum, url FROM cold_files WHERE relation = %s AND range_start = %s",
             (chunk.relation, chunk.range_start),
         ).fetchone()
         if catalogued is not None:
-            (rows,) = conn.execute(
-                sql.SQL("SELECT count(*) FROM {}").format(chunk.table)
-            ).fetchone() or (0,)
+            columns = self._columns(conn, chunk)
+            rows, checksum = conn.execute(parquet.pg_checksum(columns, chunk.table)).fetchone() or (
+                0,
+                0,
+            )
             conn.commit()
-            if rows == catalogued[0]:
+            if (rows, checksum) == (catalogued[0], catalogued[1]):
                 return  # exported and verified by an earlier run that stopped before the drop
+            # A catalogued file is verified data that may be all that is left of its range:
+            # it is never overwritten.
+            raise ColdFileConflictError(
+                f"{chunk.relation} {chunk.range_start:%Y-%m-%d %H:%M} is catalogued as "
+                f"{catalogued[2]} ({catalogued[0]} rows, checksum {catalogued[1]}) but its chunk "
+                f"holds {rows} rows (checksum {checksum}); the file is left as it is and the "
+                "chunk kept: compare the two and reconcile by hand"
+            )
         url = f"{self.base_url}/{chunk.relation}/{chunk.relation}_" + chunk.range_start.strftime(
             "%Y%m%dT%H%M%SZ.parquet"
         )
@@ -153,13 +210,16 @@ class Maintainer:
         report.exported_rows += rows
         report.files.append(url)
 
-    def _export(self, conn: Connection, chunk: Chunk, url: str) -> tuple[int, int, int]:
-        columns = [
+    def _columns(self, conn: Connection, chunk: Chunk) -> list[parquet.Column]:
+        return [
             parquet.Column(name, kind)
             for name, kind in conn.execute(
                 load_sql("lifecycle/columns"), {"table": f"{chunk.schema}.{chunk.name}"}
             ).fetchall()
         ]
+
+    def _export(self, conn: Connection, chunk: Chunk, url: str) -> tuple[int, int, int]:
+        columns = self._columns(conn, chunk)
         schema = parquet.schema(
             columns,
             {
