@@ -73,7 +73,8 @@ def maintain(
     Raw chunks past their hot time go to Parquet under ADCLICK_COLD_STORAGE_URL, verified
     by row count and checksum before they are dropped; a crash at any step leaves the
     chunk or a verified file, and the next run completes the job. SIGTERM or Ctrl-C stops
-    it between chunks.
+    it between chunks. Exits 1 if a chunk had to be kept because its range is catalogued
+    with other rows (a catalogued cold file is never replaced; docs/lifecycle.md).
     """
     configure_logging()
     settings = get_settings()
@@ -91,6 +92,10 @@ def maintain(
             f"{report.deleted_lists} old top lists",
             err=True,
         )
+        for conflict in report.conflicts:
+            typer.echo(f"kept a chunk: {conflict}", err=True)
+        if every is None and report.conflicts:
+            raise typer.Exit(1)  # an alert for cron; with --every the log says it each run
         if every is None or stop.wait(every):
             return
 
