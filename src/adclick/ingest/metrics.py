@@ -37,6 +37,13 @@ PARSER_FAILURES = Counter(
     "parser_failed), by exception type: each is a bug to report.",
     ["kind"],
 )
+# The supervisor's own (the parent of the workers): served next to the workers' metrics,
+# not through the multiprocess files, so it is in no default registry.
+WORKER_RESTARTS = Counter(
+    "adclick_ingest_worker_restarts_total",
+    "Worker processes restarted by `adclick ingest --workers N` after they died.",
+    registry=None,
+)
 BATCH_SECONDS = Histogram(
     "adclick_ingest_batch_duration_seconds",
     "Time to write and commit one batch.",
@@ -73,4 +80,5 @@ def serve_metrics(settings: Settings, port: int, workers: int) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)  # inherited by the workers
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
+    registry.register(WORKER_RESTARTS)
     start_http_server(port, addr=settings.metrics_host, registry=registry)
