@@ -239,10 +239,11 @@ def test_a_parser_failure_nobody_foresaw_is_dead_lettered_not_raised(
         raise RecursionError("deep")
 
     monkeypatch.setattr(produce, "parse_log_line", broken)
+    monkeypatch.setattr(produce, "_unforeseen", set())  # logged once per kind and process
     sink, messages = run([b"one\n", b"two\n"])
-    assert messages[0] == "line 1: rejected (internal_error): RecursionError: deep"
+    assert messages[0] == "line 1: rejected (parser_failed): RecursionError: deep"
     assert [(d["reason"], d["detail"]) for d in sink.dead_letters] == [
-        ("internal_error", "RecursionError: deep"),
+        ("parser_failed", "RecursionError: deep"),
     ] * 2
     assert len([r for r in caplog.records if "RecursionError" in r.getMessage()]) == 1
 

@@ -38,8 +38,9 @@ REPORT_LIMIT = 20
 # Serve delivery reports this often, so failures surface while sending, not only at the end.
 _POLL_EVERY = 1000
 # Reason code of a line the parser failed on in a way it did not foresee (a bug in adclick):
-# the line is dead-lettered like any other rather than stopping the collector.
-INTERNAL_ERROR = "internal_error"
+# the line is dead-lettered like any other rather than stopping the collector. The same
+# code as the ingest's.
+PARSER_FAILED = "parser_failed"
 
 
 class LineFormat(StrEnum):
@@ -115,7 +116,7 @@ def collect_line(
         sink.send_dead_letter(dead_letter(error.reason, error.detail, source, line, **location))
         return False
     except Exception as exc:  # the last resort: no line may stop a collector
-        unforeseen = InvalidEventError(INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+        unforeseen = InvalidEventError(PARSER_FAILED, f"{type(exc).__name__}: {exc}")
         _log_unforeseen(exc)
         reporter.reject(where, unforeseen)
         sink.send_dead_letter(
@@ -152,7 +153,7 @@ def _log_unforeseen(exc: Exception) -> None:
         logger.error(
             "the parser failed unexpectedly (%s); such lines are dead-lettered as %s",
             kind,
-            INTERNAL_ERROR,
+            PARSER_FAILED,
             exc_info=exc,
         )
 

@@ -33,8 +33,6 @@ _KEPT_ERRORS = 5
 _TOO_LARGE_CODES = frozenset(
     (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_MSG_SIZE)
 )
-# A dead letter sent without its payload keeps this much of its detail.
-_BARE_DETAIL_CHARS = 200
 
 OnDelivery = Callable[[KafkaError | None, Message], None]
 
@@ -44,14 +42,11 @@ def _too_large(error: KafkaError | None) -> bool:
 
 
 def bare_dead_letter(record: Mapping[str, Any]) -> dict[str, Any]:
-    """``record`` without its payload and with a short detail: what is sent when the whole
-    record is too large for Kafka. ``payload_bytes`` and ``payload_sha256`` stay."""
+    """``record`` without its payload: what is sent when the whole record is too large for
+    Kafka. Reason, origin, ``payload_bytes`` and ``payload_sha256`` stay."""
     bare = {k: v for k, v in record.items() if k != "payload_base64"}
     bare["payload"] = None
     bare["payload_truncated"] = True
-    detail = str(record.get("detail", ""))
-    if len(detail) > _BARE_DETAIL_CHARS:
-        bare["detail"] = detail[:_BARE_DETAIL_CHARS] + "..."
     return bare
 
 
