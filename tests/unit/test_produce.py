@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import io
 import json
@@ -11,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+from confluent_kafka import KafkaError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,9 +25,11 @@ from adclick.collect.produce import (
     produce_lines,
     strip_newline,
 )
+from adclick.collect.sender import ClickSender
 from adclick.errors import InvalidEventError
 from adclick.events import ClickEvent
 from adclick.events.dead_letter import dead_letter
+from adclick.settings import Settings
 
 LOG_LINE = b"[AdClickEvent] ad001, 2024-07-09 00:00:01, user-1, 207.148.22.22, USA"
 JSON_LINE = orjson.dumps(
@@ -308,3 +312,62 @@ def test_produce_classifies_any_json(value: Any) -> None:
     # The standard library writes what orjson refuses (integers beyond 64 bits...).
     text = json.dumps(value, ensure_ascii=False)
     check_classified(text.encode() + b"\n", LineFormat.JSON, max_line=1 << 20)
+
+
+class SmallBroker:
+    """Plays a broker whose message limit is ``limit`` bytes and that refuses larger messages
+    on delivery (the test broker, Tansu, enforces no limit; the client-side refusal is
+    tested against it in tests/integration/test_collect.py)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.pending: list[tuple[str, bytes, Any]] = []
+        self.delivered: list[tuple[str, bytes]] = []
+
+    def produce(self, topic: str, value: bytes, key: bytes | None, on_delivery: Any) -> None:
+        self.pending.append((topic, value, on_delivery))
+
+    def poll(self, _timeout: float = 0) -> int:
+        served, self.pending = self.pending, []
+        for topic, value, on_delivery in served:
+            if len(value) > self.limit:
+                on_delivery(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), None)
+            else:
+                self.delivered.append((topic, value))
+                on_delivery(None, None)
+        return len(served)
+
+    def flush(self, _timeout: float = 0) -> int:
+        while self.pending:  # a callback may queue a message again
+            self.poll()
+        return 0
+
+
+def test_messages_the_broker_refuses_as_too_large_end_as_bounded_dead_letters() -> None:
+    sender = ClickSender(
+        Settings(kafka_bootstrap_servers="127.0.0.1:9"), source="tail", delivery_timeout_s=1
+    )
+    broker = SmallBroker(limit=3_000)
+    sender._producer = broker  # type: ignore[assignment]
+    big = dataclasses.replace(
+        parse_line(JSON_LINE, LineFormat.JSON),
+        attributes={f"a{n:02d}": "b" * 128 for n in range(32)},
+    )
+    sender.send(parse_line(LOG_LINE, LineFormat.LOG), {"file": "a.log", "offset": 0})
+    sender.send(big, {"file": "a.log", "offset": 70})
+    sender.send_dead_letter(dead_letter("malformed", "x", "tail", b"\x01" * 4_000, offset=9000))
+    sender.flush()  # nothing failed: every refusal was handled
+
+    assert (sender.refused_clicks, sender.bare_dead_letters, sender.failed) == (1, 2, 0)
+    clicks = [value for topic, value in broker.delivered if topic == sender.clicks_topic]
+    assert clicks == [parse_line(LOG_LINE, LineFormat.LOG).to_json()]
+    dead = sorted(
+        (orjson.loads(value) for topic, value in broker.delivered if topic == sender.dlq_topic),
+        key=lambda record: record["offset"],
+    )
+    assert [(d["reason"], d["offset"], d["payload"], d["payload_truncated"]) for d in dead] == [
+        ("too_large", 70, None, True),
+        ("malformed", 9000, None, True),
+    ]
+    assert dead[0]["payload_sha256"] == digest(big.to_json())
+    assert dead[1]["payload_bytes"] == 4_000
