@@ -77,7 +77,7 @@ def read_lines(stream: BinaryIO, max_line: int = MAX_LINE_BYTES) -> Iterator[byt
         raw = stream.readline(max_line + 2)  # room for the line, "\r" and "\n"
         if not raw:
             return
-        if len(strip_newline(raw)) <= max_line:
+        if len(raw) <= max_line or len(strip_newline(raw)) <= max_line:
             yield raw  # (a line cut by readline's limit is longer than max_line)
             continue
         complete = raw.endswith(b"\n")
