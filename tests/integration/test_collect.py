@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -344,3 +345,90 @@ def test_tail_after_kill_9_resends_at_most_the_unsaved_lines(
     assert set(received) == set(expected_ids(lines))  # nothing lost
     # Repeats come only from after the last checkpoint (the ingest counts them once).
     assert sum(received.values()) - len(lines) <= unsaved
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_tail_dead_letters_huge_lines_once_and_checkpoints_past_them(
+    settings: Settings, tmp_path: Path
+) -> None:
+    log = tmp_path / "app.log"
+    state = tmp_path / "state.json"
+    control = b"\x01" * 400_000  # six bytes each once escaped in JSON
+    huge = b"x" * 1_500_000  # over the 1 MiB limit of a line
+    log.write_bytes(b"".join(line + b"\n" for line in (log_line(1).encode(), control, huge)))
+    log.open("ab").write(log_line(2).encode() + b"\n")
+
+    def run() -> Any:
+        return run_tail(settings, [log], state_path=state, exit_when_idle_s=0.3)
+
+    summary = run()
+    assert (summary.sent, summary.rejected) == (2, 2)
+    checkpoint = orjson.loads(state.read_bytes())["files"][str(log)]["current"]
+    assert checkpoint["offset"] == log.stat().st_size
+    dead = [value for _key, value in consume(settings, settings.dlq_topic, 2)]
+    offset = len(log_line(1)) + 1
+    assert [
+        (d["reason"], d["offset"], d["payload_bytes"], d["payload_sha256"], d["payload_truncated"])
+        for d in sorted(dead, key=lambda d: d["offset"])
+    ] == [
+        ("malformed", offset, len(control), sha256(control), True),
+        ("too_large", offset + len(control) + 1, len(huge), sha256(huge), True),
+    ]
+    assert (run().sent, run().rejected) == (0, 0)  # restarts do not meet them again
+
+
+def test_collectors_handle_messages_over_the_producers_size_limit(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An operator set the producers' message limit to 10 kB (say, to match the broker's).
+    limited = settings.model_copy(
+        update={"kafka_config": {**settings.kafka_config, "message.max.bytes": "10000"}}
+    )
+    log = tmp_path / "app.log"
+    control = b"\x01" * 400_000  # its dead letter is ~100 kB: sent without its payload
+    log.write_bytes(control + b"\n" + log_line(1).encode() + b"\n")
+    summary = run_tail(limited, [log], state_path=tmp_path / "state.json", exit_when_idle_s=0.3)
+    assert (summary.sent, summary.rejected) == (1, 1)
+
+    # A valid click of ~17 kB (32 attributes of 128 four-byte characters) is dead-lettered,
+    # and that dead letter too is too large: it goes without its payload.
+    big = parse_log_line(log_line(2)).to_json()
+    big_click = orjson.loads(big) | {f"a{n:02d}": "\U0001f600" * 128 for n in range(32)}
+    source = tmp_path / "clicks.json"
+    source.write_bytes(orjson.dumps(big_click) + b"\n" + big + b"\n")
+    monkeypatch.setattr(collect_cli, "get_settings", lambda: limited)
+    result = CliRunner().invoke(app, ["produce", str(source)])
+    assert result.exit_code == EXIT_REJECTED, result.output
+    assert "sent 1 event(s)" in result.output and "rejected 1 line(s)" in result.output
+
+    dead = [value for _key, value in consume(settings, settings.dlq_topic, 2)]
+    by_source = {d["source"]: d for d in dead}
+    assert len(dead) == 2
+    bare = by_source["tail"]
+    assert (bare["reason"], bare["payload"], bare["payload_truncated"]) == ("malformed", None, True)
+    assert (bare["payload_bytes"], bare["payload_sha256"]) == (len(control), sha256(control))
+    refused = by_source["produce"]
+    assert (refused["reason"], refused["line"], refused["payload"]) == ("too_large", 1, None)
+    assert refused["payload_bytes"] > 16_000 and "refused the click" in refused["detail"]
+    assert len(consume(settings, settings.clicks_topic, 2)) == 2  # one line each
+
+
+@pytest.mark.timeout(60)  # opening a FIFO used to block tail forever
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_tail_refuses_a_symlink_or_a_fifo_with_a_clear_error(
+    cli: CliRunner, tmp_path: Path, kind: str
+) -> None:
+    path = tmp_path / "app.log"
+    if kind == "symlink":
+        (tmp_path / "real.log").write_text(log_line(1) + "\n")
+        path.symlink_to(tmp_path / "real.log")
+        problem = "is a symbolic link"
+    else:
+        os.mkfifo(path)
+        problem = "is not a regular file (a FIFO)"
+    result = cli.invoke(app, ["tail", str(path), "--state", str(tmp_path / "state.json")])
+    assert result.exit_code == 2, result.output
+    assert problem in " ".join(result.output.replace("│", " ").split())  # unwrap rich's box

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
-from collections.abc import Callable, Iterator
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adclick.collect.checkpoints import PathState, StateFileError, StateStore, TailState
-from adclick.collect.follow import Follower
+from adclick.collect.follow import Follower, NotARegularFileError
+from adclick.collect.produce import LineFormat, RejectReporter
+from adclick.collect.tail import TailSummary, send_lines
+from adclick.events import ClickEvent
+from adclick.events.dead_letter import MAX_PAYLOAD_BYTES
+from tests.unit.test_produce import JSON_LINE, KNOWN_REASONS, LOG_LINE, RecordingSink, any_lines
 
 
 class Clock:
@@ -43,8 +54,12 @@ def followers() -> Iterator[list[Follower]]:
 
 
 def append(path: Path, text: str) -> None:
+    append_bytes(path, text.encode())
+
+
+def append_bytes(path: Path, data: bytes) -> None:
     with path.open("ab") as out:
-        out.write(text.encode())
+        out.write(data)
 
 
 def offset_of(follower: Follower, path: Path) -> int:
@@ -333,12 +348,83 @@ def test_restart_of_a_file_that_did_not_exist_yet_reads_it_from_its_start(
     assert texts(follow(log, state=state, from_end=True)) == ["written while down"]
 
 
-def test_a_line_longer_than_the_limit_is_sent_in_pieces(
+def long_lines(follower: Follower) -> list[tuple[int, int, str, bytes] | str]:
+    """The lines of a poll: a long one as (offset, size, sha256, prefix), others as text."""
+    return [
+        (line.offset, line.long.size, line.long.sha256, line.long.prefix)
+        if line.long is not None
+        else line.data.decode()
+        for line in follower.poll()
+    ]
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_a_line_longer_than_the_limit_is_one_line_known_by_its_size_and_hash(
     log: Path,
     follow: Follow,
 ) -> None:
-    append(log, "x" * 25 + "\nok\n")
-    assert texts(follow(log, max_line_bytes=10)) == ["x" * 10, "x" * 10, "x" * 5, "ok"]
+    append(log, "x" * 25 + "\nok\n" + "a" * 10 + "\r\n")
+    follower = follow(log, max_line_bytes=10)
+    assert long_lines(follower) == [(0, 25, sha256(b"x" * 25), b"x" * 25), "ok", "a" * 10]
+    assert offset_of(follower, log) == log.stat().st_size
+
+
+def test_a_long_line_is_read_up_to_its_newline_before_the_checkpoint_moves(
+    log: Path,
+    follow: Follow,
+) -> None:
+    append(log, "ok\n" + "y" * 15)
+    follower = follow(log, max_line_bytes=10)
+    assert long_lines(follower) == ["ok"]
+    append(log, "y" * 20 + "\r")
+    assert long_lines(follower) == []
+    assert offset_of(follower, log) == 3  # a restart reads the long line again, whole
+    append(log, "\nnext\n")
+    assert long_lines(follower) == [(3, 35, sha256(b"y" * 35), b"y" * 35), "next"]
+    assert offset_of(follower, log) == log.stat().st_size
+
+
+def test_a_restart_in_the_middle_of_a_long_line_reads_it_whole(
+    log: Path,
+    follow: Follow,
+) -> None:
+    append(log, "z" * 30)
+    first = follow(log, max_line_bytes=10)
+    assert long_lines(first) == []
+    state = first.snapshot()
+    first.close()
+    append(log, "z" * 5 + "\n")
+    assert long_lines(follow(log, state=state, max_line_bytes=10)) == [
+        (0, 35, sha256(b"z" * 35), b"z" * 35)
+    ]
+
+
+def test_a_rotated_files_unterminated_long_line_is_given_up_whole(
+    log: Path,
+    follow: Follow,
+    clock: Clock,
+) -> None:
+    append(log, "a\n" + "q" * 40)
+    follower = follow(log, max_line_bytes=10)
+    assert long_lines(follower) == ["a"]
+    log.rename(log.with_name("app.log.1"))
+    assert long_lines(follower) == []
+    clock.now += 5
+    assert long_lines(follower) == [(2, 40, sha256(b"q" * 40), b"q" * 40)]
+    assert follower.snapshot()[str(log)].rotated == ()
+
+
+def test_a_long_line_keeps_only_its_first_bytes(log: Path, follow: Follow) -> None:
+    line = os.urandom(300_000).replace(b"\n", b"n").replace(b"\r", b"r")
+    log.write_bytes(line + b"\n")
+    [got] = follow(log, max_line_bytes=1000).poll()
+    assert got.long is not None
+    assert (got.long.size, got.long.sha256) == (len(line), sha256(line))
+    assert got.long.prefix == line[: len(got.long.prefix)]
+    assert len(got.long.prefix) <= MAX_PAYLOAD_BYTES + 4
 
 
 def test_several_files_share_the_line_budget_fairly(
@@ -385,3 +471,134 @@ def test_state_store_refuses_a_second_user_and_a_corrupt_file(tmp_path: Path) ->
             store.load()
     finally:
         store.close()
+
+
+@pytest.mark.timeout(10)  # opening a FIFO for reading used to block until a writer came
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "directory", "device"])
+def test_anything_but_a_regular_file_is_refused_at_start(
+    tmp_path: Path, log: Path, follow: Follow, kind: str
+) -> None:
+    target = tmp_path / "target.log"
+    target.write_text("a line\n")
+    path = tmp_path / "given"
+    if kind == "symlink":
+        path.symlink_to(target)
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        path = Path("/dev/null")
+    with pytest.raises(NotARegularFileError, match="regular file") as refused:
+        follow(log, path)
+    assert str(path) in str(refused.value)
+
+
+@pytest.mark.timeout(10)
+def test_a_fifo_or_link_that_appears_at_the_path_later_is_not_read(
+    tmp_path: Path, log: Path, follow: Follow, clock: Clock
+) -> None:
+    warnings: list[str] = []
+    follower = follow(log, warnings=warnings)
+    os.mkfifo(log)
+    assert follower.poll() == []
+    log.unlink()
+    (tmp_path / "elsewhere").write_text("secret\n")
+    log.symlink_to(tmp_path / "elsewhere")
+    clock.now += 1
+    assert follower.poll() == []
+    assert len(warnings) == 1 and "not a regular file (a FIFO)" in warnings[0]
+    log.unlink()
+    append(log, "real\n")
+    assert texts(follower) == ["real"]
+
+
+class OrderedSink(RecordingSink):
+    """Also records, in order, where each click and dead letter came from."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.order: list[tuple[str, object]] = []
+
+    def send(self, event: ClickEvent, where: Mapping[str, object]) -> None:
+        super().send(event, where)
+        self.order.append(("click", where["offset"]))
+
+    def send_dead_letter(self, record: dict[str, Any]) -> None:
+        super().send_dead_letter(record)
+        self.order.append(("dead letter", record["offset"]))
+
+
+def check_tailed(
+    log: Path,
+    follower: Follower,
+    lines: list[bytes],
+    newline: bytes,
+    max_line: int,
+    sink: OrderedSink,
+    summary: TailSummary,
+) -> None:
+    """Drain ``follower`` into ``sink``: each non-blank line of ``lines`` (as written) ended as
+    one click or one dead letter naming its offset, size and hash, and the checkpoint is at
+    the end of the file."""
+    while polled := follower.poll(7):
+        send_lines(polled, LineFormat.LOG, sink, RejectReporter(print), summary, max_line)
+    bodies, expected, offset = {}, [], 0
+    for line in lines:
+        body = (line + newline).removesuffix(b"\n").removesuffix(b"\r")
+        if len(body) > max_line or body.strip():
+            expected.append(offset)
+            bodies[offset] = body
+        offset += len(line) + len(newline)
+    assert [where for _kind, where in sink.order] == expected
+    assert (summary.sent, summary.rejected) == (len(sink.events), len(sink.dead_letters))
+    for record in sink.dead_letters:
+        body = bodies[record["offset"]]
+        assert (record["payload_bytes"], record["payload_sha256"]) == (len(body), sha256(body))
+        assert record["reason"] in KNOWN_REASONS
+        assert record["file"] == str(log)
+    assert offset_of(follower, log) == log.stat().st_size == offset
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(
+    lines=any_lines.map(lambda lines: [line.replace(b"\n", b"") for line in lines]),
+    newline=st.sampled_from([b"\n", b"\r\n"]),
+    cuts=st.lists(st.integers(0), max_size=4),
+)
+def test_tail_ends_any_line_of_any_bytes_as_one_click_or_one_dead_letter(
+    lines: list[bytes], newline: bytes, cuts: list[int]
+) -> None:
+    # Written in pieces and polled after each: no partial line may be taken for a line.
+    data = b"".join(line + newline for line in lines)
+    with tempfile.TemporaryDirectory() as directory:
+        log = Path(directory) / "app.log"
+        log.touch()
+        follower = Follower([log], max_line_bytes=100)
+        try:
+            sink, summary = OrderedSink(), TailSummary()
+            position = 0
+            for cut in sorted(c % (len(data) + 1) for c in cuts):
+                append_bytes(log, data[position:cut])
+                position = max(position, cut)
+                send_lines(
+                    follower.poll(), LineFormat.LOG, sink, RejectReporter(print), summary, 100
+                )
+            append_bytes(log, data[position:])
+            check_tailed(log, follower, lines, newline, 100, sink, summary)
+        finally:
+            follower.close()
+
+
+def test_tail_dead_letters_a_line_over_the_limit_once_and_moves_past_it(
+    log: Path, follow: Follow
+) -> None:
+    long = b"\x01" * 3_000_000
+    lines = [LOG_LINE, long, b"", LOG_LINE.replace(b"USA", b"U5A"), JSON_LINE]
+    log.write_bytes(b"".join(line + b"\n" for line in lines))
+    sink, summary = OrderedSink(), TailSummary()
+    check_tailed(log, follow(log), lines, b"\n", 1 << 20, sink, summary)
+    assert [d["reason"] for d in sink.dead_letters] == ["too_large", "invalid_field", "malformed"]
+    assert (summary.sent, summary.rejected) == (1, 3)
+    assert sink.dead_letters[0]["payload_truncated"] is True
+    assert len(orjson.dumps(sink.dead_letters[0])) < 200_000

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from adclick.cli.app import app
+from adclick.collect.follow import NotARegularFileError
 from adclick.collect.produce import EXIT_REJECTED, LineFormat, run_produce
 from adclick.collect.sender import DeliveryError
 from adclick.collect.tail import default_state_path, run_tail
@@ -54,9 +55,10 @@ def produce(
 ) -> None:
     """Send click events from a file or stdin to the clicks topic, one event per line.
 
-    Lines that do not parse never stop the run: each is reported on stderr (the first 20,
-    then a count) and written to the dead-letter topic with its reason, line number and
-    original text. Blank lines are skipped.
+    Lines that do not parse never stop the run, whatever their bytes: each is reported on
+    stderr (the first 20, then a count) and written to the dead-letter topic with its reason,
+    line number and original text (a line over 1 MiB as too_large, with its first 16 KiB,
+    size and SHA-256). Blank lines are skipped.
 
     Exit status: 0 when every line was sent; 3 when some lines were rejected (all good
     lines were still sent); 1 when Kafka did not confirm the delivery of every message.
@@ -105,7 +107,9 @@ def tail(
     files: Annotated[
         list[Path],
         typer.Argument(
-            metavar="FILE", help="Log files to follow; a missing one is read once it appears."
+            metavar="FILE",
+            help="Log files to follow; a missing one is read once it appears. Regular files "
+            "only: a symbolic link, FIFO or device is refused.",
         ),
     ],
     fmt: FormatOption = LineFormat.LOG,
@@ -157,7 +161,9 @@ def tail(
     checkpoint are sent again; the ingest counts them once, because a line's click_id is
     derived from its fields. A partial last line is sent once its newline is written.
 
-    Rejected lines go to the dead-letter topic with their reason, file and byte offset.
+    Rejected lines go to the dead-letter topic with their reason, file and byte offset; a
+    line over 1 MiB is rejected as too_large with its first 16 KiB, size and SHA-256. No
+    input line stops it. Only regular files are followed: give a symbolic link's target.
     SIGINT or SIGTERM stops after a last flush and checkpoint (exit status 0); exit
     status 1 means Kafka did not confirm delivery (nothing after the last checkpoint is
     taken as sent).
@@ -184,6 +190,8 @@ def tail(
         except DeliveryError as exc:
             _say(str(exc))
             raise typer.Exit(1) from None
+        except NotARegularFileError as exc:
+            raise typer.BadParameter(str(exc), param_hint="FILE") from None
     _say(
         f"sent {summary.sent} event(s) to {settings.clicks_topic}, rejected {summary.rejected} "
         f"line(s) to {settings.dlq_topic}; checkpoints in {state_path}"

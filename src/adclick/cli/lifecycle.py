@@ -14,11 +14,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
+from rich.text import Text
 
 from adclick.cli.app import app
 from adclick.db.connect import connect
-from adclick.lifecycle.cold import query_cold
+from adclick.lifecycle.cold import ColdQueryError, query_cold
 from adclick.lifecycle.policies import describe, load_policies, parse_retention, set_policy
 from adclick.lifecycle.recalculate import recalculate as run_recalculation
 from adclick.lifecycle.recompute import Rollup
@@ -29,7 +30,9 @@ from adclick.settings import Settings, get_settings
 
 retention_app = typer.Typer(help="Retention policies: how long data stays hot, then cold.")
 app.add_typer(retention_app, name="retention")
-cold_app = typer.Typer(help="Cold storage: the Parquet files of tiered chunks.")
+cold_app = typer.Typer(
+    help="Cold storage: the Parquet files of tiered chunks (personal data: operators only)."
+)
 app.add_typer(cold_app, name="cold")
 
 
@@ -125,25 +128,56 @@ def _maintain_once(settings: Settings, stop: threading.Event) -> MaintenanceRepo
 
 @cold_app.command("query")
 def cold_query(
-    statement: Annotated[str, typer.Argument(help="DuckDB SQL; each tiered relation is a view.")],
+    statement: Annotated[
+        str, typer.Argument(help="One DuckDB SELECT; each tiered relation is a view.")
+    ],
     output: Annotated[str, typer.Option(help="table or csv")] = "table",
+    operator: Annotated[
+        bool,
+        typer.Option(
+            "--operator",
+            help="Confirm that you are an operator allowed to read personal data "
+            "(raw clicks with user ids and IP addresses). Required.",
+        ),
+    ] = False,
 ) -> None:
-    """Query the cold files with DuckDB: each tiered relation is a view of its files.
+    """Query the cold files with DuckDB. For operators only: it reads personal data.
 
-    Example: adclick cold query "SELECT ad_id, count(*) FROM raw_clicks GROUP BY 1"
+    Cold raw clicks are not pseudonymised: they hold user ids and IP addresses, so only
+    operators may read them, and --operator confirms that you are one. Analysts query the
+    rollups through the API or SQL instead (docs/sql.md).
+
+    Each tiered relation is a view of its catalogued Parquet files. Exactly one SELECT
+    statement runs (DESCRIBE, SHOW and SUMMARIZE too); DuckDB reads the catalogued cold files
+    and no other file, and writes none: COPY, EXPORT, ATTACH, INSTALL, LOAD, SET and the like
+    are refused. A refused or failing query exits with status 2 and a stable code
+    (NOT_A_SELECT, FILE_ACCESS_REFUSED, BAD_QUERY).
+
+    Example: adclick cold query --operator "SELECT ad_id, count(*) FROM raw_clicks GROUP BY 1"
     """
+    if not operator:
+        raise typer.BadParameter(
+            "cold query reads personal data (user ids, IP addresses) and is for operators "
+            "only; pass --operator to confirm that you are one",
+            param_hint="--operator",
+        )
     logging.getLogger("duckdb").setLevel(logging.WARNING)
     settings = get_settings()
-    with connect(settings) as conn:
-        columns, rows = query_cold(conn, settings, statement)
+    try:
+        with connect(settings) as conn:
+            columns, rows = query_cold(conn, settings, statement)
+    except ColdQueryError as exc:
+        typer.echo(f"adclick: cold query refused: {exc}", err=True)
+        raise typer.Exit(2) from None
     if output == "csv":
         writer = csv.writer(sys.stdout)
         writer.writerow(columns)
         writer.writerows(rows)
         return
-    table = Table(*columns)
+    # Text, not markup: values are data (rich strips their control characters too).
+    table = Table(*(Column(header=Text(name)) for name in columns))
     for row in rows:
-        table.add_row(*(str(v) for v in row))
+        table.add_row(*(Text(str(v)) for v in row))
     Console().print(table)
 
 

@@ -12,6 +12,12 @@
   copy-truncate itself; no reader can see them.
 - A partial last line (no newline yet) is sent once it is complete. Only a rotated file's
   final unterminated line is sent as it is, when the file is given up.
+- A line longer than ``max_line_bytes`` is read on in pieces of bounded size up to its
+  newline and reported once, as a :class:`~adclick.collect.lines.LongLine` (its first
+  bytes, size and hash); the checkpoint stays at its start until its end was read.
+- Only regular files are read. A symbolic link is refused (rotation is followed by inode,
+  and a link would let the path name a file the operator did not mean); a FIFO, a device,
+  a socket or a directory is refused too, and opening never blocks (``O_NONBLOCK``).
 
 The :class:`Follower` only reads files and reports lines and checkpoints (see
 :mod:`adclick.collect.checkpoints`), so it is tested on temporary files.
@@ -23,16 +29,50 @@ import contextlib
 import hashlib
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from adclick.collect.checkpoints import Checkpoint, PathState, TailState
+from adclick.collect.lines import MAX_LINE_BYTES, LongLine
+from adclick.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
 
 FINGERPRINT_SIZE = 64
-DEFAULT_MAX_LINE_BYTES = 1 << 20
+DEFAULT_MAX_LINE_BYTES = MAX_LINE_BYTES
+_SCAN_CHUNK = 1 << 20  # read size while skipping through a long line
+
+
+class NotARegularFileError(ConfigurationError):
+    """A path given to ``adclick tail`` is a symbolic link, a FIFO, a device or a directory."""
+
+
+def _not_regular(name: str) -> str | None:
+    """Why ``name`` cannot be followed (a link, a FIFO...), or None (a file, or nothing yet)."""
+    try:
+        st = os.lstat(name)
+    except OSError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        return "is a symbolic link; give the file it points to"
+    if not stat.S_ISREG(st.st_mode):
+        return f"is not a regular file ({_kind(st.st_mode)})"
+    return None
+
+
+def _kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a file"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +82,8 @@ class Line:
     path: str  # the followed path
     name: str  # the file it was read from: ``path`` or, after rotation, the rotated name
     offset: int  # byte offset of the line's first byte in that file
-    data: bytes  # without its line terminator
+    data: bytes  # without its line terminator; empty for a long line
+    long: LongLine | None = None  # a line over the limit: its first bytes, size and hash
 
 
 def _hash_prefix(fd: int, size: int) -> str:
@@ -62,17 +103,31 @@ class _Segment:
     fingerprint_size: int
     last_data: float  # clock time of the last line read (or of the rotation)
     last_size: int = -1
+    long: LongLine | None = None  # the line over the limit being read, from ``offset``
+    scanned: int = 0  # where reading the long line goes on
 
     @classmethod
     def open(cls, name: str, now: float) -> _Segment | None:
+        """The regular file ``name``, open; None if it is missing, unreadable, or anything but
+        a regular file (O_NOFOLLOW refuses a link, O_NONBLOCK keeps a FIFO from blocking)."""
+        if _not_regular(name) is not None:
+            return None  # not even opened: opening some devices does something
         try:
-            fd = os.open(name, os.O_RDONLY)
-        except (FileNotFoundError, PermissionError, IsADirectoryError):
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+        except OSError:  # missing, unreadable, a link (ELOOP), a FIFO without a writer...
             return None
         st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            return None
         segment = cls(fd, name, st.st_dev, st.st_ino, 0, "", 0, now)
         segment.grow_fingerprint(st.st_size)
         return segment
+
+    def restart(self, offset: int) -> None:
+        """Read on from ``offset``: forget a long line being read."""
+        self.offset = offset
+        self.long = None
 
     def size(self) -> int:
         return os.fstat(self.fd).st_size
@@ -98,7 +153,15 @@ class _Segment:
         unterminated rest (the file will not be written to any more)."""
         lines: list[Line] = []
         while len(lines) < budget:
-            data = os.pread(self.fd, max_line, self.offset)
+            if self.long is not None:
+                line = self._read_long(path, final)
+                if line is None:
+                    break  # the long line goes on: wait for its newline
+                lines.append(line)
+                continue
+            # One byte more than a line may have (and its "\r"): no newline in it means the
+            # line is too long.
+            data = os.pread(self.fd, max_line + 2, self.offset)
             if not data:
                 break
             pieces = data.split(b"\n")
@@ -106,18 +169,44 @@ class _Segment:
             for piece in pieces:
                 if len(lines) >= budget:
                     return lines
-                lines.append(Line(path, self.name, self.offset, piece.removesuffix(b"\r")))
+                body = piece.removesuffix(b"\r")
+                if len(body) > max_line:
+                    self.long, self.scanned = LongLine(), self.offset
+                    break
+                lines.append(Line(path, self.name, self.offset, body))
                 self.offset += len(piece) + 1
-            if pieces:
+            if self.long is not None or pieces:
                 continue  # the rest may continue past this read
-            if len(data) >= max_line or final:
-                # A line longer than max_line is sent in pieces (the parser rejects them to
-                # the dead-letter topic): waiting for its end could stall the file forever.
+            if len(rest.removesuffix(b"\r")) > max_line:
+                self.long, self.scanned = LongLine(), self.offset
+                continue
+            if final:
                 lines.append(Line(path, self.name, self.offset, rest.removesuffix(b"\r")))
                 self.offset += len(rest)
                 continue
             break  # a partial line: wait for its newline
         return lines
+
+    def _read_long(self, path: str, final: bool) -> Line | None:
+        """Read on through the long line; the line once its end was read, else None."""
+        assert self.long is not None
+        while True:
+            data = os.pread(self.fd, _SCAN_CHUNK, self.scanned)
+            newline = data.find(b"\n")
+            if newline >= 0:
+                self.long.add(data[:newline])
+                end = self.scanned + newline + 1
+            elif data:
+                self.long.add(data)
+                self.scanned += len(data)
+                continue
+            elif final:
+                end = self.scanned  # the file is given up: its unterminated end is the line's
+            else:
+                return None
+            line = Line(path, self.name, self.offset, b"", self.long)
+            self.restart(end)
+            return line
 
     def close(self) -> None:
         os.close(self.fd)
@@ -179,6 +268,10 @@ class Follower:
         self._clock = clock
         self._warn = warn
         unique = dict.fromkeys(os.path.abspath(os.fspath(path)) for path in paths)
+        for path in unique:
+            problem = _not_regular(path)
+            if problem is not None:
+                raise NotARegularFileError(f"{path} {problem}: adclick tail reads regular files")
         self._watches = [_Watch(path) for path in unique]
         self._next = 0  # round-robin start, so one busy file cannot starve the others
         state = state or {}
@@ -245,7 +338,7 @@ class Follower:
                     if entry.name.startswith(base)
                     and entry.path != watch.path
                     and entry.inode() not in open_inodes
-                    and entry.is_file()
+                    and entry.is_file(follow_symlinks=False)
                 ]
         except OSError:
             return None
@@ -300,7 +393,8 @@ class Follower:
                     return
             watch.current = _Segment.open(watch.path, now)
             if watch.current is None and not watch.unreadable:
-                self._warn(f"{watch.path}: cannot open it; trying again at every poll")
+                problem = _not_regular(watch.path) or "cannot be opened"
+                self._warn(f"{watch.path} {problem}; not read, trying again at every poll")
             watch.unreadable = watch.current is None
 
     def _check_truncation(self, watch: _Watch, current: _Segment, now: float) -> None:
@@ -321,7 +415,7 @@ class Follower:
                 f"{watch.path}: truncated and no copy found; bytes {current.offset}.."
                 f"{previous_size} of the old content were not sent"
             )
-        current.offset = 0
+        current.restart(0)
         current.fingerprint, current.fingerprint_size = "", 0
         current.grow_fingerprint(size)
 

@@ -3,13 +3,15 @@
 Each line is one event, a JSON object or an application log line. A line that does not
 parse never stops the run and is never dropped: it is reported on stderr and written to
 the dead-letter topic with its reason, line number and original text. Blank lines carry
-nothing and are skipped.
+nothing and are skipped. A line longer than 1 MiB is read in bounded memory and
+dead-lettered as ``too_large`` (see :mod:`adclick.collect.lines`).
 """
 
 from __future__ import annotations
 
+import logging
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from enum import StrEnum
@@ -19,6 +21,7 @@ from typing import Any, BinaryIO, Protocol
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
+from adclick.collect.lines import MAX_LINE_BYTES, LongLine, read_lines, strip_newline
 from adclick.collect.sender import ClickSender
 from adclick.errors import InvalidEventError
 from adclick.events import ClickEvent, parse_json_event, parse_log_line
@@ -26,12 +29,18 @@ from adclick.events.dead_letter import dead_letter
 from adclick.events.parse import MALFORMED
 from adclick.settings import Settings
 
+logger = logging.getLogger(__name__)
+
 # Exit code of a run that delivered every good line but rejected some (dead-lettered).
 EXIT_REJECTED = 3
 # Individual rejections shown on stderr before only a count is kept.
 REPORT_LIMIT = 20
 # Serve delivery reports this often, so failures surface while sending, not only at the end.
 _POLL_EVERY = 1000
+# Reason code of a line the parser failed on in a way it did not foresee (a bug in adclick):
+# the line is dead-lettered like any other rather than stopping the collector. The same
+# code as the ingest's.
+PARSER_FAILED = "parser_failed"
 
 
 class LineFormat(StrEnum):
@@ -44,18 +53,9 @@ class LineFormat(StrEnum):
 class Sink(Protocol):
     """Where collected lines go: :class:`~adclick.collect.sender.ClickSender` in production."""
 
-    def send(self, event: ClickEvent) -> None: ...
+    def send(self, event: ClickEvent, where: Mapping[str, object]) -> None: ...
     def send_dead_letter(self, record: dict[str, Any]) -> None: ...
     def poll(self) -> None: ...
-
-
-def strip_newline(raw: bytes) -> bytes:
-    """The line without its ``\\n`` or ``\\r\\n`` terminator."""
-    if raw.endswith(b"\n"):
-        raw = raw[:-1]
-    if raw.endswith(b"\r"):
-        raw = raw[:-1]
-    return raw
 
 
 def parse_line(line: bytes, fmt: LineFormat) -> ClickEvent:
@@ -115,8 +115,47 @@ def collect_line(
         reporter.reject(where, error)
         sink.send_dead_letter(dead_letter(error.reason, error.detail, source, line, **location))
         return False
-    sink.send(event)
+    except Exception as exc:  # the last resort: no line may stop a collector
+        unforeseen = InvalidEventError(PARSER_FAILED, f"{type(exc).__name__}: {exc}")
+        _log_unforeseen(exc)
+        reporter.reject(where, unforeseen)
+        sink.send_dead_letter(
+            dead_letter(unforeseen.reason, unforeseen.detail, source, line, **location)
+        )
+        return False
+    sink.send(event, location)
     return True
+
+
+def collect_long_line(
+    line: LongLine,
+    sink: Sink,
+    reporter: RejectReporter,
+    source: str,
+    where: str,
+    location: dict[str, object],
+    limit: int = MAX_LINE_BYTES,
+) -> None:
+    """Dead-letter a line longer than ``limit`` bytes: its first bytes, its size and hash."""
+    record = line.dead_letter(source, limit, **location)
+    reporter.reject(where, InvalidEventError(record["reason"], record["detail"]))
+    sink.send_dead_letter(record)
+
+
+_unforeseen: set[str] = set()
+
+
+def _log_unforeseen(exc: Exception) -> None:
+    # Once per kind with its traceback: enough to find the bug, not a log line per input.
+    kind = type(exc).__qualname__
+    if kind not in _unforeseen:
+        _unforeseen.add(kind)
+        logger.error(
+            "the parser failed unexpectedly (%s); such lines are dead-lettered as %s",
+            kind,
+            PARSER_FAILED,
+            exc_info=exc,
+        )
 
 
 @dataclass
@@ -130,7 +169,7 @@ class ProduceSummary:
 
 
 def produce_lines(
-    lines: Iterable[bytes],
+    lines: Iterable[bytes | LongLine],
     fmt: LineFormat,
     sink: Sink,
     reporter: RejectReporter,
@@ -139,25 +178,29 @@ def produce_lines(
 ) -> ProduceSummary:
     """Send every line's event to ``sink``; bad lines become dead letters. Does not flush.
 
-    ``name`` (the file name, ``-`` for stdin) goes into each dead letter with the line
-    number; ``on_bytes`` is told now and then how many input bytes were read (for a progress
-    bar).
+    ``lines`` are raw lines with their terminators, or :class:`LongLine` for those over the
+    limit (see :func:`~adclick.collect.lines.read_lines`). ``name`` (the file name, ``-``
+    for stdin) goes into each dead letter with the line number; ``on_bytes`` is told now and
+    then how many input bytes were read (for a progress bar).
     """
     summary = ProduceSummary()
     unreported_bytes = 0
     for number, raw in enumerate(lines, start=1):
         summary.lines = number
-        unreported_bytes += len(raw)
-        line = strip_newline(raw)
-        if not line.strip():
-            summary.blank += 1
-            continue
-        if collect_line(
-            line, fmt, sink, reporter, "produce", f"line {number}", {"line": number, "file": name}
-        ):
-            summary.sent += 1
-        else:
+        where, location = f"line {number}", {"line": number, "file": name}
+        if isinstance(raw, LongLine):
+            unreported_bytes += raw.size
+            collect_long_line(raw, sink, reporter, "produce", where, location)
             summary.rejected += 1
+        else:
+            unreported_bytes += len(raw)
+            line = strip_newline(raw)
+            if not line.strip():
+                summary.blank += 1
+            elif collect_line(line, fmt, sink, reporter, "produce", where, location):
+                summary.sent += 1
+            else:
+                summary.rejected += 1
         if number % _POLL_EVERY == 0:
             sink.poll()
             if on_bytes is not None:
@@ -187,7 +230,7 @@ def run_produce(
     reporter = RejectReporter(
         lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)
     )
-    sender = ClickSender(settings, delivery_timeout_s=delivery_timeout_s)
+    sender = ClickSender(settings, source="produce", delivery_timeout_s=delivery_timeout_s)
     if show_progress is None:
         show_progress = source is not None and source.is_file() and console.is_terminal
     with ExitStack() as stack:
@@ -212,8 +255,10 @@ def run_produce(
             def on_bytes(size: int) -> None:
                 progress.advance(task, size)
 
-        # Iterating a binary stream splits on b"\n" only and keeps a final unterminated line.
-        summary = produce_lines(stream, fmt, sender, reporter, name, on_bytes)
+        summary = produce_lines(read_lines(stream), fmt, sender, reporter, name, on_bytes)
     reporter.finish()
     sender.flush()
+    # Clicks Kafka refused as too large went to the dead-letter topic instead.
+    summary.sent -= sender.refused_clicks
+    summary.rejected += sender.refused_clicks
     return summary

@@ -3,18 +3,25 @@
 The collectors only move their position forward (exit code, tail checkpoint) after
 :meth:`ClickSender.flush` returned: every message sent before it is then acknowledged by
 the broker, or the flush raised :class:`DeliveryError` and nothing may be considered done.
+
+A message too large for the client's or the broker's limit is input, not an outage, so it
+never fails the run: a click is dead-lettered instead (reason ``too_large``), a dead letter
+is sent again without its payload (its size and SHA-256 still name the input).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from adclick.collect.lines import TOO_LARGE
 from adclick.errors import DependencyUnavailableError
 from adclick.events import ClickEvent
+from adclick.events.dead_letter import dead_letter
 from adclick.kafka import make_producer
 from adclick.settings import Settings
 
@@ -22,6 +29,25 @@ logger = logging.getLogger(__name__)
 
 # Most delivery errors kept for the message; one broker outage fails every message alike.
 _KEPT_ERRORS = 5
+# How the client (before sending) and the broker (on delivery) say a message is too large.
+_TOO_LARGE_CODES = frozenset(
+    (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_MSG_SIZE)
+)
+
+OnDelivery = Callable[[KafkaError | None, Message], None]
+
+
+def _too_large(error: KafkaError | None) -> bool:
+    return error is not None and error.code() in _TOO_LARGE_CODES
+
+
+def bare_dead_letter(record: Mapping[str, Any]) -> dict[str, Any]:
+    """``record`` without its payload: what is sent when the whole record is too large for
+    Kafka. Reason, origin, ``payload_bytes`` and ``payload_sha256`` stay."""
+    bare = {k: v for k, v in record.items() if k != "payload_base64"}
+    bare["payload"] = None
+    bare["payload_truncated"] = True
+    return bare
 
 
 class DeliveryError(DependencyUnavailableError):
@@ -36,17 +62,20 @@ class DeliveryError(DependencyUnavailableError):
 class ClickSender:
     """Sends click events to the clicks topic and dead letters to the dead-letter topic.
 
-    ``delivery_timeout_s`` bounds how long a message may wait for the broker before it
-    counts as failed, so an unreachable broker turns into a :class:`DeliveryError`
-    instead of a hang.
+    ``source`` names the collector in the dead letters the sender makes itself (a click
+    too large for Kafka). ``delivery_timeout_s`` bounds how long a message may wait for the
+    broker before it counts as failed, so an unreachable broker turns into a
+    :class:`DeliveryError` instead of a hang.
     """
 
     def __init__(
         self,
         settings: Settings,
         *,
+        source: str,
         delivery_timeout_s: float = 120.0,
     ) -> None:
+        self.source = source
         self.clicks_topic = settings.clicks_topic
         self.dlq_topic = settings.dlq_topic
         self._servers = settings.kafka_bootstrap_servers
@@ -54,6 +83,8 @@ class ClickSender:
         self.sent = 0
         self.dead_lettered = 0
         self.failed = 0
+        self.refused_clicks = 0  # too large for Kafka: dead-lettered instead
+        self.bare_dead_letters = 0  # too large for Kafka: sent without their payload
         self._errors: list[str] = []
         self._client_errors: set[str] = set()
         self._producer: Producer = make_producer(
@@ -68,9 +99,7 @@ class ClickSender:
 
     def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
         if error is not None:
-            self.failed += 1
-            if len(self._errors) < _KEPT_ERRORS:
-                self._errors.append(str(error))
+            self._fail(error)
 
     def _on_error(self, error: KafkaError) -> None:
         # librdkafka reports every reconnect attempt; say each distinct problem once.
@@ -79,24 +108,96 @@ class ClickSender:
             self._client_errors.add(text)
             logger.warning("kafka: %s", text)
 
-    def _produce(self, topic: str, value: bytes, key: bytes | None) -> None:
+    def _fail(self, error: object) -> None:
+        self.failed += 1
+        if len(self._errors) < _KEPT_ERRORS:
+            self._errors.append(str(error))
+
+    def _produce(
+        self, topic: str, value: bytes, key: bytes | None, on_delivery: OnDelivery
+    ) -> KafkaError | None:
+        """Queue one message; the client's error if it refused it as too large, else None."""
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, on_delivery=self._on_delivery)
-                return
+                self._producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+                return None
             except BufferError:
                 # The local queue is full: wait for the broker to take some of it.
                 self._producer.poll(0.1)
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if _too_large(error):
+                    return error
+                raise DeliveryError(
+                    f"Kafka at {self._servers} refused a message: {error}", failed=1, pending=0
+                ) from None
 
-    def send(self, event: ClickEvent) -> None:
-        """Queue one click for the clicks topic, keyed by its ad_id."""
-        self._produce(self.clicks_topic, event.to_json(), event.ad_id.encode())
+    def _in_callback(self, action: Callable[[], None]) -> None:
+        # An exception raised in a delivery callback would surface from an unrelated poll
+        # or flush: it is recorded as a failed delivery, which the next flush reports.
+        try:
+            action()
+        except DeliveryError as exc:
+            self._fail(exc)
+
+    def send(self, event: ClickEvent, where: Mapping[str, object]) -> None:
+        """Queue one click for the clicks topic, keyed by its ad_id.
+
+        ``where`` says where the click was read (file, line or offset): if Kafka refuses the
+        click as too large, it goes to the dead-letter topic with it.
+        """
+        value = event.to_json()
+
+        def on_delivery(error: KafkaError | None, message: Message) -> None:
+            if _too_large(error):
+                self._in_callback(lambda: self._refuse_click(value, error, where))
+            else:
+                self._on_delivery(error, message)
+
+        refused = self._produce(self.clicks_topic, value, event.ad_id.encode(), on_delivery)
         self.sent += 1
+        if refused is not None:
+            self._refuse_click(value, refused, where)
+
+    def _refuse_click(
+        self, value: bytes, error: KafkaError | None, where: Mapping[str, object]
+    ) -> None:
+        self.refused_clicks += 1
+        detail = f"Kafka refused the click of {len(value):,} bytes: {error}"
+        if self.refused_clicks == 1:
+            logger.warning("%s; such clicks go to %s", detail, self.dlq_topic)
+        self.send_dead_letter(dead_letter(TOO_LARGE, detail, self.source, value, **where))
 
     def send_dead_letter(self, record: dict[str, Any]) -> None:
-        """Queue one dead-letter record (see :func:`dead_letter`) for the dead-letter topic."""
-        self._produce(self.dlq_topic, orjson.dumps(record), None)
+        """Queue one dead-letter record (see :func:`dead_letter`) for the dead-letter topic.
+
+        One that Kafka refuses as too large is sent again by :func:`bare_dead_letter`.
+        """
+
+        def on_delivery(error: KafkaError | None, message: Message) -> None:
+            if _too_large(error):
+                self._in_callback(lambda: self._send_bare(record, error))
+            else:
+                self._on_delivery(error, message)
+
+        refused = self._produce(self.dlq_topic, orjson.dumps(record), None, on_delivery)
         self.dead_lettered += 1
+        if refused is not None:
+            self._send_bare(record, refused)
+
+    def _send_bare(self, record: Mapping[str, Any], error: KafkaError | None) -> None:
+        self.bare_dead_letters += 1
+        if self.bare_dead_letters == 1:
+            logger.warning(
+                "Kafka refused a dead letter as too large (%s): such dead letters are sent "
+                "without their payload",
+                error,
+            )
+        refused = self._produce(
+            self.dlq_topic, orjson.dumps(bare_dead_letter(record)), None, self._on_delivery
+        )
+        if refused is not None:  # a few hundred bytes: Kafka's limit is set far too low
+            self._fail(refused)
 
     def poll(self) -> None:
         """Serve delivery reports without waiting; call it now and then while sending."""

@@ -7,6 +7,10 @@ confirmed the delivery of every line before its offset. A crash between delivery
 checkpoint sends those lines again on restart. Such duplicates are harmless: the click_id
 of a line without one is derived from the line's fields, so the ingest counts the repeat
 once.
+
+Every line ends as a click or a dead letter, whatever its bytes and length (a line over
+1 MiB as ``too_large``, its first bytes with its size and hash): no input stops the
+collector or holds its checkpoint back.
 """
 
 from __future__ import annotations
@@ -15,15 +19,21 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
 from adclick.collect.checkpoints import StateStore, TailState
-from adclick.collect.follow import Follower
-from adclick.collect.produce import LineFormat, RejectReporter, collect_line
+from adclick.collect.follow import DEFAULT_MAX_LINE_BYTES, Follower, Line
+from adclick.collect.produce import (
+    LineFormat,
+    RejectReporter,
+    Sink,
+    collect_line,
+    collect_long_line,
+)
 from adclick.collect.sender import ClickSender
 from adclick.settings import Settings
 
@@ -44,6 +54,29 @@ class TailSummary:
     sent: int = 0
     rejected: int = 0
     checkpoints: int = 0
+
+
+def send_lines(
+    lines: Iterable[Line],
+    fmt: LineFormat,
+    sink: Sink,
+    reporter: RejectReporter,
+    summary: TailSummary,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+) -> None:
+    """Send each line's click to ``sink``, or its dead letter; blank lines are skipped."""
+    for line in lines:
+        where = f"{line.name}@{line.offset}"
+        location: dict[str, object] = {"file": line.name, "offset": line.offset}
+        if line.long is not None:
+            collect_long_line(line.long, sink, reporter, "tail", where, location, max_line_bytes)
+            summary.rejected += 1
+        elif not line.data.strip():
+            continue
+        elif collect_line(line.data, fmt, sink, reporter, "tail", where, location):
+            summary.sent += 1
+        else:
+            summary.rejected += 1
 
 
 def run_tail(
@@ -80,7 +113,7 @@ def run_tail(
     except BaseException:
         store.close()
         raise
-    sender = ClickSender(settings, delivery_timeout_s=delivery_timeout_s)
+    sender = ClickSender(settings, source="tail", delivery_timeout_s=delivery_timeout_s)
     summary = TailSummary()
     saved: TailState | None = None
 
@@ -103,15 +136,7 @@ def run_tail(
         unsaved_lines = 0
         while not stop.is_set():
             lines = follower.poll(checkpoint_lines)
-            for line in lines:
-                if not line.data.strip():
-                    continue
-                where = f"{line.name}@{line.offset}"
-                location = {"file": line.name, "offset": line.offset}
-                if collect_line(line.data, fmt, sender, reporter, "tail", where, location):
-                    summary.sent += 1
-                else:
-                    summary.rejected += 1
+            send_lines(lines, fmt, sender, reporter, summary)
             sender.poll()
             now = time.monotonic()
             if lines:
@@ -129,4 +154,7 @@ def run_tail(
         follower.close()
         store.close()
         reporter.finish()
+    # Clicks Kafka refused as too large went to the dead-letter topic instead.
+    summary.sent -= sender.refused_clicks
+    summary.rejected += sender.refused_clicks
     return summary

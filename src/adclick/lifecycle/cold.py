@@ -2,19 +2,43 @@
 
 The URL is any fsspec URL (a local directory by default, s3://..., gs://...). DuckDB
 reads local files itself and other URLs through the fsspec filesystem registered with it.
+
+:func:`query_cold` runs an operator's SQL over raw clicks that are not pseudonymised, so
+its DuckDB is locked down: one SELECT statement only (no COPY, EXPORT, ATTACH, INSTALL,
+LOAD, SET, PRAGMA, CREATE...), file access limited to the catalogued files
+(``enable_external_access`` off, ``allowed_paths``), and the configuration locked so that
+the statement cannot undo it.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from enum import StrEnum
 from typing import Any
 
 import duckdb
 import fsspec
 
 from adclick.db.connect import Connection
+from adclick.errors import AdclickError
 from adclick.settings import Settings
+
+
+class ColdQueryCode(StrEnum):
+    """Why a cold query was refused or failed; docs/lifecycle.md lists them."""
+
+    NOT_A_SELECT = "NOT_A_SELECT"  # anything but exactly one SELECT statement
+    FILE_ACCESS_REFUSED = "FILE_ACCESS_REFUSED"  # a file outside the catalogued cold files
+    BAD_QUERY = "BAD_QUERY"  # DuckDB's own error: syntax, unknown column, ...
+
+
+class ColdQueryError(AdclickError):
+    """A cold query that was refused or failed; ``code`` is stable, the message says why."""
+
+    def __init__(self, code: ColdQueryCode, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
 
 
 def cold_storage_url(settings: Settings) -> str:
@@ -50,15 +74,68 @@ def catalogued_files(conn: Connection) -> dict[str, list[str]]:
 def query_cold(
     conn: Connection, settings: Settings, statement: str
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run ``statement`` in DuckDB, where each relation with cold files is a view of them."""
-    files = catalogued_files(conn)
-    with duckdb_connection(cold_storage_url(settings)) as duck:
+    """Run one SELECT ``statement`` in DuckDB, where each relation with cold files is a view
+    of them; raise :class:`ColdQueryError` for anything else (see :func:`query_files`)."""
+    select = _one_select(statement)  # refused before the catalog is even read
+    return query_files(cold_storage_url(settings), catalogued_files(conn), select)
+
+
+def query_files(
+    url: str, files: Mapping[str, Sequence[str]], statement: str | duckdb.Statement
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run one SELECT over views of ``files`` (relation -> file URLs under ``url``), in a
+    DuckDB that can read those files and nothing else, and write no file."""
+    select = _one_select(statement) if isinstance(statement, str) else statement
+    with duckdb_connection(url) as duck:
         for relation, urls in files.items():
             # DuckDB takes no parameters in a view's definition: the URLs (from our own
             # catalog) are quoted as literals; the relation names are our table names.
             listed = ", ".join("'" + u.replace("'", "''") + "'" for u in urls)
             view = f'CREATE VIEW "{relation}" AS SELECT * FROM read_parquet([{listed}])'  # noqa: S608
             duck.execute(view)
-        result = duck.execute(statement)
-        columns = [d[0] for d in result.description or []]
-        return columns, result.fetchall()
+        _lock(duck, [u for urls in files.values() for u in urls])
+        try:
+            result = duck.execute(select)
+            columns = [d[0] for d in result.description or []]
+            return columns, result.fetchall()
+        except duckdb.PermissionException as exc:
+            raise ColdQueryError(
+                ColdQueryCode.FILE_ACCESS_REFUSED,
+                f"only the catalogued cold files can be read ({_first_line(exc)})",
+            ) from None
+        except duckdb.Error as exc:
+            raise ColdQueryError(ColdQueryCode.BAD_QUERY, _first_line(exc)) from None
+
+
+def _one_select(statement: str) -> duckdb.Statement:
+    """The statement parsed, if it is exactly one SELECT (DESCRIBE, SHOW, SUMMARIZE and
+    VALUES are SELECTs too); what is run is this parse, so nothing else can slip through."""
+    try:
+        statements = duckdb.extract_statements(statement)
+    except duckdb.Error as exc:
+        raise ColdQueryError(ColdQueryCode.BAD_QUERY, _first_line(exc)) from None
+    kinds = [s.type.name for s in statements]
+    if kinds != ["SELECT"]:
+        raise ColdQueryError(
+            ColdQueryCode.NOT_A_SELECT,
+            "cold query runs exactly one SELECT statement; got "
+            + (", ".join(kinds) or "no statement"),
+        )
+    return statements[0]
+
+
+def _lock(duck: duckdb.DuckDBPyConnection, urls: Sequence[str]) -> None:
+    """Let ``duck`` read ``urls`` and no other file, for good."""
+    allowed = list(urls)
+    for url in urls:
+        # Through an fsspec filesystem DuckDB may also name a file "proto:///path".
+        protocol, sep, rest = url.partition("://")
+        if sep and not rest.startswith("/"):
+            allowed.append(f"{protocol}:///{rest}")
+    duck.execute("SET allowed_paths = $1", [allowed])
+    duck.execute("SET enable_external_access = false")
+    duck.execute("SET lock_configuration = true")
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
