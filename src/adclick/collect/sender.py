@@ -21,33 +21,16 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from adclick.collect.lines import TOO_LARGE
 from adclick.errors import DependencyUnavailableError
 from adclick.events import ClickEvent
-from adclick.events.dead_letter import dead_letter
+from adclick.events.dead_letter import dead_letter, without_payload
 from adclick.kafka import make_producer
+from adclick.kafka.errors import is_too_large
 from adclick.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 # Most delivery errors kept for the message; one broker outage fails every message alike.
 _KEPT_ERRORS = 5
-# How the client (before sending) and the broker (on delivery) say a message is too large.
-_TOO_LARGE_CODES = frozenset(
-    (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_MSG_SIZE)
-)
-
 OnDelivery = Callable[[KafkaError | None, Message], None]
-
-
-def _too_large(error: KafkaError | None) -> bool:
-    return error is not None and error.code() in _TOO_LARGE_CODES
-
-
-def bare_dead_letter(record: Mapping[str, Any]) -> dict[str, Any]:
-    """``record`` without its payload: what is sent when the whole record is too large for
-    Kafka. Reason, origin, ``payload_bytes`` and ``payload_sha256`` stay."""
-    bare = {k: v for k, v in record.items() if k != "payload_base64"}
-    bare["payload"] = None
-    bare["payload_truncated"] = True
-    return bare
 
 
 class DeliveryError(DependencyUnavailableError):
@@ -126,7 +109,7 @@ class ClickSender:
                 self._producer.poll(0.1)
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
-                if _too_large(error):
+                if is_too_large(error):
                     return error
                 raise DeliveryError(
                     f"Kafka at {self._servers} refused a message: {error}", failed=1, pending=0
@@ -149,7 +132,7 @@ class ClickSender:
         value = event.to_json()
 
         def on_delivery(error: KafkaError | None, message: Message) -> None:
-            if _too_large(error):
+            if is_too_large(error):
                 self._in_callback(lambda: self._refuse_click(value, error, where))
             else:
                 self._on_delivery(error, message)
@@ -171,11 +154,11 @@ class ClickSender:
     def send_dead_letter(self, record: dict[str, Any]) -> None:
         """Queue one dead-letter record (see :func:`dead_letter`) for the dead-letter topic.
 
-        One that Kafka refuses as too large is sent again by :func:`bare_dead_letter`.
+        One that Kafka refuses as too large is sent again without its payload.
         """
 
         def on_delivery(error: KafkaError | None, message: Message) -> None:
-            if _too_large(error):
+            if is_too_large(error):
                 self._in_callback(lambda: self._send_bare(record, error))
             else:
                 self._on_delivery(error, message)
@@ -194,7 +177,7 @@ class ClickSender:
                 error,
             )
         refused = self._produce(
-            self.dlq_topic, orjson.dumps(bare_dead_letter(record)), None, self._on_delivery
+            self.dlq_topic, orjson.dumps(without_payload(record)), None, self._on_delivery
         )
         if refused is not None:  # a few hundred bytes: Kafka's limit is set far too low
             self._fail(refused)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 MAX_PAYLOAD_BYTES = 16 * 1024
@@ -64,7 +65,7 @@ def dead_letter(
     return record
 
 
-def without_payload(record: dict[str, Any]) -> dict[str, Any]:
+def without_payload(record: Mapping[str, Any]) -> dict[str, Any]:
     """``record`` keeping only the payload's size and hash: for a broker whose message
     limit is below even a bounded record."""
     smaller = {name: value for name, value in record.items() if name != "payload_base64"}

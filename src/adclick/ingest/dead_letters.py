@@ -19,6 +19,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from adclick.errors import DependencyUnavailableError
 from adclick.ingest.batch import DeadLetter
 from adclick.kafka.clients import make_producer
+from adclick.kafka.errors import is_too_large
 from adclick.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -26,15 +27,6 @@ log = logging.getLogger(__name__)
 # A dead letter's message key is the original key, cut to this many bytes: the key of a
 # hostile message may be as large as the broker allows.
 MAX_KEY_BYTES = 1024
-
-
-def _too_large(error: KafkaError) -> bool:
-    """True if the broker refused a record as too large, not for being unavailable."""
-    return error.code() in (
-        KafkaError.MSG_SIZE_TOO_LARGE,
-        KafkaError.RECORD_LIST_TOO_LARGE,
-        KafkaError.INVALID_RECORD,
-    )
 
 
 class DeadLetterPublisher:
@@ -75,7 +67,7 @@ class DeadLetterPublisher:
         def on_delivery(error: KafkaError | None, _message: Message) -> None:
             if error is None:
                 return
-            if with_payload and _too_large(error):
+            if with_payload and is_too_large(error):
                 self._too_large.append(letter)
             else:
                 self._errors.append(str(error))
@@ -90,7 +82,7 @@ class DeadLetterPublisher:
                 self._producer.poll(0.5)  # the local queue is full: let deliveries drain
             except KafkaException as exc:
                 error = exc.args[0]
-                if with_payload and isinstance(error, KafkaError) and _too_large(error):
+                if with_payload and isinstance(error, KafkaError) and is_too_large(error):
                     with_payload = False
                     value = letter.to_json(with_payload=False)
                     continue
