@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +17,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from adclick.api.app import create_app
+from adclick.close.closer import MinuteCloser
 from adclick.close.lists import TopList
 from adclick.kafka import make_producer
 from adclick.query.filters import Filter
 from adclick.query.ranking import RankedAd
 from adclick.settings import Settings
 from tests.api_client import ApiProcess, with_tokens
-from tests.helpers import wait_for
+from tests.helpers import execute, ingest_until_idle, query, send, wait_for
 from tests.truth_ranking import minute_s
 
 SUBSCRIBE = (
@@ -132,3 +134,30 @@ def test_readiness_fails_when_the_feed_stops(settings: Settings) -> None:
         answer = http.get("/readyz")
         assert answer.status_code == 503
         assert answer.json()["problems"] == {"top_list_feed": "the feed stopped"}
+
+
+def test_a_restarted_closer_skips_what_is_not_a_list_on_the_topic(settings: Settings) -> None:
+    now_ms = int(time.time() * 1000)
+    send(settings, [
+        {"ad_id": f"ad-{n % 3}", "timestamp": now_ms - (n % 10) * 60_000, "user_id": f"u{n}",
+         "ip": "198.51.100.7", "country": "US"}
+        for n in range(60)
+    ])  # fmt: skip
+    ingest_until_idle(settings)
+    MinuteCloser(settings).run(threading.Event(), once=True)
+    # The newest minute's lists were published, but the closer died before recording it;
+    # then someone wrote garbage to the topic.
+    execute(settings, "UPDATE top_ad_lists SET published_offset = NULL"
+            " WHERE window_end = (SELECT max(window_end) FROM top_ad_lists)")  # fmt: skip
+    publish(settings, [value for value, _reason in GARBAGE])
+
+    MinuteCloser(settings).run(threading.Event(), once=True)  # recovers first
+
+    lists, confirmed, offsets, newest = query(
+        settings,
+        "SELECT count(*), count(published_offset), count(DISTINCT published_offset),"
+        " max(published_offset) FROM top_ad_lists",
+    )[0]
+    assert lists >= 8 and confirmed == offsets == lists
+    # Found where they were, before the garbage: none published twice.
+    assert newest == lists - 1
