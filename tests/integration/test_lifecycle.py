@@ -48,9 +48,14 @@ def replay_sample(settings: Settings) -> None:
 
 
 def lifecycle_settings(settings: Settings, tmp_path: Path) -> Settings:
-    # Raw clicks may stay hot for as short as the dedup horizon: one day here.
+    # Raw clicks may stay hot for as short as the dedup horizon: one day here; per-minute
+    # rollups as short as the API's longest window back: two days.
     return settings.model_copy(
-        update={"dedup_horizon": DAY, "cold_storage_url": str(tmp_path / "cold")}
+        update={
+            "dedup_horizon": DAY,
+            "minute_rollup_retention": 2 * DAY,
+            "cold_storage_url": str(tmp_path / "cold"),
+        }
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from psycopg_pool import ConnectionPool
 
 from adclick.db.connect import Connection
-from adclick.lifecycle.policies import Policy, load_policies, parse_retention, set_policy
+from adclick.lifecycle.policies import Policy, parse_retention, set_policy, stored_policies
 from adclick.settings import Settings
 
 
@@ -16,10 +16,14 @@ class Admin:
 
     def policies(self) -> list[Policy]:
         with self.pool.connection() as conn:
-            return load_policies(conn)
+            return stored_policies(conn)
 
     def set_retention(self, relation: str, hot: str | None, cold: str | None, by: str) -> Policy:
-        """``hot`` and ``cold`` as ISO-8601 durations; None (or "forever") is forever."""
+        """``hot`` and ``cold`` as ISO-8601 durations; None (or "forever") is forever.
+
+        What adclick.lifecycle.policies.check_policy refuses raises PolicyError
+        (BAD_POLICY); the API has no --force: an operator who means it uses the CLI.
+        """
         hot_time = None if hot is None else parse_retention(hot)
         cold_time = None if cold is None else parse_retention(cold)
         with self.pool.connection() as conn:  # autocommit: the one UPDATE commits itself

@@ -175,8 +175,9 @@ def create_app(settings: Settings) -> Starlette:
             problems["database"] = str(exc)
         if not queries.ready:
             problems["window_index"] = refresher.last_error or "first load not finished"
-        if not feed.positioned.is_set():
-            problems["top_list_feed"] = "not yet following the top-ads topic"
+        feed_problem = feed.problem()
+        if feed_problem is not None:
+            problems["top_list_feed"] = feed_problem
         return problems
 
     async def readyz(request: Request) -> Response:
@@ -231,7 +232,7 @@ def create_app(settings: Settings) -> Starlette:
             refresher.stop()
             pool.close()
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
@@ -241,3 +242,5 @@ def create_app(settings: Settings) -> Starlette:
         ],
         lifespan=lifespan,
     )
+    app.state.feed = feed  # what /readyz watches, for tests and operators' tools
+    return app

@@ -20,7 +20,14 @@ from rich.text import Text
 from adclick.cli.app import app
 from adclick.db.connect import connect
 from adclick.lifecycle.cold import ColdQueryError, query_cold
-from adclick.lifecycle.policies import describe, load_policies, parse_retention, set_policy
+from adclick.lifecycle.policies import (
+    PolicyError,
+    check_policy,
+    describe,
+    parse_retention,
+    set_policy,
+    stored_policies,
+)
 from adclick.lifecycle.recalculate import recalculate as run_recalculation
 from adclick.lifecycle.recompute import Rollup
 from adclick.lifecycle.reconcile import reconcile as run_reconciliation
@@ -38,13 +45,19 @@ app.add_typer(cold_app, name="cold")
 
 @retention_app.command("show")
 def retention_show() -> None:
-    """Every relation's policy."""
-    with connect(get_settings()) as conn:
-        policies = load_policies(conn)
-    table = Table("relation", "hot", "cold", "updated", "by")
+    """Every relation's policy, and what is wrong with one that is not valid."""
+    settings = get_settings()
+    with connect(settings) as conn:
+        policies = stored_policies(conn)
+    table = Table("relation", "hot", "cold", "updated", "by", "problem")
     for p in policies:
         updated = f"{p.updated_at:%Y-%m-%d %H:%M}" if p.updated_at else ""
-        table.add_row(p.relation, describe(p.hot), describe(p.cold), updated, p.updated_by)
+        try:
+            check_policy(p.relation, p.hot, p.cold, settings, force=True)
+            problem = ""
+        except PolicyError as exc:
+            problem = str(exc)
+        table.add_row(p.relation, describe(p.hot), describe(p.cold), updated, p.updated_by, problem)
     Console().print(table)
 
 
@@ -55,12 +68,31 @@ def retention_set(
     cold: Annotated[
         str, typer.Option(help="Then in cold storage: P365D, 'forever', or P0D (dropped).")
     ],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Set it even though it drops clicks_1h, the only long-term data (the "
+            "other refusals cannot be forced).",
+        ),
+    ] = False,
 ) -> None:
-    """Change a relation's policy; `adclick maintain` applies it."""
+    """Change a relation's policy; `adclick maintain` applies it.
+
+    Refused, with the reason and exit code 1: durations over 100 years (use 'forever'),
+    hot 0, raw_clicks hot shorter than ADCLICK_DEDUP_HORIZON, minute and hour rollups hot
+    shorter than ADCLICK_MINUTE_ROLLUP_RETENTION, and clicks_1h cold P0D unless --force.
+    """
     settings = get_settings()
     with connect(settings) as conn:
         policy = set_policy(
-            conn, settings, relation, parse_retention(hot), parse_retention(cold), getpass.getuser()
+            conn,
+            settings,
+            relation,
+            parse_retention(hot),
+            parse_retention(cold),
+            getpass.getuser(),
+            force=force,
         )
     typer.echo(f"{policy.relation}: hot {describe(policy.hot)}, cold {describe(policy.cold)}")
 

@@ -30,11 +30,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
 from adclick.close import metrics
-from adclick.close.lists import TopList, filter_key, parse_filter_key
+from adclick.close.lists import (
+    ListFormatError,
+    TopList,
+    decode_list,
+    filter_key,
+    parse_filter_key,
+)
 from adclick.db.connect import Connection, connect
 from adclick.db.rollups import filtered_rollups
 from adclick.errors import ConfigurationError, DependencyUnavailableError
@@ -331,7 +336,11 @@ class MinuteCloser:
                 key, value, offset = message.key(), message.value(), message.offset()
                 if key is None or value is None or offset is None:
                     continue  # not one of ours
-                found[(key, orjson.loads(value)["revision"])] = offset
+                try:
+                    revision = decode_list(value, self.settings).revision
+                except ListFormatError:
+                    continue  # not a list a closer published: no input stops the closer
+                found[(key, revision)] = offset
         finally:
             consumer.close()
         return found
