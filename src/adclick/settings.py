@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tomllib
 from datetime import timedelta
 from enum import StrEnum
 from functools import lru_cache
@@ -23,12 +24,23 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from pydantic_settings.exceptions import SettingsError
 
 from adclick.errors import ConfigurationError
 
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 # The columns every filtered rollup has besides its dimensions (sql/schema/filtered_rollup.sql).
 _ROLLUP_COLUMNS = frozenset({"minute", "ad_id", "clicks"})
+
+# Every duration setting is at most this long: longer ones overflow date arithmetic
+# (a datetime ends at year 9999) and mean nothing for a click service.
+MAX_DURATION = timedelta(days=36_500)
+_ZERO = timedelta(0)
+_ONE_SECOND = timedelta(seconds=1)
+# Kafka's rule for topic names (and what our consumer groups may be called).
+_KAFKA_NAME = r"^[A-Za-z0-9._-]{1,249}$"
+# Longest window the closer and the API rank ahead of queries: a day.
+_LONGEST_WINDOW_MINUTES = 1_440
 
 # Ports of the local stack: private, away from the usual 5432 / 9092.
 LOCAL_DB_PORT = 55432
@@ -59,7 +71,7 @@ class ApiToken(BaseModel):
 class Settings(BaseSettings):
     """adclick settings. Each field is read from ``ADCLICK_<FIELD NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix="ADCLICK_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="ADCLICK_", extra="forbid", allow_inf_nan=False)
 
     state_dir: Path = Field(
         Path(".adclick"),
@@ -86,19 +98,31 @@ class Settings(BaseSettings):
         description="Extra librdkafka properties for every client (JSON object), "
         'e.g. {"security.protocol": "SASL_SSL"}.',
     )
-    clicks_topic: str = Field("ad-clicks", description="Topic of click events (key: ad_id).")
-    dlq_topic: str = Field("ad-clicks-dlq", description="Dead-letter topic for rejected input.")
-    top_ads_topic: str = Field("ad-top-ads", description="Topic of published top-N lists.")
+    clicks_topic: str = Field(
+        "ad-clicks", pattern=_KAFKA_NAME, description="Topic of click events (key: ad_id)."
+    )
+    dlq_topic: str = Field(
+        "ad-clicks-dlq", pattern=_KAFKA_NAME, description="Dead-letter topic for rejected input."
+    )
+    top_ads_topic: str = Field(
+        "ad-top-ads", pattern=_KAFKA_NAME, description="Topic of published top-N lists."
+    )
     topic_replication_factor: int = Field(
-        1, ge=1, description="Replication factor of topics adclick creates (3 in production)."
+        1,
+        ge=1,
+        le=100,
+        description="Replication factor of topics adclick creates (3 in production).",
     )
     topic_partitions: int = Field(
-        8, ge=1, description="Partitions of the clicks topic when adclick creates it."
+        8, ge=1, le=100_000, description="Partitions of the clicks topic when adclick creates it."
     )
-    consumer_group: str = Field("adclick-ingest", description="Consumer group of ingest workers.")
+    consumer_group: str = Field(
+        "adclick-ingest", pattern=_KAFKA_NAME, description="Consumer group of ingest workers."
+    )
     kafka_session_timeout_ms: int = Field(
         6000,
         ge=1000,
+        le=3_600_000,
         description="Consumer session timeout. Short, because a long one makes the first "
         "group join wait on the Tansu broker.",
     )
@@ -112,39 +136,49 @@ class Settings(BaseSettings):
     ingest_batch_size: int = Field(
         200_000,
         ge=1,
+        le=10_000_000,
         description="Most events one ingest transaction holds. Batches this large form only "
         "with a backlog (otherwise the batch timeout ends them first); then larger batches "
         "fold more repeated (minute, ad) keys into one upsert.",
     )
     ingest_batch_timeout_s: float = Field(
-        0.25, gt=0, description="Longest wait for a batch to fill before it is written."
+        0.25, gt=0, le=60, description="Longest wait for a batch to fill before it is written."
     )
     ingest_recent_clicks: int = Field(
         1_000_000,
         ge=0,
+        le=100_000_000,
         description="Keys of recent clicks each worker remembers (two generations of this "
         "many) to drop duplicates before the database; 0 turns the memory off. About 200 "
         "bytes each with 32-character click ids (measured: 206 MB for a million).",
     )
     allowed_lateness: timedelta = Field(
         timedelta(seconds=60),
+        ge=_ZERO,
+        le=MAX_DURATION,
         description="How far behind a partition's newest event time an event may arrive "
         "before it counts as late (it is still counted).",
     )
     dedup_horizon: timedelta = Field(
         timedelta(days=7),
+        ge=_ONE_SECOND,
+        le=MAX_DURATION,
         description="Events older than this behind their partition's newest event time "
         "cannot be checked for duplicates (raw data may be tiered away) and are "
         "dead-lettered. Equal to the hot retention of raw_clicks.",
     )
     max_clock_skew: timedelta = Field(
         timedelta(minutes=5),
+        ge=_ZERO,
+        le=MAX_DURATION,
         description="Events stamped further than this in the future (wall clock) are "
         "dead-lettered.",
     )
 
     minute_rollup_retention: timedelta = Field(
         timedelta(days=90),
+        ge=_ONE_SECOND,
+        le=MAX_DURATION,
         description="How long per-minute rollups are kept; query windows that start "
         "earlier are refused.",
     )
@@ -157,6 +191,8 @@ class Settings(BaseSettings):
 
     idle_partition_timeout: timedelta = Field(
         timedelta(seconds=30),
+        ge=_ONE_SECOND,
+        le=MAX_DURATION,
         description="A partition whose last batch is this much older (wall clock) than the "
         "newest batch of any partition stops holding the global watermark back, so an "
         "idle partition cannot stall minute closing forever.",
@@ -170,17 +206,24 @@ class Settings(BaseSettings):
         description="Filters the minute closer ranks besides the unfiltered list (JSON list "
         'of objects, e.g. [{"country": ["US"]}]); each must be covered by a dimension set.',
     )
-    close_top_n: int = Field(100, ge=1, description="Length of the closer's top lists.")
+    close_top_n: int = Field(100, ge=1, le=10_000, description="Length of the closer's top lists.")
     close_interval_s: float = Field(
-        2.0, gt=0, description="How often the closer looks for closable minutes and changes."
+        2.0,
+        gt=0,
+        le=3_600,
+        description="How often the closer looks for closable minutes and changes.",
     )
     close_revision_interval: timedelta = Field(
         timedelta(seconds=60),
+        ge=_ZERO,
+        le=MAX_DURATION,
         description="Least time between two re-rankings of one closed list that late events "
         "changed: bounds revisions under a steady trickle of late events.",
     )
     close_revision_horizon: timedelta = Field(
         timedelta(hours=2),
+        ge=_ONE_SECOND,
+        le=MAX_DURATION,
         description="How far behind stream time a closed list is still revised when late "
         "events change it; older lists stay as published (reconciliation checks them).",
     )
@@ -204,21 +247,30 @@ class Settings(BaseSettings):
     api_graphiql: bool = Field(
         False, description="Serve the GraphiQL IDE at /graphql (development)."
     )
-    api_max_limit: int = Field(1000, ge=1, description="Largest topAds limit.")
-    api_max_depth: int = Field(10, ge=1, description="Deepest GraphQL query accepted.")
+    api_max_limit: int = Field(1000, ge=1, le=100_000, description="Largest topAds limit.")
+    api_max_depth: int = Field(10, ge=1, le=100, description="Deepest GraphQL query accepted.")
     api_max_aliases: int = Field(
-        20, ge=1, description="Most aliases in one query (each can be a whole topAds)."
+        20, ge=1, le=1_000, description="Most aliases in one query (each can be a whole topAds)."
     )
-    api_max_tokens: int = Field(2000, ge=1, description="Most tokens in one query document.")
+    api_max_tokens: int = Field(
+        2000, ge=1, le=1_000_000, description="Most tokens in one query document."
+    )
     api_max_series_points: int = Field(
-        10_080, ge=1, description="Most buckets in one adClicks series (a week of minutes)."
+        10_080,
+        ge=1,
+        le=1_000_000,
+        description="Most buckets in one adClicks series (a week of minutes).",
     )
     api_max_history_lists: int = Field(
-        1440, ge=1, description="Most minutes of stored lists one topAdsHistory returns."
+        1440,
+        ge=1,
+        le=100_000,
+        description="Most minutes of stored lists one topAdsHistory returns.",
     )
     api_cache_minutes: int = Field(
         180,
         ge=0,
+        le=10_080,
         description="Complete minutes the API keeps in memory for topAds; windows inside "
         "them are ranked without SQL. About 12 bytes per (ad, minute) with clicks, plus "
         "16 per filtered rollup row. 0 turns the window index off.",
@@ -226,6 +278,7 @@ class Settings(BaseSettings):
     api_hour_cache_hours: int = Field(
         24,
         ge=0,
+        le=2_160,
         description="Hours before the window index that the API keeps in memory, so "
         "topAds windows of up to this many hours, filtered or not, are ranked without "
         "SQL: per hour an array of 4 bytes per ad (clicks_1h) and each filtered rollup "
@@ -237,14 +290,26 @@ class Settings(BaseSettings):
         "queries, after every refresh.",
     )
     api_refresh_interval_s: float = Field(
-        2.0, gt=0, description="How often the API's window index looks for changed minutes."
+        2.0,
+        gt=0,
+        le=3_600,
+        description="How often the API's window index looks for changed minutes.",
     )
 
     @field_validator("close_windows")
     @classmethod
     def _check_close_windows(cls, value: list[int]) -> list[int]:
-        if not value or any(w < 1 for w in value):
-            raise ValueError("give at least one window, each at least 1 minute")
+        if not value or any(not 1 <= w <= _LONGEST_WINDOW_MINUTES for w in value):
+            raise ValueError(
+                f"give at least one window, each 1 to {_LONGEST_WINDOW_MINUTES} minutes"
+            )
+        return sorted(set(value))
+
+    @field_validator("api_standard_windows")
+    @classmethod
+    def _check_standard_windows(cls, value: list[int]) -> list[int]:
+        if any(not 1 <= w <= _LONGEST_WINDOW_MINUTES for w in value):
+            raise ValueError(f"each window must be 1 to {_LONGEST_WINDOW_MINUTES} minutes")
         return sorted(set(value))
 
     @field_validator("query_dimensions")
@@ -283,6 +348,8 @@ class Settings(BaseSettings):
         names = [self.clicks_topic, self.dlq_topic, self.top_ads_topic]
         if len(set(names)) != len(names):
             raise ValueError("clicks_topic, dlq_topic and top_ads_topic must differ")
+        if self.allowed_lateness > self.dedup_horizon:
+            raise ValueError("allowed_lateness must not be longer than dedup_horizon")
         return self
 
     @property
@@ -349,7 +416,24 @@ def invalid_configuration(error: ValidationError) -> ConfigurationError:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process's settings, read once; invalid ones raise ConfigurationError."""
+    return load_settings()
+
+
+def load_settings() -> Settings:
+    """Settings read afresh from the environment (and ADCLICK_CONFIG_FILE).
+
+    Every way they can be wrong -- a value out of range, JSON that does not parse, a
+    configuration file that is not TOML -- raises ConfigurationError with a message that
+    names the setting and leaves the value out (it may be a secret).
+    """
     try:
         return Settings()
     except ValidationError as exc:
         raise invalid_configuration(exc) from None
+    except SettingsError as exc:
+        # pydantic-settings' own message names the field, never the value.
+        raise ConfigurationError(f"invalid configuration: {exc}") from None
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(
+            f"invalid configuration: ADCLICK_CONFIG_FILE cannot be read as TOML: {exc}"
+        ) from None
