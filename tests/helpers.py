@@ -20,7 +20,7 @@ from adclick.kafka import make_producer
 from adclick.loadgen.generator import LoadSpec, generate
 from adclick.loadgen.send import send_blocks
 from adclick.loadgen.truth import Truth, TruthAccumulator
-from adclick.settings import Settings
+from adclick.settings import ProcessKind, Settings
 
 
 def send(settings: Settings, payloads: list[bytes | dict[str, Any]], key: bytes = b"") -> None:
@@ -37,8 +37,9 @@ def send(settings: Settings, payloads: list[bytes | dict[str, Any]], key: bytes 
 
 
 def ingest_until_idle(settings: Settings, idle_s: float = 2.0) -> WorkerTotals:
-    """Run one worker in this process until the topic is drained and idle."""
-    return IngestWorker(settings).run(exit_when_idle_s=idle_s)
+    """Run one worker in this process until the topic is drained and idle (as the ingest
+    role, like ``adclick ingest``)."""
+    return IngestWorker(settings.for_process(ProcessKind.INGEST)).run(exit_when_idle_s=idle_s)
 
 
 class WorkerThread(threading.Thread):
@@ -46,7 +47,7 @@ class WorkerThread(threading.Thread):
 
     def __init__(self, settings: Settings, name: str, idle_s: float | None = None) -> None:
         super().__init__(name=name, daemon=True)
-        self.worker = IngestWorker(settings, name)
+        self.worker = IngestWorker(settings.for_process(ProcessKind.INGEST), name)
         self.idle_s = idle_s
         self.totals: WorkerTotals | None = None
 

@@ -25,7 +25,7 @@ from adclick.lifecycle.recompute import Rollup
 from adclick.lifecycle.reconcile import reconcile as run_reconciliation
 from adclick.lifecycle.tiering import Chunk, Maintainer, MaintenanceReport
 from adclick.logs import configure_logging
-from adclick.settings import Settings, get_settings
+from adclick.settings import ProcessKind, Settings, get_settings
 
 retention_app = typer.Typer(help="Retention policies: how long data stays hot, then cold.")
 app.add_typer(retention_app, name="retention")
@@ -36,7 +36,7 @@ app.add_typer(cold_app, name="cold")
 @retention_app.command("show")
 def retention_show() -> None:
     """Every relation's policy."""
-    with connect(get_settings()) as conn:
+    with connect(get_settings().for_process(ProcessKind.MAINTAIN)) as conn:
         policies = load_policies(conn)
     table = Table("relation", "hot", "cold", "updated", "by")
     for p in policies:
@@ -54,7 +54,7 @@ def retention_set(
     ],
 ) -> None:
     """Change a relation's policy; `adclick maintain` applies it."""
-    settings = get_settings()
+    settings = get_settings().for_process(ProcessKind.MAINTAIN)
     with connect(settings) as conn:
         policy = set_policy(
             conn, settings, relation, parse_retention(hot), parse_retention(cold), getpass.getuser()
@@ -76,7 +76,7 @@ def maintain(
     it between chunks.
     """
     configure_logging()
-    settings = get_settings()
+    settings = get_settings().for_process(ProcessKind.MAINTAIN)
     stop = threading.Event()
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda *_: stop.set())
@@ -128,7 +128,7 @@ def cold_query(
     Example: adclick cold query "SELECT ad_id, count(*) FROM raw_clicks GROUP BY 1"
     """
     logging.getLogger("duckdb").setLevel(logging.WARNING)
-    settings = get_settings()
+    settings = get_settings().for_process(ProcessKind.MAINTAIN)
     with connect(settings) as conn:
         columns, rows = query_cold(conn, settings, statement)
     if output == "csv":
@@ -166,7 +166,7 @@ def recalculate(
     until the new ones replace them. On correct rollups it changes nothing.
     """
     configure_logging()
-    settings = get_settings()
+    settings = get_settings().for_process(ProcessKind.MAINTAIN)
     with Progress(TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=Console(stderr=True)) as progress:  # fmt: skip
         task = progress.add_task("recalculating")
@@ -197,7 +197,7 @@ def reconcile(
     (adclick_reconcile_discrepancies). Run it nightly for the day before: docs/lifecycle.md.
     """
     configure_logging()
-    settings = get_settings()
+    settings = get_settings().for_process(ProcessKind.MAINTAIN)
     report = run_reconciliation(settings, _moment(start), _moment(end))
     writer = csv.writer(sys.stdout)
     if report.discrepancies:
