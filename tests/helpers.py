@@ -15,6 +15,8 @@ import orjson
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
+from adclick.db.connect import connect
+from adclick.db.rollups import ensure_filtered_rollups
 from adclick.ingest.worker import IngestWorker, WorkerTotals
 from adclick.kafka import make_producer
 from adclick.loadgen.generator import LoadSpec, generate
@@ -34,6 +36,13 @@ def send(settings: Settings, payloads: list[bytes | dict[str, Any]], key: bytes 
             producer.produce(settings.clicks_topic, value=payload, key=key)
         producer.poll(0)
     assert producer.flush(30) == 0
+
+
+def create_filtered_rollups(settings: Settings) -> None:
+    """Create the settings' filtered rollups as the owner, as ``adclick migrate`` does: the
+    workers' role may not (a new dimension set needs a migrate before ingest)."""
+    with connect(settings) as conn:
+        ensure_filtered_rollups(conn, settings)
 
 
 def ingest_until_idle(settings: Settings, idle_s: float = 2.0) -> WorkerTotals:
