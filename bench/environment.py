@@ -19,6 +19,7 @@ from adclick.kafka import create_topics
 from adclick.settings import Settings
 from adclick.stack import stack_up
 from adclick.stack.lifecycle import local_targets
+from adclick.stack.secrets import passfile_path
 from adclick.stack.timescaledb import TimescaleCluster
 
 BENCH_DATABASE = "adclick_bench"
@@ -69,7 +70,8 @@ def bench_database_settings(base: Settings, database: str, *, recreate: bool) ->
     """
     targets = local_targets(base)
     admin_url = f"postgresql://postgres@127.0.0.1:{targets.db_port}/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
+    passfile = str(passfile_path(base.state_dir))  # the stack's passwords
+    with psycopg.connect(admin_url, autocommit=True, passfile=passfile) as conn:
         if recreate:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
@@ -82,7 +84,9 @@ def bench_database_settings(base: Settings, database: str, *, recreate: bool) ->
                 )
             )
     with psycopg.connect(
-        f"postgresql://postgres@127.0.0.1:{targets.db_port}/{database}", autocommit=True
+        f"postgresql://postgres@127.0.0.1:{targets.db_port}/{database}",
+        autocommit=True,
+        passfile=passfile,
     ) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
     database_url = base.database_url.rsplit("/", 1)[0] + f"/{database}"

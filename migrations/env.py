@@ -8,6 +8,8 @@ from sqlalchemy import create_engine
 from adclick.settings import get_settings
 
 url = context.config.get_main_option("sqlalchemy.url") or get_settings().sqlalchemy_url
+# The password file of adclick.db.migrate.alembic_config (adclick.db.connect).
+connect_args = context.config.attributes.get("connect_args", {})
 
 
 def run_migrations_offline() -> None:
@@ -17,7 +19,7 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    engine = create_engine(url)
+    engine = create_engine(url, connect_args=connect_args)
     with engine.connect() as connection:
         context.configure(connection=connection, transaction_per_migration=True)
         with context.begin_transaction():

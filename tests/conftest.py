@@ -25,9 +25,10 @@ from psycopg import sql
 
 from adclick.db.connect import Connection
 from adclick.kafka import create_topics
-from adclick.settings import Settings
+from adclick.settings import ProcessKind, Settings
 from adclick.stack import stack_down, stack_up
-from adclick.stack.lifecycle import local_targets
+from adclick.stack.lifecycle import local_targets, with_local_roles
+from adclick.stack.secrets import passfile_path
 
 # The developer's own ADCLICK_* variables must not leak into the tests.
 for _name in [n for n in os.environ if n.startswith("ADCLICK_")]:
@@ -52,7 +53,12 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def stack_settings() -> Iterator[Settings]:
-    """The local stack, up for the whole session, torn down at its end."""
+    """The local stack, up for the whole session, torn down at its end.
+
+    Each process kind's URL names its own role (as ``adclick env`` does); the passwords
+    are the stack's (``<state>/secrets/pgpass``), which PGPASSFILE also gives every direct
+    psycopg connection of the tests.
+    """
     state_dir = Path(tempfile.mkdtemp(prefix="adclick-test-"))
     state_dir.chmod(0o755)  # the database runs as the postgres user when we are root
     settings = Settings(
@@ -61,6 +67,9 @@ def stack_settings() -> Iterator[Settings]:
         kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
     )
     stack_up(settings, say=lambda message: print(f"stack: {message}"))
+    settings = with_local_roles(settings)
+    previous_passfile = os.environ.get("PGPASSFILE")
+    os.environ["PGPASSFILE"] = str(passfile_path(state_dir))
     with _admin_connection(settings) as conn:
         # A template must have no sessions; TimescaleDB's scheduler would hold one.
         conn.execute(f"ALTER DATABASE {TEMPLATE} WITH ALLOW_CONNECTIONS false")
@@ -73,12 +82,24 @@ def stack_settings() -> Iterator[Settings]:
     finally:
         stack_down(settings, say=lambda message: print(f"stack: {message}"))
         shutil.rmtree(state_dir, ignore_errors=True)
+        if previous_passfile is None:
+            del os.environ["PGPASSFILE"]
+        else:
+            os.environ["PGPASSFILE"] = previous_passfile
 
 
 def _admin_connection(base: Settings) -> Connection:
     # The cluster's superuser, on the maintenance database: the template must stay unused.
     port = local_targets(base).db_port
-    return psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True)
+    return psycopg.connect(
+        f"postgresql://postgres@127.0.0.1:{port}/postgres",
+        autocommit=True,
+        passfile=str(passfile_path(base.state_dir)),
+    )
+
+
+def _on_database(url: str, database: str) -> str:
+    return url.rsplit("/", 1)[0] + f"/{database}"
 
 
 @contextlib.contextmanager
@@ -92,9 +113,16 @@ def fresh_settings(stack_settings: Settings) -> Iterator[Settings]:
                 sql.Identifier(database), sql.Identifier(TEMPLATE)
             )
         )
+    process_urls = {
+        f"{kind.value}_database_url": _on_database(
+            getattr(stack_settings, f"{kind.value}_database_url"), database
+        )
+        for kind in ProcessKind
+    }
     settings = stack_settings.model_copy(
         update={
-            "database_url": stack_settings.database_url.rsplit("/", 1)[0] + f"/{database}",
+            "database_url": _on_database(stack_settings.database_url, database),
+            **process_urls,
             "clicks_topic": f"ad-clicks-{suffix}",
             "dlq_topic": f"ad-clicks-dlq-{suffix}",
             "top_ads_topic": f"ad-top-ads-{suffix}",

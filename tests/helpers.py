@@ -15,12 +15,14 @@ import orjson
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
+from adclick.db.connect import connect
+from adclick.db.rollups import ensure_filtered_rollups
 from adclick.ingest.worker import IngestWorker, WorkerTotals
 from adclick.kafka import make_producer
 from adclick.loadgen.generator import LoadSpec, generate
 from adclick.loadgen.send import send_blocks
 from adclick.loadgen.truth import Truth, TruthAccumulator
-from adclick.settings import Settings
+from adclick.settings import ProcessKind, Settings
 
 
 def send(settings: Settings, payloads: list[bytes | dict[str, Any]], key: bytes = b"") -> None:
@@ -36,9 +38,17 @@ def send(settings: Settings, payloads: list[bytes | dict[str, Any]], key: bytes 
     assert producer.flush(30) == 0
 
 
+def create_filtered_rollups(settings: Settings) -> None:
+    """Create the settings' filtered rollups as the owner, as ``adclick migrate`` does: the
+    workers' role may not (a new dimension set needs a migrate before ingest)."""
+    with connect(settings) as conn:
+        ensure_filtered_rollups(conn, settings)
+
+
 def ingest_until_idle(settings: Settings, idle_s: float = 2.0) -> WorkerTotals:
-    """Run one worker in this process until the topic is drained and idle."""
-    return IngestWorker(settings).run(exit_when_idle_s=idle_s)
+    """Run one worker in this process until the topic is drained and idle (as the ingest
+    role, like ``adclick ingest``)."""
+    return IngestWorker(settings.for_process(ProcessKind.INGEST)).run(exit_when_idle_s=idle_s)
 
 
 class WorkerThread(threading.Thread):
@@ -46,7 +56,7 @@ class WorkerThread(threading.Thread):
 
     def __init__(self, settings: Settings, name: str, idle_s: float | None = None) -> None:
         super().__init__(name=name, daemon=True)
-        self.worker = IngestWorker(settings, name)
+        self.worker = IngestWorker(settings.for_process(ProcessKind.INGEST), name)
         self.idle_s = idle_s
         self.totals: WorkerTotals | None = None
 

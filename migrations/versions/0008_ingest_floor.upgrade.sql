@@ -13,3 +13,9 @@ CREATE TABLE ingest_floor (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 INSERT INTO ingest_floor DEFAULT VALUES;
+
+-- Ingest reads the floor FOR SHARE, which PostgreSQL allows only with UPDATE on some
+-- column: updated_at, which tells nothing. Maintenance raises the floor.
+GRANT SELECT, UPDATE (updated_at) ON ingest_floor TO adclick_ingest;
+GRANT SELECT, UPDATE ON ingest_floor TO adclick_maintain;
+GRANT SELECT ON ingest_floor TO adclick_api, adclick_closer;

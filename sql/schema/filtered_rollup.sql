@@ -26,3 +26,8 @@ ON CONFLICT (table_name) DO NOTHING;
 INSERT INTO retention_policies (relation, hot, cold, updated_by)
 SELECT {table_name}, hot, cold, 'default' FROM retention_policies WHERE relation = 'clicks_1m'
 ON CONFLICT (relation) DO NOTHING;
+
+-- The process roles' rights on it, as migration 0007 gives them on clicks_1m.
+GRANT SELECT, INSERT, UPDATE ON {table} TO adclick_ingest;
+GRANT SELECT ON {table} TO adclick_closer, adclick_api;
+GRANT SELECT, INSERT, DELETE ON {table} TO adclick_maintain;

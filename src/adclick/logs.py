@@ -13,6 +13,7 @@ import sys
 from pythonjsonlogger.json import JsonFormatter
 
 from adclick.errors import ConfigurationError
+from adclick.redact import MaskSecrets
 from adclick.settings import LogFormat, get_settings
 
 _TEXT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
@@ -33,6 +34,8 @@ def log_format() -> LogFormat:
 def configure_logging(level: int = logging.INFO) -> None:
     """Log to stderr, as text or JSON lines (see the module docstring)."""
     handler = logging.StreamHandler(sys.stderr)
+    # A password inside a URL or a connection error's text is never logged.
+    handler.addFilter(MaskSecrets())
     if log_format() is LogFormat.JSON:
         handler.setFormatter(
             JsonFormatter(

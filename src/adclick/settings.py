@@ -54,6 +54,24 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
+class ProcessKind(StrEnum):
+    """The kinds of adclick process; each connects as its own database role."""
+
+    INGEST = "ingest"
+    CLOSE = "close"
+    API = "api"
+    MAINTAIN = "maintain"
+
+
+# The database role of each process kind (migration 0007 makes them).
+PROCESS_ROLES = {
+    ProcessKind.INGEST: "adclick_ingest",
+    ProcessKind.CLOSE: "adclick_closer",
+    ProcessKind.API: "adclick_api",
+    ProcessKind.MAINTAIN: "adclick_maintain",
+}
+
+
 class LogFormat(StrEnum):
     AUTO = "auto"
     TEXT = "text"
@@ -88,7 +106,35 @@ class Settings(BaseSettings):
     )
     database_url: str = Field(
         f"postgresql://adclick@127.0.0.1:{LOCAL_DB_PORT}/adclick",
-        description="libpq URL of the TimescaleDB database.",
+        description="libpq URL of the TimescaleDB database, as the schema's owner: "
+        "`adclick migrate` and every process without its own URL below connect with it.",
+    )
+    ingest_database_url: str | None = Field(
+        None,
+        description="URL for `adclick ingest`, as role adclick_ingest (or a member); "
+        "default ADCLICK_DATABASE_URL.",
+    )
+    close_database_url: str | None = Field(
+        None,
+        description="URL for `adclick close`, as role adclick_closer (or a member); "
+        "default ADCLICK_DATABASE_URL.",
+    )
+    api_database_url: str | None = Field(
+        None,
+        description="URL for `adclick api`, as role adclick_api (or a member); "
+        "default ADCLICK_DATABASE_URL.",
+    )
+    maintain_database_url: str | None = Field(
+        None,
+        description="URL for `adclick maintain`, `reconcile`, `recalculate`, `retention` "
+        "and `cold`, as role adclick_maintain (or a member); default ADCLICK_DATABASE_URL.",
+    )
+    database_passfile: Path | None = Field(
+        None,
+        description="Password file in libpq's format (host:port:database:user:password "
+        "lines, the first match wins) for database URLs without a password, e.g. a Docker "
+        "secret; default <state_dir>/secrets/pgpass when it exists (the local stack's), "
+        "else libpq's own (PGPASSFILE, ~/.pgpass).",
     )
     kafka_bootstrap_servers: str = Field(
         f"127.0.0.1:{LOCAL_KAFKA_PORT}", description="Kafka bootstrap servers, comma separated."
@@ -356,6 +402,23 @@ class Settings(BaseSettings):
     def filter_dimensions(self) -> list[str]:
         """Every dimension a query filter may name: the query dimensions and the rollups'."""
         return sorted({*self.query_dimensions, *(d for ds in self.dimension_sets for d in ds)})
+
+    def for_process(self, kind: ProcessKind) -> Settings:
+        """These settings with the database URL of a process kind in ADCLICK_DATABASE_URL.
+
+        Every connection a process opens goes through ``database_url``; a process picks
+        its role by calling this once at its start.
+        """
+        url = getattr(self, f"{kind.value}_database_url")
+        return self if url is None else self.model_copy(update={"database_url": url})
+
+    @property
+    def passfile(self) -> Path | None:
+        """The password file libpq is given: ADCLICK_DATABASE_PASSFILE or the local stack's."""
+        if self.database_passfile is not None:
+            return self.database_passfile
+        local = self.state_dir / "secrets" / "pgpass"
+        return local.resolve() if local.is_file() else None
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -53,10 +53,13 @@ LATE_CLICKS = 60  # more than any minute of the sample holds (53): the late ad r
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 
 
-def as_user(settings: Settings, user: str) -> str:
-    """The test database's connection string for another role (trust auth on localhost)."""
+def as_user(settings: Settings, user: str, password: str | None = None) -> str:
+    """The test database's connection string for another role (the stack's roles find
+    their passwords in PGPASSFILE; others give theirs)."""
     params = conninfo_to_dict(settings.database_url)
     params["user"] = user
+    if password is not None:
+        params["password"] = password
     return make_conninfo("", **params)
 
 
@@ -78,17 +81,18 @@ def analyst_login(settings: Settings) -> Iterator[str]:
     and shared by every test database, so a test only adds (and drops) its own login.
     """
     name = f"test_analyst_{uuid.uuid4().hex[:12]}"
+    password = uuid.uuid4().hex
     superuser = as_user(settings, "postgres")
     with psycopg.connect(superuser, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (GROUP,)).fetchone()
         assert exists, f"role {GROUP} missing: migration 0005 makes it"
         conn.execute(
-            sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(
-                sql.Identifier(name), sql.Identifier(GROUP)
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} IN ROLE {}").format(
+                sql.Identifier(name), sql.Literal(password), sql.Identifier(GROUP)
             )
         )
     try:
-        yield as_user(settings, name)
+        yield as_user(settings, name, password)
     finally:
         with psycopg.connect(superuser, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))

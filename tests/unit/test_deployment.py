@@ -15,6 +15,7 @@ import os
 import pkgutil
 import re
 import shlex
+import subprocess
 import tomllib
 from fnmatch import fnmatchcase
 from functools import cache
@@ -185,7 +186,7 @@ def test_services_wait_for_what_they_need() -> None:
                 # A one-shot that restarts would never complete.
                 assert everything[other].get("restart") == "no", f"{other} must not restart"
     for name, service in adclick_services().items():
-        if service.get("command") == ["migrate"] or "entrypoint" in service:
+        if service.get("command", [None])[0] == "migrate" or "entrypoint" in service:
             continue
         rule = (service.get("depends_on") or {}).get("migrate", {})
         assert rule.get("condition") == "service_completed_successfully", (
@@ -380,3 +381,157 @@ def test_the_dashboard_queries_only_metrics_the_code_exports() -> None:
             queried |= set(re.findall(r"\badclick_\w+", target["expr"]))
     assert queried, "the dashboard queries nothing"
     assert queried <= exported, f"not exported by adclick: {sorted(queried - exported)}"
+
+
+# Least privilege: the database role and Kafka user of each adclick command (the owner
+# runs the migrations; `topics` needs no database).
+DATABASE_ROLES = {
+    "migrate": "adclick",
+    "ingest": "adclick_ingest",
+    "close": "adclick_closer",
+    "api": "adclick_api",
+    "maintain": "adclick_maintain",
+}
+KAFKA_USERS = {
+    "topics": "adclick_topics",
+    "ingest": "adclick_ingest",
+    "close": "adclick_closer",
+    "api": "adclick_api",
+}
+ACL = re.compile(
+    r"^acl --allow-principal User:(\w+) ((?:--operation \w+ )+)--(topic|group) \"?([\w$-]+)\"?",
+    re.MULTILINE,
+)
+
+
+def secret_names(service: dict[str, Any]) -> set[str]:
+    return {s if isinstance(s, str) else s["source"] for s in service.get("secrets", [])}
+
+
+def test_each_service_connects_as_its_own_role_with_a_password_from_its_secret() -> None:
+    from adclick.db.passfile import passfile_entries  # noqa: F401  (the format the code reads)
+    from adclick.settings import PROCESS_ROLES
+
+    declared = compose()["secrets"]
+    for name, service in adclick_services().items():
+        command = service["command"][0]
+        settings = environment(service)
+        url = settings["ADCLICK_DATABASE_URL"]
+        assert "postgres@" not in url, f"service {name} connects as the superuser"
+        assert re.match(r"postgresql://[\w]+@", url), f"service {name}: a password in {url}?"
+        if command not in DATABASE_ROLES:
+            continue
+        role = DATABASE_ROLES[command]
+        assert url.startswith(f"postgresql://{role}@"), f"service {name} is not role {role}"
+        passfile = settings["ADCLICK_DATABASE_PASSFILE"]
+        secret = passfile.removeprefix("/run/secrets/")
+        assert secret in secret_names(service), f"service {name} does not mount {secret}"
+        assert declared[secret]["file"] == f"./secrets/{role}.pgpass"
+        # Each service mounts its own database secret and no other.
+        others = {s for s in secret_names(service) if s.startswith("adclick_")} - {secret}
+        if command != "migrate":
+            assert not others, f"service {name} mounts other roles' secrets: {others}"
+    (migrate,) = [s for s in adclick_services().values() if s["command"][0] == "migrate"]
+    logins = [
+        migrate["command"][i + 1] for i, word in enumerate(migrate["command"]) if word == "--logins"
+    ]
+    files = {declared[p.removeprefix("/run/secrets/")]["file"] for p in logins}
+    assert files == {f"./secrets/{role}.pgpass" for role in PROCESS_ROLES.values()}
+    assert set(DATABASE_ROLES.values()) - {"adclick"} == set(PROCESS_ROLES.values())
+    database = services()["timescaledb"]["environment"]
+    assert database["POSTGRES_USER"] == "postgres"  # the superuser is for no service
+    assert database["POSTGRES_HOST_AUTH_METHOD"] == "scram-sha-256"
+    assert "POSTGRES_PASSWORD" not in database  # only from its file
+
+
+def test_kafka_asks_every_client_for_a_user_and_allows_only_what_acls_say() -> None:
+    kafka = services()["kafka"]["environment"]
+    protocols = dict(p.split(":") for p in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    listeners = dict(
+        (lambda name, address: (name, address))(*entry.split("://"))
+        for entry in kafka["KAFKA_LISTENERS"].split(",")
+    )
+    for listener, protocol in protocols.items():
+        if listener == kafka["KAFKA_CONTROLLER_LISTENER_NAMES"]:
+            # Without authentication only where nothing outside the container reaches it.
+            assert listeners[listener].startswith("localhost:"), listener
+        else:
+            assert protocol.startswith("SASL_"), f"listener {listener} is {protocol}"
+    assert kafka["KAFKA_AUTHORIZER_CLASS_NAME"].endswith("StandardAuthorizer")
+    assert kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    for name, service in adclick_services().items():
+        command = service["command"][0]
+        env_files = service.get("env_file", [])
+        if command in KAFKA_USERS:
+            assert env_files == [f"secrets/kafka-{KAFKA_USERS[command]}.env"], name
+        else:
+            assert not env_files, f"service {name} has Kafka credentials it does not use"
+
+
+def test_only_the_closer_writes_top_lists_only_ingest_dead_letters_producers_only_clicks() -> None:
+    script = (DOCKER / "kafka-acls.sh").read_text().replace("\\\n", " ")
+    script = re.sub(r" +", " ", script)
+    acls = compose()["services"]["kafka-acls"]["environment"]
+    names = {
+        "$clicks": acls["ADCLICK_CLICKS_TOPIC"],
+        "$dlq": acls["ADCLICK_DLQ_TOPIC"],
+        "$top": acls["ADCLICK_TOP_ADS_TOPIC"],
+        "$ADCLICK_CONSUMER_GROUP": acls["ADCLICK_CONSUMER_GROUP"],
+    }
+    settings = Settings()
+    assert names["$clicks"] == settings.clicks_topic
+    assert names["$dlq"] == settings.dlq_topic
+    assert names["$top"] == settings.top_ads_topic
+    assert names["$ADCLICK_CONSUMER_GROUP"] == settings.consumer_group
+    writers: dict[str, set[str]] = {}
+    readers: dict[str, set[str]] = {}
+    for user, operations, kind, resource in ACL.findall(script):
+        if kind != "topic" or resource == "$topic":
+            continue
+        topic = names[resource]
+        ops = set(operations.split()) - {"--operation"}
+        if "Write" in ops:
+            writers.setdefault(topic, set()).add(user)
+        if "Read" in ops:
+            readers.setdefault(topic, set()).add(user)
+    assert writers == {
+        settings.clicks_topic: {"adclick_producer"},
+        settings.dlq_topic: {"adclick_ingest"},
+        settings.top_ads_topic: {"adclick_closer"},
+    }
+    assert readers == {
+        settings.clicks_topic: {"adclick_ingest"},
+        settings.top_ads_topic: {"adclick_api"},
+    }
+
+
+def test_make_secrets_writes_every_secret_compose_reads_outside_the_build_context(
+    tmp_path: Path,
+) -> None:
+    docker = tmp_path / "docker"
+    docker.mkdir()
+    script = docker / "make-secrets"
+    script.write_bytes((DOCKER / "make-secrets").read_bytes())
+    subprocess.run(["bash", str(script)], check=True, capture_output=True, timeout=60)
+    generated = docker / "secrets"
+    first = {f.name: f.read_text() for f in generated.iterdir()}
+    subprocess.run(["bash", str(script)], check=True, capture_output=True, timeout=60)
+    assert {f.name: f.read_text() for f in generated.iterdir()} == first  # kept
+    assert generated.stat().st_mode & 0o077 == 0  # the directory is the owner's
+    for secret in compose()["secrets"].values():
+        assert (docker / secret["file"]).is_file(), secret["file"]
+    for name, service in services().items():
+        for env_file in service.get("env_file", []):
+            assert (docker / env_file).is_file(), f"service {name}: {env_file}"
+    from adclick.db.passfile import read_passfile
+
+    for role in DATABASE_ROLES.values():
+        passwords = read_passfile(generated / f"{role}.pgpass")
+        assert list(passwords) == [role] and len(passwords[role]) >= 32
+    lines = (REPO_ROOT / ".dockerignore").read_text().splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    assert excluded("docker/secrets/adclick.pgpass", patterns)
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "docker/secrets/adclick.pgpass"], cwd=REPO_ROOT
+    )
+    assert ignored.returncode == 0, "git would track docker/secrets/"

@@ -37,11 +37,12 @@ from adclick.api.auth import authenticate
 from adclick.api.context import Context
 from adclick.api.metrics import HOUR_INDEX_HOURS
 from adclick.api.schema import build_schema
-from adclick.db.connect import Connection
+from adclick.db.connect import Connection, connection_options
 from adclick.db.migrate import head_revision
 from adclick.lifecycle.reconcile import last_run
 from adclick.query.service import ClickQueries
 from adclick.query.top_lists import TopListFeed
+from adclick.redact import mask_secrets
 from adclick.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,11 @@ def create_app(settings: Settings) -> Starlette:
         min_size=1,
         max_size=8,
         open=False,
-        kwargs={"application_name": "adclick-api", "autocommit": True},
+        kwargs={
+            "application_name": "adclick-api",
+            "autocommit": True,
+            **connection_options(settings),
+        },
     )
     queries = ClickQueries(settings, pool)
     refresher = Refresher(queries, settings.api_refresh_interval_s)
@@ -172,7 +177,7 @@ def create_app(settings: Settings) -> Starlette:
                 found = row[0] if row else None
                 problems["migrations"] = f"database at {found}, code at {expected_revision}"
         except Exception as exc:
-            problems["database"] = str(exc)
+            problems["database"] = mask_secrets(str(exc))
         if not queries.ready:
             problems["window_index"] = refresher.last_error or "first load not finished"
         feed_problem = feed.problem()

@@ -17,7 +17,7 @@ import typer
 
 from adclick.cli.app import app
 from adclick.logs import configure_logging
-from adclick.settings import Role, Settings, get_settings
+from adclick.settings import ProcessKind, Role, Settings, get_settings
 
 
 @app.command()
@@ -37,7 +37,7 @@ def api(
     from adclick.api.app import create_app
 
     configure_logging(logging.DEBUG if verbose else logging.INFO)
-    settings = get_settings()
+    settings = get_settings().for_process(ProcessKind.API)
     # uvicorn stops gracefully on these, then re-raises the signal to the handler it found:
     # make that handler a clean exit, so an orchestrator sees status 0.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):

@@ -13,7 +13,7 @@ from prometheus_client import start_http_server
 from adclick.cli.app import app
 from adclick.close.closer import MinuteCloser
 from adclick.logs import configure_logging
-from adclick.settings import get_settings
+from adclick.settings import ProcessKind, get_settings
 
 
 @app.command()
@@ -36,7 +36,7 @@ def close(
     SIGTERM or Ctrl-C stops it after the pass in flight.
     """
     configure_logging(logging.DEBUG if verbose else logging.INFO)
-    settings = get_settings()
+    settings = get_settings().for_process(ProcessKind.CLOSE)
     if metrics_port is not None:
         start_http_server(metrics_port, addr=settings.metrics_host)
     stop = threading.Event()

@@ -10,21 +10,17 @@ from typing import Annotated
 import typer
 
 from adclick.cli.app import app
+from adclick.redact import MASK, mask_secrets
 from adclick.settings import get_settings
 from adclick.settings_docs import configuration_reference
 
 config_app = typer.Typer(help="Settings: what is in effect, and the reference.")
 app.add_typer(config_app, name="config")
 
-MASK = "********"
 # Names of secrets: settings, and the librdkafka properties inside ADCLICK_KAFKA_CONFIG
 # (sasl.password, ssl.key.password, sasl.oauthbearer.client.secret, ...). ssl.key.pem holds
 # a private key under a name without any of the three words.
 _SECRET_NAME = re.compile(r"password|secret|token|key\.pem", re.IGNORECASE)
-# The password of a libpq URL (user:password@host; the last @ before the path ends it)
-# and of a password=... parameter (URL query or key=value connection string).
-_URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^/?#]*@")
-_PARAM_PASSWORD = re.compile(r"(password=)('[^']*'|[^&\s]*)", re.IGNORECASE)
 
 
 def _masked_object(text: str) -> str | None:
@@ -46,8 +42,7 @@ def masked(name: str, value: str) -> str:
         masked_object = _masked_object(value)
         if masked_object is not None:
             return masked_object
-    value = _URL_PASSWORD.sub(rf"\g<1>{MASK}@", value)
-    return _PARAM_PASSWORD.sub(rf"\g<1>{MASK}", value)
+    return mask_secrets(value)
 
 
 @config_app.command("show")

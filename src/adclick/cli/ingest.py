@@ -11,7 +11,7 @@ from adclick.cli.app import app
 from adclick.ingest.metrics import serve_metrics
 from adclick.ingest.supervisor import run_workers
 from adclick.logs import configure_logging
-from adclick.settings import get_settings
+from adclick.settings import ProcessKind, get_settings
 
 
 @app.command()
@@ -38,7 +38,7 @@ def ingest(
     beyond-horizon events go to the dead-letter topic with their reason.
     """
     configure_logging(logging.DEBUG if verbose else logging.INFO)
-    settings = get_settings()
+    settings = get_settings().for_process(ProcessKind.INGEST)
     if metrics_port is not None:
         serve_metrics(settings, metrics_port, workers)
     failed = run_workers(settings, workers, exit_when_idle)

@@ -33,7 +33,7 @@ from adclick.lifecycle.recompute import Rollup
 from adclick.lifecycle.reconcile import reconcile as run_reconciliation
 from adclick.lifecycle.tiering import Chunk, Maintainer, MaintenanceReport
 from adclick.logs import configure_logging
-from adclick.settings import Settings, get_settings
+from adclick.settings import ProcessKind, Settings, get_settings
 
 retention_app = typer.Typer(help="Retention policies: how long data stays hot, then cold.")
 app.add_typer(retention_app, name="retention")
@@ -46,7 +46,7 @@ app.add_typer(cold_app, name="cold")
 @retention_app.command("show")
 def retention_show() -> None:
     """Every relation's policy, and what is wrong with one that is not valid."""
-    settings = get_settings()
+    settings = get_settings().for_process(ProcessKind.MAINTAIN)
     with connect(settings) as conn:
         policies = stored_policies(conn)
     table = Table("relation", "hot", "cold", "updated", "by", "problem")
@@ -83,7 +83,7 @@ def retention_set(
     hot 0, raw_clicks hot shorter than ADCLICK_DEDUP_HORIZON, minute and hour rollups hot
     shorter than ADCLICK_MINUTE_ROLLUP_RETENTION, and clicks_1h cold P0D unless --force.
     """
-    settings = get_settings()
+    settings = get_settings().for_process(ProcessKind.MAINTAIN)
     with connect(settings) as conn:
         policy = set_policy(
             conn,
@@ -112,7 +112,7 @@ def maintain(
     with other rows (a catalogued cold file is never replaced; docs/lifecycle.md).
     """
     configure_logging()
-    settings = get_settings()
+    settings = get_settings().for_process(ProcessKind.MAINTAIN)
     stop = threading.Event()
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda *_: stop.set())
@@ -194,7 +194,7 @@ def cold_query(
             param_hint="--operator",
         )
     logging.getLogger("duckdb").setLevel(logging.WARNING)
-    settings = get_settings()
+    settings = get_settings().for_process(ProcessKind.MAINTAIN)
     try:
         with connect(settings) as conn:
             columns, rows = query_cold(conn, settings, statement)
@@ -237,7 +237,7 @@ def recalculate(
     until the new ones replace them. On correct rollups it changes nothing.
     """
     configure_logging()
-    settings = get_settings()
+    settings = get_settings().for_process(ProcessKind.MAINTAIN)
     with Progress(TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=Console(stderr=True)) as progress:  # fmt: skip
         task = progress.add_task("recalculating")
@@ -268,7 +268,7 @@ def reconcile(
     (adclick_reconcile_discrepancies). Run it nightly for the day before: docs/lifecycle.md.
     """
     configure_logging()
-    settings = get_settings()
+    settings = get_settings().for_process(ProcessKind.MAINTAIN)
     report = run_reconciliation(settings, _moment(start), _moment(end))
     writer = csv.writer(sys.stdout)
     if report.discrepancies:

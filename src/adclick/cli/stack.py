@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from adclick.cli.app import app
+from adclick.db.connect import connect
 from adclick.db.migrate import upgrade
+from adclick.db.passfile import read_passfile
+from adclick.db.roles import grant_logins
 from adclick.kafka import create_topics
-from adclick.settings import get_settings
+from adclick.redact import mask_secrets
+from adclick.settings import ProcessKind, get_settings
 from adclick.stack import stack_down, stack_status, stack_up
+from adclick.stack.lifecycle import with_local_roles
 
 
 def _say(message: str) -> None:
@@ -49,19 +56,51 @@ def status() -> None:
 
 @app.command()
 def env() -> None:
-    """Print ``export ADCLICK_...=`` lines for the database URL and Kafka servers."""
-    settings = get_settings()
-    typer.echo(f"export ADCLICK_DATABASE_URL={shlex.quote(settings.database_url)}")
-    typer.echo(
-        f"export ADCLICK_KAFKA_BOOTSTRAP_SERVERS={shlex.quote(settings.kafka_bootstrap_servers)}"
-    )
+    """Print ``export`` lines that point a shell at the local stack.
+
+    The database URLs (the owner's, and one per process kind with its own role), the
+    Kafka servers, and PGPASSFILE: the stack's password file, so that psql finds the
+    passwords too. No password is printed.
+    """
+    settings = with_local_roles(get_settings())
+    variables = {"ADCLICK_DATABASE_URL": settings.database_url}
+    for kind in ProcessKind:
+        url = getattr(settings, f"{kind.value}_database_url")
+        variables[f"ADCLICK_{kind.value.upper()}_DATABASE_URL"] = url
+    variables["ADCLICK_KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
+    if settings.passfile is not None:
+        variables["PGPASSFILE"] = str(settings.passfile)
+    for name, value in variables.items():
+        typer.echo(f"export {name}={shlex.quote(mask_secrets(value))}")
 
 
 @app.command()
-def migrate() -> None:
-    """Apply pending database migrations and create the configured filtered rollups."""
-    upgrade(get_settings())
+def migrate(
+    logins: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="A libpq password file (host:port:database:user:password lines), e.g. a "
+            "Docker secret: each process role it names (adclick_ingest, adclick_closer, "
+            "adclick_api, adclick_maintain) becomes a login with that password. Repeatable."
+        ),
+    ] = None,
+) -> None:
+    """Apply pending database migrations and create the configured filtered rollups.
+
+    Runs as the schema's owner (ADCLICK_DATABASE_URL), which needs CREATEROLE the first
+    time: migration 0007 creates the process roles.
+    """
+    settings = get_settings()
+    upgrade(settings)
     _say("the database schema is current")
+    passwords: dict[str, str] = {}
+    for path in logins or []:
+        for user, password in read_passfile(path).items():
+            passwords.setdefault(user, password)  # the first file naming a role wins
+    if passwords:
+        with connect(settings) as conn:
+            granted = grant_logins(conn, passwords)
+        _say(f"logins with their passwords: {', '.join(granted) or 'none of the process roles'}")
 
 
 @app.command()

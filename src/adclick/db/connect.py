@@ -1,24 +1,64 @@
-"""psycopg connections with clear errors when the database is unreachable."""
+"""psycopg connections with clear errors when the database is unreachable.
+
+A URL without a password takes it from the settings' password file (the local stack's
+``<state>/secrets/pgpass``, or ADCLICK_DATABASE_PASSFILE, e.g. a Docker secret), read
+here rather than by libpq, which ignores a file its group may read (as a mounted secret
+often is). No message shows a password: the URL and the driver's error pass through
+``mask_secrets``.
+"""
 
 from __future__ import annotations
 
+import getpass
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from adclick.db.passfile import password_from
 from adclick.errors import DependencyUnavailableError
+from adclick.redact import mask_secrets
 from adclick.settings import Settings
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
 
+def connection_options(settings: Settings) -> dict[str, str]:
+    """libpq options every adclick connection adds to the URL: the password from the
+    password file, when the URL has none."""
+    passfile = settings.passfile
+    if passfile is None:
+        return {}
+    try:
+        params = conninfo_to_dict(settings.database_url)
+    except psycopg.ProgrammingError:
+        return {}  # connecting reports the bad URL
+    if params.get("password"):
+        return {}
+    user = str(params.get("user") or getpass.getuser())
+    password = password_from(
+        passfile,
+        host=str(params.get("host") or "localhost"),
+        port=str(params.get("port") or "5432"),
+        database=str(params.get("dbname") or user),
+        user=user,
+    )
+    return {} if password is None else {"password": password}
+
+
+def unreachable(settings: Settings, exc: Exception) -> DependencyUnavailableError:
+    """The error of a failed connection, with every password masked."""
+    return DependencyUnavailableError(
+        mask_secrets(f"database at {settings.database_url} is not reachable: {exc}")
+    )
+
+
 def connect(settings: Settings, *, autocommit: bool = False) -> Connection:
     """A new connection to the adclick database."""
     try:
-        return psycopg.connect(
-            settings.database_url, autocommit=autocommit, application_name="adclick"
-        )
-    except psycopg.OperationalError as exc:
-        raise DependencyUnavailableError(
-            f"database at {settings.database_url} is not reachable: {exc}"
-        ) from exc
+        conninfo = make_conninfo(settings.database_url, **connection_options(settings))
+        return psycopg.connect(conninfo, autocommit=autocommit, application_name="adclick")
+    except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
+        # ProgrammingError: a URL libpq cannot parse, whose message may quote the URL.
+        # from None: the driver's exception would print its text (and so the URL) again.
+        raise unreachable(settings, exc) from None

@@ -4,15 +4,21 @@ The dimension sets are configuration (``ADCLICK_DIMENSION_SETS``), so their tabl
 created from it, idempotently, by ``adclick migrate`` / ``adclick up`` and at the start of
 every ingest worker, and recorded in the ``filtered_rollups`` catalog. A set added later
 counts from then on; ``adclick recalculate`` (see the lifecycle docs) fills its past.
+
+Only the schema's owner may create them (and grant the process roles their rights on
+them): a worker running as ``adclick_ingest`` finds them made by ``adclick migrate``, or
+stops with a message saying so.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import psycopg
 from psycopg import sql
 
 from adclick.db.connect import Connection
+from adclick.errors import ConfigurationError
 from adclick.resources import load_sql
 from adclick.settings import Settings
 
@@ -45,9 +51,15 @@ def filtered_rollups(settings: Settings) -> list[FilteredRollup]:
 
 
 def ensure_filtered_rollups(conn: Connection, settings: Settings) -> None:
-    """Create the tables of the configured filtered rollups when missing, and catalog them."""
+    """Create the tables of the configured filtered rollups when missing, and catalog them.
+
+    Raises ConfigurationError when one is missing and the connection's role may not
+    create it (a process role: the owner's ``adclick migrate`` creates them).
+    """
     template = load_sql("schema/filtered_rollup")
     for rollup in filtered_rollups(settings):
+        if _catalogued(conn, rollup):
+            continue
         columns = sql.SQL(", ").join(
             sql.SQL('{} text COLLATE "C" NOT NULL').format(sql.Identifier(d))
             for d in rollup.dimensions
@@ -61,5 +73,22 @@ def ensure_filtered_rollups(conn: Connection, settings: Settings) -> None:
             dimension_key=key,
             dimensions=sql.Literal(list(rollup.dimensions)),
         )
-        conn.execute(statement)
+        try:
+            conn.execute(statement)
+        except psycopg.errors.InsufficientPrivilege as exc:
+            conn.rollback()
+            raise ConfigurationError(
+                f"the filtered rollup {rollup.table} (ADCLICK_DIMENSION_SETS) does not exist "
+                f"and this role may not create it ({exc.diag.message_primary}): run "
+                "`adclick migrate` as the schema's owner first"
+            ) from None
     conn.commit()
+
+
+def _catalogued(conn: Connection, rollup: FilteredRollup) -> bool:
+    row = conn.execute(
+        "SELECT to_regclass(format('%%I', table_name)) IS NOT NULL FROM filtered_rollups"
+        " WHERE table_name = %s",
+        (rollup.table,),
+    ).fetchone()
+    return bool(row and row[0])

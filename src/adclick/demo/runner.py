@@ -28,6 +28,7 @@ from adclick.kafka import make_producer
 from adclick.resources import load_sql
 from adclick.settings import Settings
 from adclick.stack import stack_up
+from adclick.stack.lifecycle import with_local_roles
 
 VIEW_MINUTES = 5
 Say = Callable[[str], None]
@@ -93,6 +94,8 @@ def run_demo(settings: Settings, sample: Path | None, rate: float, say: Say) -> 
     # leaving its worker, API, closer and traffic running without it.
     signal.signal(signal.SIGTERM, _interrupt)
     stack_up(settings, say)
+    # Each process as its own database role, as a deployment runs them.
+    settings = with_local_roles(settings)
     metrics_dir = settings.state_dir.resolve() / "metrics" / "demo"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)

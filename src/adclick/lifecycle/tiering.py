@@ -266,20 +266,19 @@ class Maintainer:
             )
 
     def _drop(self, conn: Connection, chunk: Chunk) -> bool:
-        # drop_chunks locks the chunk's indexes before the chunk itself, the opposite of
-        # every reader and of autovacuum's ANALYZE (table, then indexes): one of those that
-        # started on the chunk just before would deadlock with it. Taking the chunk first
-        # puts this transaction in the readers' lock order; it waits for them (autovacuum
-        # is cancelled for it), and they cannot start on the chunk until the drop commits.
+        # adclick_drop_chunk (migration 0007) drops it with the owner's rights, which
+        # drop_chunks needs and the maintenance role does not have. It first locks the
+        # chunk: drop_chunks locks the chunk's indexes before the chunk itself, the opposite
+        # of every reader and of autovacuum's ANALYZE (table, then indexes), so one of those
+        # that started on the chunk just before would deadlock with it. Taking the chunk
+        # first puts this transaction in the readers' lock order.
         try:
-            conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(chunk.table))
+            conn.execute(
+                "SELECT adclick_drop_chunk(%s::regclass)", (f"{chunk.schema}.{chunk.name}",)
+            )
         except psycopg.errors.UndefinedTable:
             conn.rollback()  # another maintainer dropped it since the chunks were listed
             return False
-        conn.execute(
-            "SELECT drop_chunks(%s::regclass, older_than => %s, newer_than => %s)",
-            (chunk.relation, chunk.range_end, chunk.range_start - timedelta(microseconds=1)),
-        )
         conn.commit()
         self.say(f"dropped {chunk.relation} chunk {chunk.range_start:%Y-%m-%d %H:%M}")
         return True

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from adclick.db.connect import connect
 from adclick.db.migrate import current_revision, head_revision, upgrade
 from adclick.errors import ConfigurationError
 from adclick.kafka.clients import create_topics
-from adclick.settings import Settings
+from adclick.settings import PROCESS_ROLES, Settings
 from adclick.stack.broker import TansuBroker
 from adclick.stack.process import port_open
+from adclick.stack.secrets import ensure_passwords
 from adclick.stack.timescaledb import (
+    SUPERUSER,
     Say,
     TimescaleCluster,
     install_timescaledb,
@@ -56,22 +58,48 @@ def local_targets(settings: Settings) -> LocalTargets:
         ) from None
 
 
+def with_local_roles(settings: Settings) -> Settings:
+    """The settings with each process kind's URL (left unset) naming its own role.
+
+    The local stack's database, as ADCLICK_DATABASE_URL names it, with the user
+    replaced: ``adclick env``, the demo and the tests run each process as its role.
+    """
+    url = urlsplit(settings.database_url)
+    address = f"{url.hostname}:{url.port}" if url.port else str(url.hostname)
+    updates = {}
+    for kind, role in PROCESS_ROLES.items():
+        field = f"{kind.value}_database_url"
+        if getattr(settings, field) is None:
+            updates[field] = urlunsplit(url._replace(netloc=f"{role}@{address}"))
+    return settings.model_copy(update=updates)
+
+
 def stack_up(settings: Settings, say: Say) -> None:
-    """Install what is missing and start TimescaleDB and the broker; idempotent."""
+    """Install what is missing and start TimescaleDB and the broker; idempotent.
+
+    Every database role gets a generated password in ``<state>/secrets/pgpass``
+    (adclick.stack.secrets), and the cluster asks every connection for it.
+    """
     targets = local_targets(settings)
     if not timescaledb_installed():
         install_timescaledb(settings.state_dir, say)
+    passwords = ensure_passwords(
+        settings.state_dir, [SUPERUSER, targets.db_user, *PROCESS_ROLES.values()]
+    )
     cluster = TimescaleCluster(settings.state_dir, targets.db_port)
     if not cluster.initialised():
         say(f"creating the database cluster in {cluster.data_dir}")
-        cluster.init()
+        cluster.init(passwords[SUPERUSER])
     if not cluster.running():
         say(f"starting TimescaleDB on 127.0.0.1:{targets.db_port}")
         cluster.start()
-    cluster.ensure_database(targets.db_name, targets.db_user)
+    if cluster.secure(passwords[SUPERUSER]):
+        say(f"the database now asks every role for its password ({cluster.passfile})")
+    cluster.ensure_database(targets.db_name, targets.db_user, passwords[targets.db_user])
     if current_revision(settings) != head_revision(settings):
         say("applying migrations")
     upgrade(settings)
+    cluster.grant_logins(passwords)
 
     broker = TansuBroker(settings.state_dir, targets.kafka_port)
     if broker.pid() is None:

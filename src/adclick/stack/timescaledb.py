@@ -18,8 +18,10 @@ import psycopg
 from psycopg import sql
 
 from adclick.db.connect import Connection
+from adclick.db.roles import grant_logins, set_password
 from adclick.errors import StackError
 from adclick.stack.process import run, wait_for_port
+from adclick.stack.secrets import passfile_path
 
 PG_MAJOR = 15
 # Trixie: its timescaledb (2.19) builds against PG 15, and a stable suite stays repeatable.
@@ -37,6 +39,16 @@ CMAKE_FLAGS = (
     "-DWARNINGS_AS_ERRORS=OFF",
 )
 CLUSTER_USER = "postgres"  # initdb refuses to run as root
+SUPERUSER = "postgres"
+# Every connection proves its role's password; the first line marks the file as ours.
+PG_HBA = """\
+# adclick local stack: SCRAM-SHA-256 passwords for every role, over TCP and the socket.
+# No trust and no peer: a local OS user connects as a role only with its password
+# (<state>/secrets/pgpass). Written by adclick.stack.timescaledb.
+local   all   all                  scram-sha-256
+host    all   all   127.0.0.1/32   scram-sha-256
+host    all   all   ::1/128        scram-sha-256
+"""
 
 Say = Callable[[str], None]
 
@@ -156,6 +168,7 @@ class TimescaleCluster:
         self.data_dir = self.state_dir / "pgdata"
         self.socket_dir = self.state_dir / "run"
         self.log_file = self.state_dir / "logs" / "postgresql.log"
+        self.passfile = passfile_path(self.state_dir)
 
     @property
     def _user(self) -> str | None:
@@ -177,8 +190,8 @@ class TimescaleCluster:
             command = ["runuser", "-u", self._user, "--", *command]
         return subprocess.run(command, capture_output=True).returncode == 0
 
-    def init(self) -> None:
-        """initdb with UTF-8, UTC and trust for local connections (a private dev cluster)."""
+    def init(self, superuser_password: str) -> None:
+        """initdb with UTF-8, UTC and password (SCRAM) authentication for every connection."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if self._user is not None:
             # The postgres user must be able to reach the state directory.
@@ -186,15 +199,48 @@ class TimescaleCluster:
         self._own(self.data_dir)
         self._own(self.socket_dir)
         self._own(self.log_file.parent)
-        run(
-            [
-                pg_bindir() / "initdb", "-D", self.data_dir, "-U", "postgres",
-                "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions",
-            ],
-            user=self._user,
-        )  # fmt: skip
+        # initdb reads the superuser's password from a file; only the cluster's user can.
+        pwfile = self.socket_dir / "initdb-password"
+        descriptor = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(superuser_password + "\n")
+        if self._user is not None:
+            shutil.chown(pwfile, self._user, self._user)
+        try:
+            run(
+                [
+                    pg_bindir() / "initdb", "-D", self.data_dir, "-U", SUPERUSER,
+                    "--auth=scram-sha-256", f"--pwfile={pwfile}", "--encoding=UTF8",
+                    "--locale=C.UTF-8", "--no-instructions",
+                ],
+                user=self._user,
+            )  # fmt: skip
+        finally:
+            pwfile.unlink(missing_ok=True)
+        self._write_hba()
         with (self.data_dir / "postgresql.conf").open("a") as conf:
             conf.write(_settings_conf(self.port, self.socket_dir))
+
+    def _write_hba(self) -> None:
+        hba = self.data_dir / "pg_hba.conf"
+        hba.write_text(PG_HBA)
+        if self._user is not None:
+            shutil.chown(hba, self._user, self._user)
+
+    def secure(self, superuser_password: str) -> bool:
+        """Turn a running cluster made with trust (before password authentication) into one
+        that asks every role for its password. True when it changed anything."""
+        hba = self.data_dir / "pg_hba.conf"
+        if hba.read_text().startswith(PG_HBA.splitlines()[0]):
+            return False
+        # The old pg_hba.conf trusts local connections: the last time a password is not needed.
+        with psycopg.connect(
+            host="127.0.0.1", port=self.port, user=SUPERUSER, dbname="postgres", autocommit=True
+        ) as conn:
+            set_password(conn, SUPERUSER, superuser_password, login=False)
+        self._write_hba()
+        run([pg_bindir() / "pg_ctl", "reload", "-D", self.data_dir], user=self._user)
+        return True
 
     def start(self) -> None:
         """Start the postmaster and wait for it to accept connections."""
@@ -218,20 +264,27 @@ class TimescaleCluster:
 
     def _superuser(self, database: str = "postgres") -> Connection:
         return psycopg.connect(
-            host="127.0.0.1", port=self.port, user="postgres", dbname=database, autocommit=True
+            host="127.0.0.1",
+            port=self.port,
+            user=SUPERUSER,
+            dbname=database,
+            autocommit=True,
+            passfile=str(self.passfile),
         )
 
-    def ensure_database(self, name: str, owner: str) -> None:
-        """Create the owner role and the database with timescaledb, when missing."""
+    def ensure_database(self, name: str, owner: str, owner_password: str) -> None:
+        """Create the owner role and the database with timescaledb, when missing; the owner's
+        password is (re)set to ``owner_password``."""
         with self._superuser() as conn:
             if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,)).fetchone():
                 # CREATEDB for the test suite's per-test databases, CREATEROLE for the
-                # analyst role; not a superuser.
+                # process and analyst roles; not a superuser.
                 conn.execute(
                     sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE").format(
                         sql.Identifier(owner)
                     )
                 )
+            set_password(conn, owner, owner_password)
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
                 conn.execute(
                     sql.SQL("CREATE DATABASE {} OWNER {}").format(
@@ -241,3 +294,8 @@ class TimescaleCluster:
         # The extension needs a superuser; the migrations only check it is there.
         with self._superuser(name) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+
+    def grant_logins(self, passwords: dict[str, str]) -> None:
+        """Make the process roles (made by the migrations) logins with these passwords."""
+        with self._superuser() as conn:
+            grant_logins(conn, passwords)
