@@ -2,12 +2,18 @@
 
 Beside the server run the window index's refresher and the feed of published top lists
 (for subscriptions), both threads started and stopped with the app.
+
+Requests use a pool whose connections have a statement timeout; the refresher has a
+pool of its own without one, so neither can starve or cancel the other. An HTTP request
+is read whole, up to ``api_max_body_bytes``, before anything parses it, and every refusal
+is a GraphQL-shaped JSON body with a code (docs/api.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import os
 import threading
@@ -15,6 +21,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from cross_web import HTTPException
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -25,16 +32,20 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 from psycopg_pool import ConnectionPool
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types.unset import UNSET, UnsetType
 
 from adclick.api.admin import Admin
 from adclick.api.auth import authenticate
 from adclick.api.context import Context
+from adclick.api.errors import ApiErrorCode, error_response
 from adclick.api.metrics import HOUR_INDEX_HOURS
 from adclick.api.schema import build_schema
 from adclick.db.connect import Connection
@@ -61,6 +72,40 @@ class AdclickGraphQL(GraphQL[Context, None]):
         self.feed = feed
         self.admin = admin
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        response: Response
+        try:
+            receive = await read_body(scope, receive, self.settings.api_max_body_bytes)
+        except RequestTooLarge as too_large:
+            response = error_response(413, ApiErrorCode.REQUEST_TOO_LARGE, str(too_large))
+        else:
+            try:
+                response = await self.run(Request(scope, receive=receive))
+            except HTTPException as exc:  # strawberry's refusals, as plain text before
+                response = error_response(exc.status_code, _http_code(exc), exc.reason)
+            except Exception:
+                log.exception("request failed")
+                response = error_response(
+                    500,
+                    ApiErrorCode.INTERNAL_SERVER_ERROR,
+                    "internal error; the server log has the details",
+                )
+        await response(scope, receive, send)
+
+    def decode_json(self, data: str | bytes) -> object:
+        # Whatever the bytes: invalid UTF-8, nesting deeper than the parser recurses, or
+        # a JSON value that is no object would otherwise fail inside strawberry (a 500).
+        try:
+            decoded = json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            raise HTTPException(400, "the request body is not valid JSON") from exc
+        if not isinstance(decoded, dict | list):
+            raise HTTPException(400, "the request must be a JSON object")
+        return decoded
+
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         principal = authenticate(request.headers.get("authorization"), self.settings)
         return Context(principal=principal, queries=self.queries, feed=self.feed, admin=self.admin)
@@ -74,6 +119,51 @@ class AdclickGraphQL(GraphQL[Context, None]):
             context.principal = authenticate(value, self.settings)
         unset: UnsetType = UNSET
         return unset
+
+
+class RequestTooLarge(Exception):
+    """A request beyond ``api_max_body_bytes``."""
+
+
+def _http_code(exc: HTTPException) -> ApiErrorCode:
+    if isinstance(exc.__cause__, InvalidOperationTypeError):
+        return ApiErrorCode.OPERATION_NOT_ALLOWED
+    return ApiErrorCode.BAD_REQUEST
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> Receive:
+    """Read an HTTP request's body, at most ``limit`` bytes (else RequestTooLarge, before
+    more is read); returns a ``receive`` that replays it. A declared Content-Length over
+    the limit is refused without reading anything; a chunked body is counted as it comes.
+    """
+    if len(scope.get("query_string", b"")) > limit:
+        raise RequestTooLarge(f"the query string is over {limit:,} bytes")
+    declared = Headers(scope=scope).get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"the body ({int(declared):,} bytes) is over {limit:,} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLarge(f"the body is over {limit:,} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    body: Message | None = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+    async def replay() -> Message:
+        nonlocal body
+        if body is not None:
+            message, body = body, None
+            return message
+        return await receive()
+
+    return replay
 
 
 class Refresher:
@@ -145,16 +235,38 @@ def _freeze_loaded() -> None:
     gc.freeze()
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The API for ``settings``; the database pool and refresher run with the app."""
-    pool: ConnectionPool[Connection] = ConnectionPool(
+def request_pool(settings: Settings) -> ConnectionPool[Connection]:
+    """The pool requests use: every statement is cancelled after the statement timeout,
+    and a request waits for a free connection at most twice as long (then SERVER_BUSY)."""
+    timeout_ms = max(1, int(settings.api_statement_timeout_s * 1000))
+
+    def configure(conn: Connection) -> None:
+        # A bound parameter: SET cannot take one, set_config can (session-wide).
+        conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{timeout_ms}ms",))
+
+    return ConnectionPool(
         settings.database_url,
         min_size=1,
         max_size=8,
         open=False,
+        timeout=2 * settings.api_statement_timeout_s,
+        configure=configure,
         kwargs={"application_name": "adclick-api", "autocommit": True},
     )
-    queries = ClickQueries(settings, pool)
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The API for ``settings``; the database pools and refresher run with the app."""
+    pool = request_pool(settings)
+    # The refresher's two threads and the scrape-time reconciliation metrics.
+    background: ConnectionPool[Connection] = ConnectionPool(
+        settings.database_url,
+        min_size=1,
+        max_size=3,
+        open=False,
+        kwargs={"application_name": "adclick-api-index", "autocommit": True},
+    )
+    queries = ClickQueries(settings, pool, background)
     refresher = Refresher(queries, settings.api_refresh_interval_s)
     feed = TopListFeed(settings)
     graphql = AdclickGraphQL(settings, queries, feed, Admin(settings, pool))
@@ -199,7 +311,7 @@ def create_app(settings: Settings) -> Starlette:
             registry=registry,
         )
         try:
-            with pool.connection(timeout=2) as conn:
+            with background.connection(timeout=2) as conn:
                 newest = last_run(conn)
         except Exception as exc:  # a scrape must not fail because the database is away
             log.warning("cannot read the last reconciliation: %s", exc)
@@ -222,6 +334,7 @@ def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         pool.open(wait=False)
+        background.open(wait=False)
         refresher.start()
         feed.start()
         try:
@@ -229,6 +342,7 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             feed.stop()
             refresher.stop()
+            background.close()
             pool.close()
 
     return Starlette(
