@@ -8,6 +8,7 @@ over a few minutes of ingested clicks.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
 from adclick.settings import Settings
@@ -283,6 +285,35 @@ def test_bodies_that_are_not_json_objects_get_client_codes(hostile: Hostile) -> 
         response = hostile.post(body, hostile.tokens.reader)
         assert 400 <= response.status_code < 500, (body[:20], response.text)
         assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+def test_websocket_clients_get_the_same_refusals(hostile: Hostile) -> None:
+    """A syntax error closes the socket with 4400 (graphql-transport-ws), a bad window is
+    a coded error, and a message over the body cap closes it with 1009."""
+    url = hostile.api.url.replace("http://", "ws://") + "/graphql"
+
+    async def session(*payloads: dict[str, Any]) -> list[Any]:
+        received: list[Any] = []
+        async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:
+            await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+            received.append(json.loads(await ws.recv())["type"])
+            for i, payload in enumerate(payloads):
+                await ws.send(json.dumps({"type": "subscribe", "id": str(i), "payload": payload}))
+                try:  # the operation's first message; its "complete" follows
+                    received.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+                    complete = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                    assert complete["type"] == "complete"
+                except websockets.ConnectionClosed as closed:
+                    received.append(closed.rcvd.code if closed.rcvd else None)
+        return received
+
+    window = {"query": TOP_ADS, "variables": {"window": {"lastMinutes": 2147483647}}}
+    answers = asyncio.run(session(window, {"query": "{ topAds("}))
+    assert answers[0] == "connection_ack"
+    assert answers[1]["payload"]["errors"][0]["extensions"]["code"] == "WINDOW_OUT_OF_RANGE"
+    assert answers[2] == 4400  # the protocol's answer to a document that does not parse
+    too_large = {"query": "{ a" + "x" * hostile.settings.api_max_body_bytes + " }"}
+    assert asyncio.run(session(too_large))[1] == 1009
 
 
 def test_client_errors_are_not_logged_as_errors_and_internal_ones_are(hostile: Hostile) -> None:

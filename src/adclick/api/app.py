@@ -101,7 +101,7 @@ class AdclickGraphQL(GraphQL[Context, None]):
         try:
             decoded = json.loads(data)
         except (ValueError, RecursionError) as exc:
-            raise HTTPException(400, "the request body is not valid JSON") from exc
+            raise HTTPException(400, "the request is not valid JSON") from exc
         if not isinstance(decoded, dict | list):
             raise HTTPException(400, "the request must be a JSON object")
         return decoded

@@ -11,42 +11,32 @@ types built inside build_schema at runtime.
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncGenerator, Iterable, Iterator
-from contextlib import suppress
-from contextvars import ContextVar
+from collections.abc import AsyncGenerator
 from datetime import datetime, timedelta
 from enum import Enum
 from functools import partial
 from typing import Annotated, Any, NewType
 
 import strawberry
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxTokensLimiter,
-    ParserCache,
-    SchemaExtension,
-    ValidationCache,
-)
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ValidationCache
 from strawberry.extensions.max_aliases import create_validator as aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as query_depth_rule
 from strawberry.permission import BasePermission
 from strawberry.schema.config import StrawberryConfig
-from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
-from strawberry.types import ExecutionContext, ExecutionResult, Info
-from strawberry.types.graphql import OperationType
+from strawberry.types import Info
 
 from adclick.api.context import Context
-from adclick.api.errors import ApiErrorCode, AuthError, add_code
+from adclick.api.errors import ApiErrorCode, AuthError
+from adclick.api.extensions import AdclickSchema, CachedParser, RequestBudgets, request_budget
 from adclick.api.metrics import SUBSCRIPTIONS, TOP_ADS_RANKED_BY, RequestMetrics
 from adclick.close.lists import TopList
 from adclick.lifecycle.policies import Policy, iso_duration
 from adclick.query import service
-from adclick.query.budget import RequestBudget
 from adclick.query.filters import Filter
 from adclick.query.top_lists import list_key
 from adclick.query.window import from_ms
 from adclick.settings import Role, Settings
-from graphql import ASTValidationRule, GraphQLError
+from graphql import ASTValidationRule
 
 Long = NewType("Long", int)
 _LONG = strawberry.scalar(
@@ -250,66 +240,6 @@ def _filter_type(dimensions: list[str]) -> type:
     )
 
 
-class AdclickSchema(strawberry.Schema):
-    """strawberry's schema with our error handling, and subscriptions over WebSocket only."""
-
-    def process_errors(
-        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
-    ) -> None:
-        # Every error of every transport passes here once (parse errors included, which
-        # leave the operation's extensions by an exception): code it, log it by kind.
-        for error in errors:
-            add_code(error)
-
-    async def execute(
-        self,
-        query: str | None,
-        variable_values: dict[str, Any] | None = None,
-        context_value: Any | None = None,
-        root_value: Any | None = None,
-        operation_name: str | None = None,
-        allowed_operation_types: Iterable[OperationType] | None = None,
-        operation_extensions: dict[str, Any] | None = None,
-    ) -> ExecutionResult:
-        # strawberry would run a subscription sent as a plain HTTP request like a query,
-        # and fail inside it; refused instead (OPERATION_NOT_ALLOWED).
-        allowed = set(allowed_operation_types or DEFAULT_ALLOWED_OPERATION_TYPES)
-        return await super().execute(
-            query,
-            variable_values,
-            context_value,
-            root_value,
-            operation_name,
-            allowed - {OperationType.SUBSCRIPTION},
-            operation_extensions,
-        )
-
-
-# The budget of the operation running in this task (see RequestBudgets).
-_BUDGET: ContextVar[RequestBudget | None] = ContextVar("adclick_request_budget", default=None)
-
-
-class RequestBudgets(SchemaExtension):
-    """Gives each operation its own RequestBudget. A context variable rather than the
-    Context: a WebSocket's Context is shared by all of the connection's operations."""
-
-    def __init__(self, *, settings: Settings) -> None:
-        super().__init__()
-        self.settings = settings
-
-    def on_operation(self) -> Iterator[None]:
-        token = _BUDGET.set(RequestBudget.of(self.settings))
-        try:
-            yield
-        finally:
-            with suppress(ValueError):  # a subscription may end in another context
-                _BUDGET.reset(token)
-
-
-def _budget(settings: Settings) -> RequestBudget:
-    return _BUDGET.get() or RequestBudget.of(settings)
-
-
 def build_schema(settings: Settings) -> strawberry.Schema:
     """The schema for ``settings``."""
     ClickFilter = _filter_type(settings.filter_dimensions)
@@ -327,7 +257,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             _window_args(window),
             _filter_args(filter),
             service.Granularity(granularity.value),
-            _budget(settings),
+            request_budget(settings),
         )
         return AdClicks(
             ad_id=answer.ad_id,
@@ -350,7 +280,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             limit,
             _window_args(window),
             _filter_args(filter),
-            _budget(settings),
+            request_budget(settings),
         )
         TOP_ADS_RANKED_BY.labels(answer.ranked_by.value).inc()
         return TopAds(
@@ -490,7 +420,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         extensions=[
             # Frontends send the same few documents again and again: parse and validate
             # (depth, alias and token limits included) once per distinct document.
-            partial(ParserCache, maxsize=1000),
+            partial(CachedParser, maxsize=1000),
             partial(ValidationCache, maxsize=1000),
             RequestMetrics,
             partial(RequestBudgets, settings=settings),
