@@ -316,6 +316,52 @@ def test_websocket_clients_get_the_same_refusals(hostile: Hostile) -> None:
     assert asyncio.run(session(too_large))[1] == 1009
 
 
+def _bad_operations(kind: str) -> list[Any]:
+    query = "{ __typename }"
+    return [
+        {"type": kind},
+        {"type": kind, "id": 1, "payload": {"query": query}},
+        {"type": kind, "id": "1", "payload": "x"},
+        {"type": kind, "id": "1", "payload": {"query": None}},
+        {"type": kind, "id": "1", "payload": {"query": 5}},
+        {"type": kind, "id": "1", "payload": {"query": query, "variables": [1]}},
+        {"type": kind, "id": "1", "payload": {"query": query, "operationName": 5}},
+        {"type": kind, "id": "1", "payload": {"query": query, "extensions": "x"}},
+    ]
+
+
+async def _close_code(url: str, protocol: str, text: str) -> int | None:
+    """The code the server closes with after ``text`` (None: it stayed open for 5 s)."""
+    async with websockets.connect(url, subprotocols=[protocol]) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(text)
+        try:
+            while True:
+                await asyncio.wait_for(ws.recv(), 5)
+        except websockets.ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd else None
+        except TimeoutError:
+            return None
+
+
+@pytest.mark.parametrize(
+    ("protocol", "operation"), [("graphql-transport-ws", "subscribe"), ("graphql-ws", "start")]
+)
+def test_malformed_websocket_messages_close_the_connection_with_4400(
+    hostile: Hostile, protocol: str, operation: str
+) -> None:
+    """Messages strawberry indexed as the protocol says they are shaped: each raised
+    inside it (an ERROR traceback, a dropped connection or no answer at all)."""
+    url = hostile.api.url.replace("http://", "ws://") + "/graphql"
+    messages = ["x", [1], {"type": 5}, {"type": "complete", "id": 5}, *_bad_operations(operation)]
+    texts = [json.dumps(m) for m in messages]
+    if protocol == "graphql-transport-ws":  # the older protocol skips what does not parse
+        texts += ["{", "[" * 10_000]
+    for text in texts:
+        assert asyncio.run(_close_code(url, protocol, text)) == 4400, text[:80]
+
+
 def test_client_errors_are_not_logged_as_errors_and_internal_ones_are(hostile: Hostile) -> None:
     """Runs last in the module: every refusal above is in the log too, none as an error."""
     hostile.post({"query": "{ topAds(window: {lastMinutes: 5}) { source } }"})  # ok

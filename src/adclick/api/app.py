@@ -48,6 +48,7 @@ from adclick.api.context import Context
 from adclick.api.errors import ApiErrorCode, error_response
 from adclick.api.metrics import HOUR_INDEX_HOURS
 from adclick.api.schema import build_schema
+from adclick.api.websocket import LegacyWSHandler, TransportWSHandler
 from adclick.db.connect import Connection
 from adclick.db.migrate import head_revision
 from adclick.lifecycle.reconcile import last_run
@@ -59,7 +60,11 @@ log = logging.getLogger(__name__)
 
 
 class AdclickGraphQL(GraphQL[Context, None]):
-    """strawberry's ASGI view with our context: the principal from the bearer token."""
+    """strawberry's ASGI view with our context (the principal from the bearer token), a
+    cap on what it reads, JSON refusals with codes, and WebSocket messages checked."""
+
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
 
     def __init__(
         self, settings: Settings, queries: ClickQueries, feed: TopListFeed, admin: Admin
@@ -96,13 +101,17 @@ class AdclickGraphQL(GraphQL[Context, None]):
         await response(scope, receive, send)
 
     def decode_json(self, data: str | bytes) -> object:
-        # Whatever the bytes: invalid UTF-8, nesting deeper than the parser recurses, or
-        # a JSON value that is no object would otherwise fail inside strawberry (a 500).
+        # Whatever the bytes (invalid UTF-8, nesting deeper than the parser recurses), a
+        # JSONDecodeError: strawberry turns that into a 400 (HTTP) or a 4400 (WebSocket),
+        # anything else into a 500 or a dropped connection.
         try:
-            decoded = json.loads(data)
+            return json.loads(data)
         except (ValueError, RecursionError) as exc:
-            raise HTTPException(400, "the request is not valid JSON") from exc
-        if not isinstance(decoded, dict | list):
+            raise json.JSONDecodeError(f"not valid JSON ({exc})", "", 0) from exc
+
+    def parse_json(self, data: str | bytes) -> Any:
+        decoded = super().parse_json(data)
+        if not isinstance(decoded, dict | list):  # strawberry would fail on it (a 500)
             raise HTTPException(400, "the request must be a JSON object")
         return decoded
 

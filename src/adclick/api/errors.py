@@ -11,6 +11,8 @@ from enum import StrEnum
 import psycopg.errors
 from psycopg_pool import PoolTimeout
 from starlette.responses import JSONResponse
+from strawberry.exceptions import MissingQueryError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 
 from adclick.lifecycle.policies import PolicyError
 from adclick.query.errors import QueryError
@@ -57,6 +59,11 @@ def add_code(error: GraphQLError) -> None:
         extensions["code"] = original.code.value
     elif isinstance(original, PolicyError):
         extensions["code"] = ApiErrorCode.BAD_POLICY.value
+    elif isinstance(original, MissingQueryError | CannotGetOperationTypeError):
+        # Over WebSocket these come as errors (over HTTP as 400 responses).
+        extensions["code"] = ApiErrorCode.BAD_REQUEST.value
+    elif isinstance(original, InvalidOperationTypeError):
+        extensions["code"] = ApiErrorCode.OPERATION_NOT_ALLOWED.value
     elif isinstance(original, psycopg.errors.QueryCanceled):
         error.message = (
             "the query was cancelled: it ran longer than the API's statement timeout "
