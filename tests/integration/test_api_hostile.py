@@ -39,6 +39,11 @@ query ($adId: String!, $window: WindowInput!, $filter: ClickFilter) {
   adClicks(adId: $adId, window: $window, filter: $filter) { clicks source }
 }"""
 
+HISTORY = """query ($from: DateTime!, $to: DateTime!, $filter: ClickFilter) {
+  topAdsHistory(windowMinutes: 5, from: $from, to: $to, filter: $filter) { windowEnd } }"""
+YESTERDAY = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:00Z")
+TODAY = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:00Z")
+
 
 class Hostile:
     def __init__(self, settings: Settings, api: ApiProcess, tokens: Tokens, log: Path) -> None:
@@ -149,6 +154,11 @@ def test_a_body_over_the_cap_is_refused_before_it_is_parsed(hostile: Hostile) ->
                    "filter": {"country": [f"C{i}" for i in range(600)],
                               "os": [f"{i}" for i in range(600)]}},
          "TOO_MANY_FILTER_VALUES"),
+        (HISTORY, {"from": YESTERDAY, "to": TODAY,
+                   "filter": {"country": [f"C{i}" for i in range(1001)]}},
+         "TOO_MANY_FILTER_VALUES"),
+        (HISTORY, {"from": YESTERDAY, "to": TODAY, "filter": {"country": ["U\x00"]}},
+         "BAD_FILTER"),
         (AD_CLICKS, {"adId": "a\x00b", "window": {"lastMinutes": 5}}, "BAD_AD_ID"),
         (AD_CLICKS, {"adId": "a\x1b[31mb", "window": {"lastMinutes": 5}}, "BAD_AD_ID"),
         (AD_CLICKS, {"adId": "a\ud800", "window": {"lastMinutes": 5}}, "BAD_AD_ID"),
@@ -211,7 +221,6 @@ def test_a_request_over_its_cost_budget_is_refused(hostile: Hostile) -> None:
     assert "errors" not in hostile.post({"query": short}, hostile.tokens.reader).json()
 
 
-YESTERDAY = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:00Z")
 WINDOW_MISTAKES = [
     ({"lastMinutes": 2147483647}, "WINDOW_OUT_OF_RANGE"),
     ({"lastMinutes": -2147483648}, "BAD_WINDOW"),

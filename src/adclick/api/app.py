@@ -46,7 +46,7 @@ from adclick.api.admin import Admin
 from adclick.api.auth import authenticate
 from adclick.api.context import Context
 from adclick.api.errors import ApiErrorCode, error_response
-from adclick.api.metrics import HOUR_INDEX_HOURS
+from adclick.api.metrics import HOUR_INDEX_HOURS, INVALID, REQUESTS
 from adclick.api.schema import build_schema
 from adclick.api.websocket import LegacyWSHandler, TransportWSHandler
 from adclick.db.connect import Connection
@@ -85,14 +85,17 @@ class AdclickGraphQL(GraphQL[Context, None]):
         try:
             receive = await read_body(scope, receive, self.settings.api_max_body_bytes)
         except RequestTooLarge as too_large:
+            REQUESTS.labels(INVALID, "error").inc()
             response = error_response(413, ApiErrorCode.REQUEST_TOO_LARGE, str(too_large))
         else:
             try:
                 response = await self.run(Request(scope, receive=receive))
             except HTTPException as exc:  # strawberry's refusals, as plain text before
+                REQUESTS.labels(INVALID, "error").inc()
                 response = error_response(exc.status_code, _http_code(exc), exc.reason)
             except Exception:
                 log.exception("request failed")
+                REQUESTS.labels(INVALID, "error").inc()
                 response = error_response(
                     500,
                     ApiErrorCode.INTERNAL_SERVER_ERROR,

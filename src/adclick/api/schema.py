@@ -307,6 +307,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             _filter_args(filter),
             limit,
             all_revisions,
+            request_budget(settings),
         )
         return [_top_list(top, limit) for top in lists]
 
@@ -316,6 +317,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         limit: int = 100,
         filter: ClickFilter | None = None,  # type: ignore[valid-type]
     ) -> AsyncGenerator[TopAdsList, None]:
+        request_budget(settings).charge_filter(_filter_args(filter))
         key = list_key(settings, window_minutes, _filter_args(filter))
         info.context.queries.check_list_limit(limit)
         async with info.context.feed.subscribe() as published:

@@ -251,8 +251,11 @@ class ClickQueries:
         filter_args: Mapping[str, Sequence[str] | None],
         limit: int,
         all_revisions: bool,
+        budget: RequestBudget | None = None,
     ) -> list[TopList]:
         """The closer's stored lists whose window ends in [start, end)."""
+        if budget is not None:
+            budget.charge_filter(filter_args)
         key = top_lists.list_key(self.settings, window_minutes, filter_args)
         self.check_list_limit(limit)
         with self.pool.connection() as conn:
