@@ -9,6 +9,7 @@ no deadline (the server is on a shared machine); the whole module takes well und
 
 from __future__ import annotations
 
+import asyncio
 import json
 import string
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import Mode, from_schema, mutations, nodes, queries
@@ -205,6 +207,54 @@ def test_variables_of_any_json_get_answers_or_client_errors(
     live: Live, variables: dict[str, Any]
 ) -> None:
     live.check({"query": WINDOW_AND_FILTER, "variables": variables}, "reader")
+
+
+_WS_MESSAGES = st.one_of(
+    _ANY_JSON,
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["subscribe", "complete", "ping", "pong", "connection_init"])},
+        optional={"id": _TEXT | _ANY_JSON, "payload": _ANY_JSON},
+    ),
+    st.fixed_dictionaries(
+        {
+            "type": st.just("subscribe"),
+            "id": _TEXT,
+            "payload": st.fixed_dictionaries(
+                {"query": st.sampled_from([WINDOW_AND_FILTER, "{ __typename }", "{ topAds("])},
+                optional={"variables": _ANY_JSON, "operationName": _TEXT | _ANY_JSON},
+            ),
+        }
+    ),
+)
+
+
+@settings(FUZZ, max_examples=60)
+@given(messages=st.lists(_WS_MESSAGES, min_size=1, max_size=3))
+def test_any_websocket_messages_get_answers_or_a_protocol_close(
+    live: Live, messages: list[Any]
+) -> None:
+    """graphql-transport-ws: the server answers, or closes with a protocol code (4xxx, or
+    1009 for a message too large); it never drops the connection or answers 5xx-like."""
+    url = live.api.url.replace("http://", "ws://") + "/graphql"
+
+    async def session() -> None:
+        async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:
+            await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            try:
+                for message in messages:
+                    await ws.send(json.dumps(message))
+                while True:  # until the server has said all it will
+                    answer = json.loads(await asyncio.wait_for(ws.recv(), 0.5))
+                    for error in (answer.get("payload") or {}).get("errors") or []:
+                        assert error["extensions"]["code"] != "INTERNAL_SERVER_ERROR", answer
+            except TimeoutError:
+                return
+            except websockets.ConnectionClosed as closed:
+                assert closed.rcvd is not None, "the server dropped the connection"
+                assert 4000 <= closed.rcvd.code < 5000 or closed.rcvd.code in (1000, 1009)
+
+    asyncio.run(session())
 
 
 def test_the_fuzzed_server_logged_no_internal_error(live: Live) -> None:
