@@ -12,6 +12,7 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,39 @@ def test_a_statement_over_the_timeout_is_cancelled_with_its_own_code(hostile: Ho
     # The connection it used is healthy again.
     assert hostile.codes(TOP_ADS, hostile.tokens.reader, window={"lastMinutes": 5},
                          filter={"os": ["1"]}) == []  # fmt: skip
+
+
+def test_requests_stuck_on_the_database_leave_room_for_others(hostile: Hostile) -> None:
+    """Four requests of 20 raw-filtered fields each, stuck behind a lock: each holds at
+    most two threads and connections, so topAds from the window index is answered at once.
+    """
+    stuck = (
+        "{ "
+        + " ".join(
+            f'a{i}: topAds(window: {{lastMinutes: 5}}, filter: {{os: ["{i}"]}}) {{ source }}'
+            for i in range(20)
+        )
+        + " }"
+    )
+    cheap = {"query": "{ topAds(window: {lastMinutes: 5}) { source } }"}
+    reader = hostile.tokens.reader
+    with (
+        psycopg.connect(hostile.settings.database_url) as conn,
+        ThreadPoolExecutor(4) as clients,
+    ):
+        conn.execute("LOCK TABLE raw_clicks IN ACCESS EXCLUSIVE MODE")
+        waiting = [clients.submit(hostile.post, {"query": stuck}, reader) for _ in range(4)]
+        time.sleep(0.5)  # every one of them is waiting for the lock or a thread now
+        started = time.monotonic()
+        answer = hostile.post(cheap, reader).json()
+        elapsed = time.monotonic() - started
+        conn.rollback()  # the lock goes: the stuck fields finish
+        for response in waiting:
+            assert response.result().status_code == 200
+            errors = response.result().json().get("errors") or []
+            assert {e["extensions"]["code"] for e in errors} <= {"QUERY_TIMEOUT"}
+    assert answer == {"data": {"topAds": {"source": "ROLLUP"}}}
+    assert elapsed < 0.5
 
 
 def test_a_request_over_its_cost_budget_is_refused(hostile: Hostile) -> None:

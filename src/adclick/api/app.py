@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -57,6 +58,8 @@ from adclick.query.top_lists import TopListFeed
 from adclick.settings import Settings
 
 log = logging.getLogger(__name__)
+
+RESOLVER_THREADS = 32
 
 
 class AdclickGraphQL(GraphQL[Context, None]):
@@ -345,6 +348,12 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Resolvers run in the loop's default executor (6 threads on 2 cores): fields
+        # waiting for the database must not hold every thread while the window index
+        # could answer others from memory.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=RESOLVER_THREADS, thread_name_prefix="api-field")
+        )
         pool.open(wait=False)
         background.open(wait=False)
         refresher.start()

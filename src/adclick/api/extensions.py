@@ -1,14 +1,16 @@
 """How our schema runs operations, around strawberry's own: errors coded and logged
 once whatever the transport, parse errors reported like any other, subscriptions only
-over WebSocket, and a budget per operation.
+over WebSocket, and a budget and a share of the threads per operation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import asyncio
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from contextvars import ContextVar
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, TypeVar
 
 import strawberry
 from strawberry.extensions import ParserCache, SchemaExtension
@@ -57,30 +59,56 @@ class AdclickSchema(strawberry.Schema):
         )
 
 
-# The budget of the operation running in this task (see RequestBudgets).
-_BUDGET: ContextVar[RequestBudget | None] = ContextVar("adclick_request_budget", default=None)
+# Fields of one operation that run at once, each in a thread and most with a pooled
+# connection: a request of 20 aliases takes at most this many of either, so a few
+# requests cannot hold them all, whatever their fields cost.
+FIELDS_IN_PARALLEL = 2
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@dataclass
+class _Operation:
+    budget: RequestBudget
+    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(FIELDS_IN_PARALLEL))
+
+
+# The operation running in this task (see RequestBudgets).
+_OPERATION: ContextVar[_Operation | None] = ContextVar("adclick_operation", default=None)
 
 
 class RequestBudgets(SchemaExtension):
-    """Gives each operation its own RequestBudget. A context variable rather than the
-    Context: a WebSocket's Context is shared by all of the connection's operations."""
+    """Gives each operation its own RequestBudget and share of threads. A context
+    variable rather than the Context: a WebSocket's Context is shared by all of the
+    connection's operations."""
 
     def __init__(self, *, settings: Settings) -> None:
         super().__init__()
         self.settings = settings
 
     def on_operation(self) -> Iterator[None]:
-        token = _BUDGET.set(RequestBudget.of(self.settings))
+        token = _OPERATION.set(_Operation(RequestBudget.of(self.settings)))
         try:
             yield
         finally:
             with suppress(ValueError):  # a subscription may end in another context
-                _BUDGET.reset(token)
+                _OPERATION.reset(token)
 
 
 def request_budget(settings: Settings) -> RequestBudget:
     """The running operation's budget (a fresh one outside any operation)."""
-    return _BUDGET.get() or RequestBudget.of(settings)
+    operation = _OPERATION.get()
+    return operation.budget if operation is not None else RequestBudget.of(settings)
+
+
+async def in_thread(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """``function`` in a thread, within the running operation's share of threads."""
+    operation = _OPERATION.get()
+    if operation is None:
+        return await asyncio.to_thread(function, *args, **kwargs)
+    async with operation.slots:
+        return await asyncio.to_thread(function, *args, **kwargs)
 
 
 class CachedParser(ParserCache):

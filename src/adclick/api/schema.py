@@ -9,7 +9,6 @@ No ``from __future__ import annotations`` here: strawberry reads the annotations
 types built inside build_schema at runtime.
 """
 
-import asyncio
 import dataclasses
 from collections.abc import AsyncGenerator
 from datetime import datetime, timedelta
@@ -27,7 +26,13 @@ from strawberry.types import Info
 
 from adclick.api.context import Context
 from adclick.api.errors import ApiErrorCode, AuthError
-from adclick.api.extensions import AdclickSchema, CachedParser, RequestBudgets, request_budget
+from adclick.api.extensions import (
+    AdclickSchema,
+    CachedParser,
+    RequestBudgets,
+    in_thread,
+    request_budget,
+)
 from adclick.api.metrics import SUBSCRIPTIONS, TOP_ADS_RANKED_BY, RequestMetrics
 from adclick.close.lists import TopList
 from adclick.lifecycle.policies import Policy, iso_duration
@@ -251,7 +256,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         filter: ClickFilter | None = None,  # type: ignore[valid-type]
         granularity: Granularity = Granularity.MINUTE,
     ) -> AdClicks:
-        answer = await asyncio.to_thread(
+        answer = await in_thread(
             info.context.queries.ad_clicks,
             ad_id,
             _window_args(window),
@@ -275,7 +280,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         limit: int = 100,
         filter: ClickFilter | None = None,  # type: ignore[valid-type]
     ) -> TopAds:
-        answer = await asyncio.to_thread(
+        answer = await in_thread(
             info.context.queries.top_ads,
             limit,
             _window_args(window),
@@ -299,7 +304,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         limit: int = 100,
         all_revisions: bool = False,
     ) -> list[TopAdsList]:
-        lists = await asyncio.to_thread(
+        lists = await in_thread(
             info.context.queries.top_list_history,
             window_minutes,
             from_,
@@ -332,19 +337,19 @@ def build_schema(settings: Settings) -> strawberry.Schema:
                 SUBSCRIPTIONS.dec()
 
     async def retention_policies(info: Info[Context, None]) -> list[RetentionPolicy]:
-        policies = await asyncio.to_thread(info.context.admin.policies)
+        policies = await in_thread(info.context.admin.policies)
         return [_policy(p) for p in policies]
 
     async def set_retention(
         info: Info[Context, None], relation: str, hot: str | None, cold: str | None
     ) -> RetentionPolicy:
-        policy = await asyncio.to_thread(
+        policy = await in_thread(
             info.context.admin.set_retention, relation, hot, cold, info.context.principal.name
         )
         return _policy(policy)
 
     async def ingest_status(info: Info[Context, None]) -> list[PartitionStatus]:
-        rows = await asyncio.to_thread(info.context.queries.ingest_status)
+        rows = await in_thread(info.context.queries.ingest_status)
         return [PartitionStatus(**dict(zip(_STATUS_FIELDS, row, strict=True))) for row in rows]
 
     query = strawberry.type(

@@ -11,8 +11,10 @@ mistake is logged at DEBUG.
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 from typing import Any
 
+from starlette.websockets import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
@@ -60,7 +62,14 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             await super().handle_message(message)
             return
         log.debug("WebSocket message refused: %s", problem)
-        await self.handle_invalid_message(problem)
+        with suppress(WebSocketDisconnected):  # an operation's task closed it already
+            await self.handle_invalid_message(problem)
+
+    async def handle_task_exception(self, error: Exception) -> None:
+        if isinstance(error, WebSocketDisconnected):  # the client or we closed it already
+            log.debug("WebSocket operation ended by the closed connection")
+            return
+        await super().handle_task_exception(error)
 
 
 class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
@@ -72,4 +81,5 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
             await super().handle_message(message)
             return
         log.debug("WebSocket message refused: %s", problem)
-        await self.websocket.close(code=INVALID_MESSAGE, reason=problem)
+        with suppress(WebSocketDisconnected):  # closed already
+            await self.websocket.close(code=INVALID_MESSAGE, reason=problem)
