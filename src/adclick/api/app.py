@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
-from cross_web import HTTPException
+from cross_web import HTTPException  # strawberry raises its refusals as this
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -33,20 +33,19 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 from psycopg_pool import ConnectionPool
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types.unset import UNSET, UnsetType
 
 from adclick.api.admin import Admin
 from adclick.api.auth import authenticate
 from adclick.api.context import Context
 from adclick.api.errors import ApiErrorCode, error_response
+from adclick.api.http import RequestTooLarge, http_error_code, read_body
 from adclick.api.metrics import HOUR_INDEX_HOURS, INVALID, REQUESTS
 from adclick.api.schema import build_schema
 from adclick.api.websocket import LegacyWSHandler, TransportWSHandler
@@ -95,7 +94,7 @@ class AdclickGraphQL(GraphQL[Context, None]):
                 response = await self.run(Request(scope, receive=receive))
             except HTTPException as exc:  # strawberry's refusals, as plain text before
                 REQUESTS.labels(INVALID, "error").inc()
-                response = error_response(exc.status_code, _http_code(exc), exc.reason)
+                response = error_response(exc.status_code, http_error_code(exc), exc.reason)
             except Exception:
                 log.exception("request failed")
                 REQUESTS.labels(INVALID, "error").inc()
@@ -134,51 +133,6 @@ class AdclickGraphQL(GraphQL[Context, None]):
             context.principal = authenticate(value, self.settings)
         unset: UnsetType = UNSET
         return unset
-
-
-class RequestTooLarge(Exception):
-    """A request beyond ``api_max_body_bytes``."""
-
-
-def _http_code(exc: HTTPException) -> ApiErrorCode:
-    if isinstance(exc.__cause__, InvalidOperationTypeError):
-        return ApiErrorCode.OPERATION_NOT_ALLOWED
-    return ApiErrorCode.BAD_REQUEST
-
-
-async def read_body(scope: Scope, receive: Receive, limit: int) -> Receive:
-    """Read an HTTP request's body, at most ``limit`` bytes (else RequestTooLarge, before
-    more is read); returns a ``receive`` that replays it. A declared Content-Length over
-    the limit is refused without reading anything; a chunked body is counted as it comes.
-    """
-    if len(scope.get("query_string", b"")) > limit:
-        raise RequestTooLarge(f"the query string is over {limit:,} bytes")
-    declared = Headers(scope=scope).get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise RequestTooLarge(f"the body ({int(declared):,} bytes) is over {limit:,} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":  # the client went away
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise RequestTooLarge(f"the body is over {limit:,} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    body: Message | None = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-
-    async def replay() -> Message:
-        nonlocal body
-        if body is not None:
-            message, body = body, None
-            return message
-        return await receive()
-
-    return replay
 
 
 class Refresher:
