@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta, timezone
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 from strawberry.extensions.validation_cache import _get_validate_cache
 
+from adclick.api.errors import ApiErrorCode
 from adclick.api.metrics import INTROSPECTION, INVALID, UNKNOWN, operation_label
 from adclick.api.schema import build_schema
 from adclick.query.arguments import check_value
@@ -176,3 +178,11 @@ def test_a_document_that_does_not_parse_is_labelled_invalid() -> None:
     assert operation_label(schema, None, None) == INVALID
     fragment = parse("{ ...f } fragment f on Query { topAds(window: {lastMinutes: 1}) { source } }")
     assert operation_label(schema, fragment, None) == "topAds"
+
+
+def test_every_error_code_is_documented() -> None:
+    """docs/api.md lists each code clients can get, with when it is given."""
+    documented = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    table = [line for line in documented.splitlines() if line.startswith("| `")]
+    for code in [*ErrorCode, *ApiErrorCode]:
+        assert any(f"`{code.value}`" in line.split(" | ")[0] for line in table), code
