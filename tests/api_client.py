@@ -45,6 +45,7 @@ class ApiProcess:
     def __init__(self, settings: Settings, log_path: Path) -> None:
         self.settings = settings
         self.url = f"http://127.0.0.1:{settings.api_port}"
+        self.log_path = log_path
         environment = {**os.environ, **settings.as_environment()}
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(

@@ -301,6 +301,41 @@ class Settings(BaseSettings):
     api_max_tokens: int = Field(
         2000, ge=1, le=1_000_000, description="Most tokens in one query document."
     )
+    api_max_body_bytes: int = Field(
+        65_536,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Largest request the API reads: an HTTP body (refused with 413 before "
+        "it is parsed), a GET query string, or a WebSocket message.",
+    )
+    api_max_filter_values: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="Most filter values in one request, summed over its fields and dimensions.",
+    )
+    api_statement_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=3_600,
+        description="Longest SQL statement a request may run (PostgreSQL statement_timeout "
+        "on the API's request connections); a cancelled one is refused with QUERY_TIMEOUT.",
+    )
+    api_max_request_cost: int = Field(
+        1_000_000,
+        ge=1,
+        le=10**12,
+        description="Most cost one request may have: the sum over its adClicks and topAds "
+        "fields of their window's minutes, minutes answered from raw clicks counted "
+        "ADCLICK_API_RAW_FILTER_COST times.",
+    )
+    api_raw_filter_cost: int = Field(
+        40,
+        ge=1,
+        le=1_000_000,
+        description="Cost of a window minute answered from raw clicks (a filter no "
+        "dimension set covers), in minutes of a rollup.",
+    )
     api_max_series_points: int = Field(
         10_080,
         ge=1,

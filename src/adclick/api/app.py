@@ -2,19 +2,27 @@
 
 Beside the server run the window index's refresher and the feed of published top lists
 (for subscriptions), both threads started and stopped with the app.
+
+Requests use a pool whose connections have a statement timeout; the refresher has a
+pool of its own without one, so neither can starve or cancel the other. An HTTP request
+is read whole, up to ``api_max_body_bytes``, before anything parses it, and every refusal
+is a GraphQL-shaped JSON body with a code (docs/api.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import os
 import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
+from cross_web import HTTPException  # strawberry raises its refusals as this
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -28,6 +36,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.types.unset import UNSET, UnsetType
@@ -35,8 +44,11 @@ from strawberry.types.unset import UNSET, UnsetType
 from adclick.api.admin import Admin
 from adclick.api.auth import authenticate
 from adclick.api.context import Context
-from adclick.api.metrics import HOUR_INDEX_HOURS
+from adclick.api.errors import ApiErrorCode, error_response
+from adclick.api.http import RequestTooLarge, http_error_code, read_body
+from adclick.api.metrics import HOUR_INDEX_HOURS, INVALID, REQUESTS
 from adclick.api.schema import build_schema
+from adclick.api.websocket import LegacyWSHandler, TransportWSHandler
 from adclick.db.connect import Connection, connection_options
 from adclick.db.migrate import head_revision
 from adclick.lifecycle.reconcile import last_run
@@ -47,9 +59,15 @@ from adclick.settings import Settings
 
 log = logging.getLogger(__name__)
 
+RESOLVER_THREADS = 32
+
 
 class AdclickGraphQL(GraphQL[Context, None]):
-    """strawberry's ASGI view with our context: the principal from the bearer token."""
+    """strawberry's ASGI view with our context (the principal from the bearer token), a
+    cap on what it reads, JSON refusals with codes, and WebSocket messages checked."""
+
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
 
     def __init__(
         self, settings: Settings, queries: ClickQueries, feed: TopListFeed, admin: Admin
@@ -61,6 +79,47 @@ class AdclickGraphQL(GraphQL[Context, None]):
         self.queries = queries
         self.feed = feed
         self.admin = admin
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        response: Response
+        try:
+            receive = await read_body(scope, receive, self.settings.api_max_body_bytes)
+        except RequestTooLarge as too_large:
+            REQUESTS.labels(INVALID, "error").inc()
+            response = error_response(413, ApiErrorCode.REQUEST_TOO_LARGE, str(too_large))
+        else:
+            try:
+                response = await self.run(Request(scope, receive=receive))
+            except HTTPException as exc:  # strawberry's refusals, as plain text before
+                REQUESTS.labels(INVALID, "error").inc()
+                response = error_response(exc.status_code, http_error_code(exc), exc.reason)
+            except Exception:
+                log.exception("request failed")
+                REQUESTS.labels(INVALID, "error").inc()
+                response = error_response(
+                    500,
+                    ApiErrorCode.INTERNAL_SERVER_ERROR,
+                    "internal error; the server log has the details",
+                )
+        await response(scope, receive, send)
+
+    def decode_json(self, data: str | bytes) -> object:
+        # Whatever the bytes (invalid UTF-8, nesting deeper than the parser recurses), a
+        # JSONDecodeError: strawberry turns that into a 400 (HTTP) or a 4400 (WebSocket),
+        # anything else into a 500 or a dropped connection.
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            raise json.JSONDecodeError(f"not valid JSON ({exc})", "", 0) from exc
+
+    def parse_json(self, data: str | bytes) -> Any:
+        decoded = super().parse_json(data)
+        if not isinstance(decoded, dict | list):  # strawberry would fail on it (a 500)
+            raise HTTPException(400, "the request must be a JSON object")
+        return decoded
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         principal = authenticate(request.headers.get("authorization"), self.settings)
@@ -146,20 +205,46 @@ def _freeze_loaded() -> None:
     gc.freeze()
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The API for ``settings``; the database pool and refresher run with the app."""
-    pool: ConnectionPool[Connection] = ConnectionPool(
+def request_pool(settings: Settings) -> ConnectionPool[Connection]:
+    """The pool requests use: every statement is cancelled after the statement timeout,
+    and a request waits for a free connection at most twice as long (then SERVER_BUSY)."""
+    timeout_ms = max(1, int(settings.api_statement_timeout_s * 1000))
+
+    def configure(conn: Connection) -> None:
+        # A bound parameter: SET cannot take one, set_config can (session-wide).
+        conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{timeout_ms}ms",))
+
+    return ConnectionPool(
         settings.database_url,
         min_size=1,
         max_size=8,
         open=False,
+        timeout=2 * settings.api_statement_timeout_s,
+        configure=configure,
         kwargs={
             "application_name": "adclick-api",
             "autocommit": True,
             **connection_options(settings),
         },
     )
-    queries = ClickQueries(settings, pool)
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The API for ``settings``; the database pools and refresher run with the app."""
+    pool = request_pool(settings)
+    # The refresher's two threads and the scrape-time reconciliation metrics.
+    background: ConnectionPool[Connection] = ConnectionPool(
+        settings.database_url,
+        min_size=1,
+        max_size=3,
+        open=False,
+        kwargs={
+            "application_name": "adclick-api-index",
+            "autocommit": True,
+            **connection_options(settings),
+        },
+    )
+    queries = ClickQueries(settings, pool, background)
     refresher = Refresher(queries, settings.api_refresh_interval_s)
     feed = TopListFeed(settings)
     graphql = AdclickGraphQL(settings, queries, feed, Admin(settings, pool))
@@ -205,7 +290,7 @@ def create_app(settings: Settings) -> Starlette:
             registry=registry,
         )
         try:
-            with pool.connection(timeout=2) as conn:
+            with background.connection(timeout=2) as conn:
                 newest = last_run(conn)
         except Exception as exc:  # a scrape must not fail because the database is away
             log.warning("cannot read the last reconciliation: %s", exc)
@@ -227,7 +312,14 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Resolvers run in the loop's default executor (6 threads on 2 cores): fields
+        # waiting for the database must not hold every thread while the window index
+        # could answer others from memory.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=RESOLVER_THREADS, thread_name_prefix="api-field")
+        )
         pool.open(wait=False)
+        background.open(wait=False)
         refresher.start()
         feed.start()
         try:
@@ -235,6 +327,7 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             feed.stop()
             refresher.stop()
+            background.close()
             pool.close()
 
     app = Starlette(

@@ -9,7 +9,6 @@ No ``from __future__ import annotations`` here: strawberry reads the annotations
 types built inside build_schema at runtime.
 """
 
-import asyncio
 import dataclasses
 from collections.abc import AsyncGenerator
 from datetime import datetime, timedelta
@@ -18,13 +17,7 @@ from functools import partial
 from typing import Annotated, Any, NewType
 
 import strawberry
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxTokensLimiter,
-    ParserCache,
-    SchemaExtension,
-    ValidationCache,
-)
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ValidationCache
 from strawberry.extensions.max_aliases import create_validator as aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as query_depth_rule
 from strawberry.permission import BasePermission
@@ -32,7 +25,14 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
 from adclick.api.context import Context
-from adclick.api.errors import ApiErrorCode, AuthError, add_code
+from adclick.api.errors import ApiErrorCode, AuthError
+from adclick.api.extensions import (
+    AdclickSchema,
+    CachedParser,
+    RequestBudgets,
+    in_thread,
+    request_budget,
+)
 from adclick.api.metrics import SUBSCRIPTIONS, TOP_ADS_RANKED_BY, RequestMetrics
 from adclick.close.lists import TopList
 from adclick.lifecycle.policies import Policy, iso_duration
@@ -245,18 +245,6 @@ def _filter_type(dimensions: list[str]) -> type:
     )
 
 
-class ErrorCodes(SchemaExtension):
-    """Puts a machine-readable code on every error, over HTTP and WebSocket alike."""
-
-    def on_operation(self) -> Any:
-        yield
-        result = self.execution_context.result
-        for error in (result.errors if result else None) or []:
-            add_code(error)
-        for error in self.execution_context.pre_execution_errors or []:
-            add_code(error)
-
-
 def build_schema(settings: Settings) -> strawberry.Schema:
     """The schema for ``settings``."""
     ClickFilter = _filter_type(settings.filter_dimensions)
@@ -268,12 +256,13 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         filter: ClickFilter | None = None,  # type: ignore[valid-type]
         granularity: Granularity = Granularity.MINUTE,
     ) -> AdClicks:
-        answer = await asyncio.to_thread(
+        answer = await in_thread(
             info.context.queries.ad_clicks,
             ad_id,
             _window_args(window),
             _filter_args(filter),
             service.Granularity(granularity.value),
+            request_budget(settings),
         )
         return AdClicks(
             ad_id=answer.ad_id,
@@ -291,8 +280,12 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         limit: int = 100,
         filter: ClickFilter | None = None,  # type: ignore[valid-type]
     ) -> TopAds:
-        answer = await asyncio.to_thread(
-            info.context.queries.top_ads, limit, _window_args(window), _filter_args(filter)
+        answer = await in_thread(
+            info.context.queries.top_ads,
+            limit,
+            _window_args(window),
+            _filter_args(filter),
+            request_budget(settings),
         )
         TOP_ADS_RANKED_BY.labels(answer.ranked_by.value).inc()
         return TopAds(
@@ -311,7 +304,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         limit: int = 100,
         all_revisions: bool = False,
     ) -> list[TopAdsList]:
-        lists = await asyncio.to_thread(
+        lists = await in_thread(
             info.context.queries.top_list_history,
             window_minutes,
             from_,
@@ -319,6 +312,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             _filter_args(filter),
             limit,
             all_revisions,
+            request_budget(settings),
         )
         return [_top_list(top, limit) for top in lists]
 
@@ -328,6 +322,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         limit: int = 100,
         filter: ClickFilter | None = None,  # type: ignore[valid-type]
     ) -> AsyncGenerator[TopAdsList, None]:
+        request_budget(settings).charge_filter(_filter_args(filter))
         key = list_key(settings, window_minutes, _filter_args(filter))
         info.context.queries.check_list_limit(limit)
         async with info.context.feed.subscribe() as published:
@@ -342,19 +337,19 @@ def build_schema(settings: Settings) -> strawberry.Schema:
                 SUBSCRIPTIONS.dec()
 
     async def retention_policies(info: Info[Context, None]) -> list[RetentionPolicy]:
-        policies = await asyncio.to_thread(info.context.admin.policies)
+        policies = await in_thread(info.context.admin.policies)
         return [_policy(p) for p in policies]
 
     async def set_retention(
         info: Info[Context, None], relation: str, hot: str | None, cold: str | None
     ) -> RetentionPolicy:
-        policy = await asyncio.to_thread(
+        policy = await in_thread(
             info.context.admin.set_retention, relation, hot, cold, info.context.principal.name
         )
         return _policy(policy)
 
     async def ingest_status(info: Info[Context, None]) -> list[PartitionStatus]:
-        rows = await asyncio.to_thread(info.context.queries.ingest_status)
+        rows = await in_thread(info.context.queries.ingest_status)
         return [PartitionStatus(**dict(zip(_STATUS_FIELDS, row, strict=True))) for row in rows]
 
     query = strawberry.type(
@@ -424,7 +419,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         query_depth_rule(settings.api_max_depth, should_ignore=None),
         aliases_rule(settings.api_max_aliases),
     ]
-    return strawberry.Schema(
+    return AdclickSchema(
         query=query,
         mutation=mutation,
         subscription=subscription,
@@ -432,10 +427,10 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         extensions=[
             # Frontends send the same few documents again and again: parse and validate
             # (depth, alias and token limits included) once per distinct document.
-            partial(ParserCache, maxsize=1000),
+            partial(CachedParser, maxsize=1000),
             partial(ValidationCache, maxsize=1000),
-            ErrorCodes,
             RequestMetrics,
+            partial(RequestBudgets, settings=settings),
             # The limit rules are classes made once: QueryDepthLimiter and
             # MaxAliasesLimiter make a new class per request, which the validation
             # cache's key includes, so every request was validated again (half of an

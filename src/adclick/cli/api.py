@@ -48,6 +48,7 @@ def api(
         port=port or settings.api_port,
         log_config=None,  # ours, from configure_logging
         ws="websockets-sansio",
+        ws_max_size=settings.api_max_body_bytes,  # the body cap, for WebSocket messages
         timeout_graceful_shutdown=10,
     )
 

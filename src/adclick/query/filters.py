@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from adclick.db.rollups import FilteredRollup
+from adclick.query.arguments import check_value
 from adclick.query.errors import ErrorCode, QueryError
 
 
@@ -44,6 +45,8 @@ class Filter:
                 raise QueryError(
                     ErrorCode.BAD_FILTER, f"filter {dim} lists no values (omit it instead)"
                 )
+            for value in values:
+                check_value(value, f"a {dim} filter value", ErrorCode.BAD_FILTER)
             conditions.append((dim, tuple(sorted(set(values)))))
         return cls(tuple(conditions))
 

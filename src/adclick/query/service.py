@@ -15,6 +15,8 @@ from adclick.close.lists import TopList
 from adclick.db.connect import Connection
 from adclick.db.rollups import filtered_rollups
 from adclick.query import sql_source, top_lists
+from adclick.query.arguments import check_value
+from adclick.query.budget import RequestBudget
 from adclick.query.errors import ErrorCode, QueryError
 from adclick.query.filters import Filter, Plan, Source, plan_filter
 from adclick.query.hour_index import HourIndex
@@ -105,9 +107,17 @@ def check_limit(limit: int, maximum: int, what: str) -> None:
 class ClickQueries:
     """Validates queries, picks the source that can answer each, and answers it."""
 
-    def __init__(self, settings: Settings, pool: ConnectionPool[Connection]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: ConnectionPool[Connection],
+        background_pool: ConnectionPool[Connection] | None = None,
+    ) -> None:
+        """``pool`` serves queries; ``background_pool`` (default: ``pool``) the indexes'
+        loads, which must neither wait behind queries nor obey their statement timeout."""
         self.settings = settings
         self.pool = pool
+        self.background_pool = background_pool or pool
         self.rollups = filtered_rollups(settings)
         self.index = (
             WindowIndex(self.rollups, settings.api_cache_minutes, settings.api_max_limit)
@@ -128,7 +138,7 @@ class ClickQueries:
         """Bring the window index up to date and rank the standard windows ahead of time."""
         if self.index is None:
             return None
-        with self.pool.connection() as conn:
+        with self.background_pool.connection() as conn:
             report = self.index.refresh(
                 conn, self.settings.clicks_topic, self.settings.idle_partition_timeout
             )
@@ -145,7 +155,7 @@ class ClickQueries:
         snapshot = self.index.snapshot if self.index is not None else None
         if self.hours is None or snapshot is None:
             return 0
-        with self.pool.connection() as conn:
+        with self.background_pool.connection() as conn:
             return self.hours.refresh(conn, snapshot.start_ms, snapshot.end_ms)
 
     @property
@@ -161,7 +171,12 @@ class ClickQueries:
         window_args: WindowArgs,
         filter_args: Mapping[str, Sequence[str] | None],
         granularity: Granularity = Granularity.MINUTE,
+        budget: RequestBudget | None = None,
     ) -> AdClicks:
+        """Clicks of ``ad_id``; ``budget`` (one request's) is charged before any SQL."""
+        check_value(ad_id, "adId", ErrorCode.BAD_AD_ID)
+        if budget is not None:
+            budget.charge_filter(filter_args)
         with self.pool.connection() as conn:
             # The window index's clock (at most a refresh old) when there is one: one
             # query less, and the same "last M minutes" as topAds.
@@ -169,6 +184,8 @@ class ClickQueries:
             clock = snapshot.clock if snapshot is not None else self._clock(conn)
             window = self._window(clock, window_args)
             query_filter, plan = self._plan(filter_args, window, clock)
+            if budget is not None:
+                budget.charge("adClicks", window, plan.source)
             bucket_ms = _BUCKET_MS[granularity]
             first_bucket = window.start_ms - window.start_ms % bucket_ms
             buckets = range(first_bucket, window.end_ms, bucket_ms)
@@ -187,15 +204,26 @@ class ClickQueries:
         )  # fmt: skip
 
     def top_ads(
-        self, limit: int, window_args: WindowArgs, filter_args: Mapping[str, Sequence[str] | None]
+        self,
+        limit: int,
+        window_args: WindowArgs,
+        filter_args: Mapping[str, Sequence[str] | None],
+        budget: RequestBudget | None = None,
     ) -> TopAds:
+        """The window's top ``limit``; ``budget`` (one request's) is charged before any SQL."""
         check_limit(limit, self.settings.api_max_limit, "the maximum")
+        if budget is not None:
+            budget.charge_filter(filter_args)
+        charged = False
         snapshot = self.index.snapshot if self.index is not None else None
         if snapshot is not None:
             # Resolved against the snapshot's clock, so "the last M minutes" are minutes
             # the snapshot holds.
             window = self._window(snapshot.clock, window_args)
             query_filter, plan = self._plan(filter_args, window, snapshot.clock)
+            if budget is not None:
+                budget.charge("topAds", window, plan.source)
+                charged = True
             if snapshot.covers(window) and plan.source is not Source.RAW:
                 assert self.index is not None
                 ads = self.index.top(snapshot, window, plan, query_filter, limit)
@@ -210,6 +238,8 @@ class ClickQueries:
             clock = self._clock(conn)
             window = self._window(clock, window_args)
             query_filter, plan = self._plan(filter_args, window, clock)
+            if budget is not None and not charged:
+                budget.charge("topAds", window, plan.source)
             ads = sql_source.top_ads(conn, window, plan, query_filter, limit)
         return TopAds(window, clock, plan.source, query_filter, ads=ads, ranked_by=RankedBy.SQL)
 
@@ -221,8 +251,11 @@ class ClickQueries:
         filter_args: Mapping[str, Sequence[str] | None],
         limit: int,
         all_revisions: bool,
+        budget: RequestBudget | None = None,
     ) -> list[TopList]:
         """The closer's stored lists whose window ends in [start, end)."""
+        if budget is not None:
+            budget.charge_filter(filter_args)
         key = top_lists.list_key(self.settings, window_minutes, filter_args)
         self.check_list_limit(limit)
         with self.pool.connection() as conn:

@@ -70,6 +70,12 @@ class Window:
         return clock.watermark_ms is not None and clock.watermark_ms >= self.end_ms
 
 
+# How far after stream time a window may end: far enough for a dashboard of the current
+# day, near enough that every bound stays a valid datetime (a window ending in year 9999
+# with a negative offset is not one).
+MAX_AHEAD_MS = 24 * 60 * MINUTE_MS
+
+
 def resolve_window(
     clock: StreamClock,
     *,
@@ -81,36 +87,48 @@ def resolve_window(
     """The window a query asks for: ``last_minutes`` or ``start``/``end``, not both.
 
     ``last_minutes`` M means the M most recent complete minutes: those before the minute
-    stream time is in.
+    stream time is in. A window may start at most ``retention`` before that minute and end
+    at most a day after it; messages quote the client's own values, since a bound out of
+    range may not be a datetime at all.
     """
+    now_ms = clock.current_minute_ms
+    retention_ms = int(retention.total_seconds() * 1000)
+    oldest_ms = now_ms - retention_ms
     if last_minutes is not None:
         if start is not None or end is not None:
             raise QueryError(ErrorCode.BAD_WINDOW, "give either lastMinutes or from/to, not both")
         if last_minutes < 1:
             raise QueryError(ErrorCode.BAD_WINDOW, "lastMinutes must be at least 1")
-        window_end = clock.current_minute_ms
-        window = Window(window_end - last_minutes * MINUTE_MS, window_end)
-    else:
-        if start is None or end is None:
+        if last_minutes * MINUTE_MS > retention_ms:
             raise QueryError(
-                ErrorCode.BAD_WINDOW, "a window needs lastMinutes, or both from and to"
+                ErrorCode.WINDOW_OUT_OF_RANGE,
+                f"lastMinutes {last_minutes:,} reaches back further than the retention of "
+                f"per-minute rollups ({retention_ms // MINUTE_MS:,} minutes, "
+                f"{retention.days} days)",
             )
-        start_ms, end_ms = to_ms(start), to_ms(end)
-        for name, ms in (("from", start_ms), ("to", end_ms)):
-            if ms % MINUTE_MS:
-                raise QueryError(
-                    ErrorCode.BAD_WINDOW,
-                    f"{name} must be a whole minute (seconds 0), got {from_ms(ms).isoformat()}",
-                )
-        if end_ms <= start_ms:
-            raise QueryError(ErrorCode.BAD_WINDOW, "to must be after from (windows are half-open)")
-        window = Window(start_ms, end_ms)
-    oldest_ms = clock.current_minute_ms - int(retention.total_seconds() * 1000)
-    if window.start_ms < oldest_ms:
+        return Window(now_ms - last_minutes * MINUTE_MS, now_ms)
+    if start is None or end is None:
+        raise QueryError(ErrorCode.BAD_WINDOW, "a window needs lastMinutes, or both from and to")
+    start_ms, end_ms = to_ms(start), to_ms(end)
+    for name, given, ms in (("from", start, start_ms), ("to", end, end_ms)):
+        if ms % MINUTE_MS:
+            raise QueryError(
+                ErrorCode.BAD_WINDOW,
+                f"{name} must be a whole minute (seconds 0), got {given.isoformat()}",
+            )
+    if end_ms <= start_ms:
+        raise QueryError(ErrorCode.BAD_WINDOW, "to must be after from (windows are half-open)")
+    if start_ms < oldest_ms:
         raise QueryError(
             ErrorCode.WINDOW_OUT_OF_RANGE,
-            f"the window starts at {from_ms(window.start_ms).isoformat()}, before the "
-            f"retention of per-minute rollups ({retention.days} days) allows: the oldest "
-            f"start is {from_ms(oldest_ms).isoformat()}",
+            f"the window starts at {start.isoformat()}, before the retention of per-minute "
+            f"rollups ({retention.days} days) allows: the oldest start is "
+            f"{from_ms(oldest_ms).isoformat()}",
         )
-    return window
+    if end_ms > now_ms + MAX_AHEAD_MS:
+        raise QueryError(
+            ErrorCode.WINDOW_OUT_OF_RANGE,
+            f"the window ends at {end.isoformat()}, more than a day after stream time "
+            f"({from_ms(now_ms).isoformat()})",
+        )
+    return Window(start_ms, end_ms)
