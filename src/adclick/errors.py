@@ -21,6 +21,10 @@ class InvalidEventError(AdclickError):
         self.detail = detail
 
 
+class InvalidInputError(AdclickError):
+    """A file or value an operator gave a command cannot be used; the message says where."""
+
+
 class ConfigurationError(AdclickError):
     """A setting is missing or invalid."""
 

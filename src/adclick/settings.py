@@ -81,7 +81,8 @@ class LogFormat(StrEnum):
 class ApiToken(BaseModel):
     """One accepted bearer token, stored as its SHA-256 so the configuration holds no secret."""
 
-    name: str = Field(min_length=1)
+    # Shown in logs: printable text only, so a name cannot hide escape sequences there.
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")
     role: Role
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 

@@ -14,6 +14,7 @@ import sys
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from adclick.cli.app import app
 from adclick.logs import configure_logging
@@ -65,7 +66,12 @@ def api_token(
     """
     from adclick.api.auth import new_token
 
-    token, entry = new_token(name, role)
+    try:
+        token, entry = new_token(name, role)
+    except ValidationError:
+        raise typer.BadParameter(
+            "1 to 128 printable characters (no control characters)", param_hint="--name"
+        ) from None
     typer.echo(f"token: {token}")
     typer.echo(f"ADCLICK_API_TOKENS entry: {json.dumps(entry.model_dump(mode='json'))}")
 

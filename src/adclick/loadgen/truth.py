@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from adclick.errors import InvalidInputError
 from adclick.events import ClickEvent
 from adclick.loadgen.generator import Block, IntArray, LoadSpec, ad_id
 
@@ -195,24 +196,34 @@ class TruthAccumulator:
 
 
 def read_truth(path: Path | str) -> Truth:
-    """Read a truth file written by ``adclick loadgen --truth``."""
+    """Read a truth file written by ``adclick loadgen --truth``.
+
+    Anything else -- another file, a damaged row, a directory -- raises InvalidInputError
+    naming the file and line.
+    """
     truth = Truth()
     minutes: dict[str, int] = {}
-    with Path(path).open(encoding="utf-8", newline="") as source:
-        reader = csv.reader(source)
-        header = next(reader, None)
-        if header is None or tuple(header) != HEADER:
-            raise ValueError(f"{path}: header is not {','.join(HEADER)}")
-        for line, row in enumerate(reader, start=2):
-            if len(row) != len(HEADER):
-                raise ValueError(f"{path}:{line}: expected {len(HEADER)} columns")
-            minute, ad, country, clicks = row
-            minute_s = minutes.get(minute)
-            if minute_s is None:
-                minute_s = int(datetime.fromisoformat(minute).timestamp())
-                minutes[minute] = minute_s
-            if country:
-                truth.by_ad_minute_country[(ad, minute_s, country)] = int(clicks)
-            else:
-                truth.by_ad_minute[(ad, minute_s)] = int(clicks)
+    line = 1
+    try:
+        with Path(path).open(encoding="utf-8", newline="") as source:
+            reader = csv.reader(source)
+            header = next(reader, None)
+            if header is None or tuple(header) != HEADER:
+                raise InvalidInputError(f"{path}: header is not {','.join(HEADER)}")
+            for line, row in enumerate(reader, start=2):
+                if len(row) != len(HEADER):
+                    raise InvalidInputError(f"{path}:{line}: expected {len(HEADER)} columns")
+                minute, ad, country, clicks = row
+                minute_s = minutes.get(minute)
+                if minute_s is None:
+                    minute_s = int(datetime.fromisoformat(minute).timestamp())
+                    minutes[minute] = minute_s
+                if country:
+                    truth.by_ad_minute_country[(ad, minute_s, country)] = int(clicks)
+                else:
+                    truth.by_ad_minute[(ad, minute_s)] = int(clicks)
+    except (ValueError, csv.Error) as exc:  # UnicodeDecodeError is a ValueError
+        raise InvalidInputError(f"{path}:{line}: not a truth file: {exc}") from None
+    except OSError as exc:
+        raise InvalidInputError(f"{path}: cannot be read: {exc.strerror or exc}") from None
     return truth
