@@ -8,6 +8,7 @@ consumer group, so tests never see each other's data.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import socket
@@ -144,6 +145,17 @@ def fresh_settings(stack_settings: Settings) -> Iterator[Settings]:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
             )
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Commands run in-process (CliRunner) configure logging on their own streams, which
+    are closed after them: later log records must not go to those."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture

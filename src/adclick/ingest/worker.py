@@ -25,6 +25,12 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
+
+# OffsetSpec is exported at run time but missing from the package's type information.
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    OffsetSpec,
+)
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from adclick.db.connect import connect
@@ -98,6 +104,7 @@ class IngestWorker:
         self._parser_failures_logged: set[str] = set()
         self._dead_letters = DeadLetterPublisher(settings)
         self._consumer: Consumer = make_consumer(settings, **{"client.id": f"adclick-{name}"})
+        self._admin: AdminClient | None = None  # made when first needed (exit when idle)
 
     @retry(
         retry=retry_if_exception_type((psycopg.OperationalError, DependencyUnavailableError)),
@@ -363,7 +370,10 @@ class IngestWorker:
         """True when the group has committed every partition of the topic up to its end.
 
         Group-wide on purpose: a worker between a revoke and its next assignment holds no
-        partitions, yet the topic is not drained while others are behind.
+        partitions, yet the topic is not drained while others are behind. The ends are
+        asked of the broker in one request per kind on an admin connection: asked through
+        the consumer, each partition's request waits behind the consumer's long-polling
+        fetch (half a second each).
         """
         topic = self.settings.clicks_topic
         metadata = self._consumer.list_topics(topic, timeout=10).topics.get(topic)
@@ -371,11 +381,18 @@ class IngestWorker:
             return False
         partitions = sorted(metadata.partitions)
         stored = self._writer.load_positions(partitions)
-        for partition in partitions:
-            low, high = self._consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=10
+        if self._admin is None:
+            self._admin = AdminClient(self.settings.kafka_client_config())
+        ends = {}
+        specs = (("low", OffsetSpec.earliest()), ("high", OffsetSpec.latest()))  # type: ignore[no-untyped-call]
+        for kind, spec in specs:
+            futures = self._admin.list_offsets(
+                {TopicPartition(topic, p): spec for p in partitions}, request_timeout=10
             )
+            ends[kind] = {tp.partition: f.result().offset for tp, f in futures.items()}
+        for partition in partitions:
             committed = stored[partition].next_offset
+            low, high = ends["low"][partition], ends["high"][partition]
             if high > (low if committed is None else committed):
                 return False
         return True
