@@ -125,6 +125,45 @@ def test_generated_mutations_are_refused_to_readers(
 
 
 @settings(FUZZ, max_examples=100)
+@given(data=st.data())
+def test_generated_mutations_of_an_admin_get_answers_or_client_errors(
+    live: Live, data: st.DataObject
+) -> None:
+    """An admin is trusted with the service, not with its input: any mutation is applied
+    or refused with a code (P999999999D once made maintenance fail for good)."""
+    mutation = data.draw(mutations(_schema(live), custom_scalars=CUSTOM_SCALARS))
+    live.check({"query": mutation}, "admin")
+
+
+_DURATIONS = st.one_of(
+    st.none(),
+    st.from_regex(r"\A-?P(\d{1,12}[YMWD])?(T\d{1,12}[HMS])?\Z"),
+    st.sampled_from(["forever", "P999999999D", "P100Y", "PT0S", "P0D", "P7D", "P90D"]),
+    st.text(max_size=30),
+)
+_RELATIONS = st.sampled_from(
+    ["raw_clicks", "clicks_1m", "clicks_1h", "clicks_1m_by_country", "top_ads", "nope", ""]
+)
+
+
+@settings(FUZZ, max_examples=150)
+@given(relation=_RELATIONS, hot=_DURATIONS, cold=_DURATIONS)
+def test_any_retention_an_admin_sets_is_applied_or_bad_policy(
+    live: Live, relation: str, hot: str | None, cold: str | None
+) -> None:
+    answer = live.check(
+        {
+            "query": "mutation($r: String!, $h: String, $c: String) "
+            "{ setRetention(relation: $r, hot: $h, cold: $c) { relation hot cold } }",
+            "variables": {"r": relation, "h": hot, "c": cold},
+        },
+        "admin",
+    )
+    codes = {e["extensions"]["code"] for e in answer.get("errors") or []}
+    assert codes <= {"BAD_POLICY"}, answer
+
+
+@settings(FUZZ, max_examples=100)
 @given(data=st.data(), who=st.sampled_from(["anonymous", "reader", "admin"]))
 def test_operations_that_break_the_schema_get_client_errors(
     live: Live, data: st.DataObject, who: str
