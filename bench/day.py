@@ -70,11 +70,19 @@ def day_database(spec: DatasetSpec) -> str:
 
 
 def ratios(baseline: dict[str, Any], late: dict[str, Any]) -> dict[str, float | None]:
-    """Late-day figure / baseline figure, for the figures the targets name."""
-    out: dict[str, float | None] = {}
-    for key in ("events_per_s", "wal_bytes_per_click", "wal_fpi_per_click"):
-        base, value = baseline.get(key), late.get(key)
-        out[key] = round(value / base, 3) if base and value is not None else None
+    """Late-day figure / baseline figure: events/s, and the costs per click consumed.
+
+    From the unrounded totals (a baseline's FPIs per click round to 0.0).
+    """
+
+    def ratio(late_value: float, base_value: float) -> float | None:
+        return round(late_value / base_value, 3) if base_value else None
+
+    out = {"events_per_s": ratio(late["events_per_s"], baseline["events_per_s"])}
+    for key in ("wal_bytes", "wal_fpi", "rollup_blocks_read"):
+        out[f"{key}_per_click"] = ratio(
+            late[key] / late["events"], baseline[key] / baseline["events"]
+        )
     return out
 
 
