@@ -120,30 +120,45 @@ class Dataset:
     reused: bool
 
 
-def dataset_settings(base: Settings, spec: DatasetSpec, *, recreate: bool) -> Settings:
+def dataset_settings(
+    base: Settings, spec: DatasetSpec, *, recreate: bool, database: str | None = None
+) -> Settings:
     """Settings naming the dataset's database (created when missing) and clicks topic."""
     ensure_database_cluster(base)
-    settings = bench_database_settings(base, spec.database, recreate=recreate)
+    settings = bench_database_settings(base, database or spec.database, recreate=recreate)
     # No topic is created: the API reads only the database, and the topic's name is
     # only the key of the stream clock (partition_watermarks).
     return settings.model_copy(update={"clicks_topic": QUERY_TOPIC})
 
 
-def ensure_dataset(base: Settings, spec: DatasetSpec, *, rebuild: bool) -> tuple[Settings, Dataset]:
-    """The dataset of ``spec``: the kept one when its parameters match, else a new one."""
-    settings = dataset_settings(base, spec, recreate=False)
-    parameters = _parameters(settings, spec)
+def ensure_dataset(
+    base: Settings,
+    spec: DatasetSpec,
+    *,
+    rebuild: bool,
+    database: str | None = None,
+    end_ms: int | None = None,
+    extra_parameters: dict[str, Any] | None = None,
+) -> tuple[Settings, Dataset]:
+    """The dataset of ``spec``: the kept one when its parameters match, else a new one.
+
+    By default the dataset lives in ``spec.database`` and ends at the current minute;
+    ``bench day`` names its own database and makes it end at an hour of a UTC day
+    (``end_ms``), and records how it chose that end in ``extra_parameters``.
+    """
+    settings = dataset_settings(base, spec, recreate=False, database=database)
+    parameters = {**_parameters(settings, spec), **(extra_parameters or {})}
     if not rebuild:
         kept = _read_record(settings, spec, parameters)
         if kept is not None:
             print(
-                f"reusing the dataset in {spec.database} ({spec.describe()}, built in "
+                f"reusing the dataset in {database or spec.database} ({spec.describe()}, built in "
                 f"{kept.build_s:,.0f} s); --rebuild builds it again"
             )
             return settings, kept
-    settings = dataset_settings(base, spec, recreate=True)
+    settings = dataset_settings(base, spec, recreate=True, database=database)
     upgrade(settings)
-    dataset = _build(settings, spec)
+    dataset = _build(settings, spec, end_ms=end_ms)
     _write_record(settings, dataset, parameters)
     return settings, dataset
 
@@ -224,18 +239,19 @@ class _Minutes:
         return self.draws.ads(n), self.draws.countries(n)
 
 
-def _build(settings: Settings, spec: DatasetSpec) -> Dataset:
+def _build(settings: Settings, spec: DatasetSpec, *, end_ms: int | None = None) -> Dataset:
     started = time.perf_counter()
-    # The dataset ends at the current minute, so it looks live; stream time is then
-    # a few seconds into the minute after its last minute.
-    end_ms = int(time.time() * 1000) // MINUTE_MS * MINUTE_MS
+    # By default the dataset ends at the current minute, so it looks live; stream time is
+    # then a few seconds into the minute after its last minute.
+    if end_ms is None:
+        end_ms = int(time.time() * 1000) // MINUTE_MS * MINUTE_MS
     start_ms = end_ms - spec.minutes * MINUTE_MS
     newest_ms = end_ms + STREAM_TIME_INTO_NEXT_MINUTE_MS
     rollups = filtered_rollups(settings)
     tables = ["clicks_1m", "clicks_1h", *(r.table for r in rollups)]
     minutes = _Minutes(spec, start_ms)
     rows = dict.fromkeys(tables, 0)
-    print(f"building {spec.describe()} in {spec.database}")
+    print(f"building {spec.describe()} in {settings.database_url.rsplit('/', 1)[1]}")
     with connect(settings) as conn:
         conn.execute("SET maintenance_work_mem = '1GB'")
         keys = {table: _drop_keys(conn, table) for table in tables}

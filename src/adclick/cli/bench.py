@@ -153,3 +153,50 @@ def bench_tiering(
     cold_dir = (base.state_dir / "bench-cold").resolve()
     result = _bench_module("tiering").tiering(base, events, ads, zipf, cold_dir)
     typer.echo(json.dumps({**result, "zipf": zipf, "machine": machine}))
+
+
+@bench_app.command("day")
+def bench_day(
+    hours: Annotated[
+        int, typer.Option(min=0, max=23, help="Hours of the day's rollups before ingest (0: none).")
+    ] = 0,
+    ads: DatasetAds = 2_000_000,
+    clicks_per_minute: DatasetClicks = 700_000,
+    zipf: Skew = DEFAULT_ZIPF,
+    events: Annotated[int, typer.Option(min=1, help="Events the ingest run consumes.")] = 3_000_000,
+    workers: Annotated[int, typer.Option(min=1, help="Ingest worker processes.")] = 2,
+    partitions: Annotated[int, typer.Option(min=1, help="Partitions of the topic.")] = 8,
+    compare: Annotated[
+        bool, typer.Option(help="Run hour 0 first, then hour H, and print their ratios.")
+    ] = False,
+    rebuild: Annotated[
+        bool, typer.Option(help="Build the day's rollups even if the kept ones match.")
+    ] = False,
+) -> None:
+    """Ingest late in a design-scale day: events/s, WAL per click, hit ratio, chunk sizes.
+
+    Builds (or keeps) the rollups of a UTC day up to hour H by COPY, as `bench query` does,
+    in a private database, then runs the real ingest (loadgen into a fresh topic, ingest
+    workers) at hour H of that day. Prints one JSON line per run (and one of ratios with
+    --compare), with the machine it ran on.
+    """
+    configure_logging()
+    module = _bench_module("day")
+    dataset_module = _bench_module("query_dataset")
+    machine = _bench_module("environment").this_machine().describe()
+    settings = get_settings()
+
+    def measure(at_hour: int) -> dict[str, Any]:
+        spec = dataset_module.DatasetSpec(at_hour, ads, clicks_per_minute, zipf)
+        run = module.DayRun(spec, events, workers, partitions)
+        result: dict[str, Any] = module.run_day(settings, run, rebuild=rebuild)
+        typer.echo(json.dumps({"run": "day", **result, "machine": machine}))
+        return result
+
+    if compare and hours > 0:
+        baseline = measure(0)
+        late = measure(hours)
+        typer.echo(json.dumps({"run": "ratio", "hours": hours, "zipf": zipf,
+                               **module.ratios(baseline, late), "machine": machine}))  # fmt: skip
+    else:
+        measure(hours)
