@@ -108,7 +108,10 @@ def _refuse_control_characters(value: str, what: str) -> None:
         )
 
 
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+# The control characters no id or attribute may hold (C0, DEL, C1), as the body of a
+# regular-expression character class: the API refuses them in arguments too.
+CONTROL_CHARACTERS = "\x00-\x1f\x7f-\x9f"
+_CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
 
 
 def _ip(value: str) -> str:

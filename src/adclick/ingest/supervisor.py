@@ -16,7 +16,7 @@ import multiprocessing
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
@@ -60,7 +60,7 @@ class _Slot:
     quick_deaths: int = 0
     restart_at: float | None = None
     done: bool = False  # exited 0: stopped or idle, not to be restarted
-    exit_codes: list[int | None] = field(default_factory=list)
+    exit_code: int | None = None  # of its last process
 
 
 class _Supervisor:
@@ -99,8 +99,7 @@ class _Supervisor:
 
     def on_exit(self, slot: _Slot) -> None:
         assert slot.process is not None
-        code = slot.process.exitcode
-        slot.exit_codes.append(code)
+        code = slot.exit_code = slot.process.exitcode
         if code == 0 or self.stop_signal is not None:
             slot.done = True
             return
@@ -164,7 +163,7 @@ class _Supervisor:
                         slot.restart_at = None  # stopping: nothing to restart
                     elif slot.restart_at <= time.monotonic():
                         self.start(slot)
-        failed = [s.name for s in self.slots if s.exit_codes and s.exit_codes[-1] != 0]
+        failed = [s.name for s in self.slots if s.exit_code not in (None, 0)]
         if self.gave_up or (failed and self.stop_signal is None):
             log.error("workers failed: %s", failed)
             return max(len(failed), 1)

@@ -201,21 +201,21 @@ class BatchWriter:
         """
         row = self.conn.execute(load_sql("ingest/lock_floor")).fetchone()
         floor_ms = row[0] if row is not None else float("-inf")
-        rows = batch.rows
-        if floor_ms == float("-inf"):
-            return list(range(len(rows))), []
-        below = [i for i, r in enumerate(rows) if r[0] < floor_ms]
+        if floor_ms == float("-inf"):  # nothing tiered yet: no row to look at
+            return list(range(len(batch.rows))), []
+        above: list[int] = []
+        below: list[int] = []
+        for i, staged in enumerate(batch.rows):
+            (below if staged[0] < floor_ms else above).append(i)
         if not below:
-            return list(range(len(rows))), []
+            return above, []
         floor = datetime.fromtimestamp(floor_ms / 1000, UTC).isoformat()
-        letters = batch.dead_letters_at(
+        return above, batch.dead_letters_at(
             below,
             ALREADY_TIERED,
             f"event time before {floor}, up to which raw clicks are in cold storage: "
             "it can no longer be deduplicated",
         )
-        refused = set(below)
-        return [i for i in range(len(rows)) if i not in refused], letters
 
     def _insert_raw(self, rows: list[StagingRow], indexes: list[int]) -> tuple[list[int], bool]:
         """Insert ``rows`` (positions ``indexes`` of the batch).

@@ -38,10 +38,6 @@ from adclick.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# The hypertables ingest writes (and the filtered rollups, clicks_1m_by_*): tiering or
-# dropping one of their chunks raises the ingest floor.
-_INGEST_WRITES = frozenset(("raw_clicks", "clicks_1m", "clicks_1h"))
-
 Say = Callable[[str], None]
 
 
@@ -154,9 +150,9 @@ class Maintainer:
 
     def _raise_ingest_floor(self, conn: Connection, chunk: Chunk) -> None:
         # Before the chunk is read: from the commit on, no batch writes below its end, so
-        # the export's snapshot holds every row the range will ever have.
-        if chunk.relation not in _INGEST_WRITES and not chunk.relation.startswith("clicks_1m_by_"):
-            return
+        # the export's snapshot holds every row the range will ever have. Every relation
+        # with chunks to tier (raw clicks and the rollups; top_ads is a plain table) is
+        # one that ingest writes.
         conn.execute(
             load_sql("lifecycle/raise_floor"),
             {"before": chunk.range_end, "relation": chunk.relation},

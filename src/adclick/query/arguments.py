@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 
-from adclick.events.parse import MAX_ID_LENGTH
+from adclick.events.parse import CONTROL_CHARACTERS, MAX_ID_LENGTH
 from adclick.query.errors import ErrorCode, QueryError
 
-# C0 and C1 controls and DEL; lone surrogates (JSON "\ud800") are not text at all.
-_NOT_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# What an event refuses, and lone surrogates (JSON "\ud800"), which are not text at all.
+_NOT_TEXT = re.compile(f"[{CONTROL_CHARACTERS}\ud800-\udfff]")
 
 
 def check_value(value: str, what: str, code: ErrorCode) -> None:
