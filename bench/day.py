@@ -40,10 +40,12 @@ from adclick.settings import Settings
 from adclick.stack import stack_up
 from adclick.stack.lifecycle import local_targets
 from adclick.stack.secrets import passfile_path
+from bench.day_queries import add_history, query_times
 from bench.environment import bench_database_settings, delete_topics
 from bench.ingest import _collect, _run_workers, _spec
 from bench.query_dataset import HOUR_MS, DatasetSpec, ensure_dataset
 
+MINUTE_MS = 60_000
 DAY_MS = 24 * HOUR_MS
 DAY_DATABASE = "adclick_bench_day"
 
@@ -56,6 +58,9 @@ class DayRun:
     events: int
     workers: int
     partitions: int
+    minute: int = 0
+    history_days: int = 0
+    query_repeat: int = 0
 
 
 def day_start_ms(now_ms: int) -> int:
@@ -92,27 +97,29 @@ def run_day(base: Settings, run: DayRun, *, rebuild: bool) -> dict[str, Any]:
     spec = run.spec
     database = day_database(spec)
     dataset_info: dict[str, Any]
+    day_ms = day_start_ms(int(time.time() * 1000))
     if spec.hours == 0:
         settings = bench_database_settings(base, database, recreate=True)
         upgrade(settings)
-        end_ms = day_start_ms(int(time.time() * 1000))
         dataset_info = {"rows": {}, "build_s": 0.0, "reused": False}
     else:
-        end_ms = day_start_ms(int(time.time() * 1000)) + spec.hours * HOUR_MS
         settings, dataset = ensure_dataset(
             base,
             spec,
             rebuild=rebuild,
             database=database,
-            end_ms=end_ms,
+            end_ms=day_ms + spec.hours * HOUR_MS,
             extra_parameters={"ends_at_hour_of_day": spec.hours},
         )
-        end_ms = dataset.end_ms
+        day_ms = dataset.end_ms - spec.hours * HOUR_MS  # a kept dataset's day
         dataset_info = {
             "rows": dataset.rows,
             "build_s": dataset.build_s,
             "reused": dataset.reused,
         }
+    # Ingest starts at minute M of the dataset's last hour (--minute), or at its end.
+    data_end_ms = day_ms + spec.hours * HOUR_MS
+    at_ms = data_end_ms - (HOUR_MS - run.minute * MINUTE_MS if run.minute else 0)
     tables = ["clicks_1m", "clicks_1h", *(r.table for r in filtered_rollups(settings))]
     stamp = int(time.time())
     settings = settings.model_copy(
@@ -127,9 +134,12 @@ def run_day(base: Settings, run: DayRun, *, rebuild: bool) -> dict[str, Any]:
     create_topics(settings)
     try:
         with _admin(base, database) as admin:
-            _forget_former_runs(admin, tables, end_ms)
-            load = _spec(run.events, spec.zipf, spec.ads, spec.clicks_per_minute / 60, end_ms)
-            print(f"preloading {run.events:,} events from {_dt(end_ms):%Y-%m-%d %H:%M} UTC")
+            _forget_former_runs(admin, tables, at_ms)
+            if run.history_days:
+                made = add_history(admin, filtered_rollups(settings), day_ms, run.history_days)
+                print(f"history: {run.history_days - 1} days before the day, {made} chunks made")
+            load = _spec(run.events, spec.zipf, spec.ads, spec.clicks_per_minute / 60, at_ms)
+            print(f"preloading {run.events:,} events from {_dt(at_ms):%Y-%m-%d %H:%M} UTC")
             report = send_blocks(generate(load), make_producer(settings), settings.clicks_topic)
             print(f"preloaded: {report.summary()}")
             admin.execute("CHECKPOINT")
@@ -138,28 +148,37 @@ def run_day(base: Settings, run: DayRun, *, rebuild: bool) -> dict[str, Any]:
             results = _collect(processes, queue)
             time.sleep(1.0)  # the workers' statistics reach the cumulative views at exit
             after = _snapshot(admin, tables)
-            sizes = _chunk_sizes(admin, tables, end_ms)
+            sizes = _chunk_sizes(admin, tables, at_ms)
     finally:
         delete_topics(settings, [settings.clicks_topic, settings.dlq_topic, settings.top_ads_topic])
     consumed = sum(r.totals.consumed for r in results)
     starts = [r.totals.first_batch_at for r in results if r.totals.first_batch_at]
     ends = [r.totals.last_commit_at for r in results if r.totals.last_commit_at]
     elapsed = max(ends) - min(starts)
+    queries = (
+        query_times(
+            settings, filtered_rollups(settings), at_ms, ads=spec.ads, repeat=run.query_repeat
+        )
+        if run.query_repeat and spec.hours
+        else None
+    )
     return {
-        "hours": spec.hours,
+        "built_hours": spec.hours,
         "ads": spec.ads,
         "clicks_per_minute": spec.clicks_per_minute,
         "zipf": spec.zipf,
         "events": consumed,
         "workers": run.workers,
         "partitions": run.partitions,
-        "ingest_from": f"{_dt(end_ms):%Y-%m-%dT%H:%MZ}",
+        "ingest_from": f"{_dt(at_ms):%Y-%m-%dT%H:%MZ}",
         "inserted": sum(r.totals.inserted for r in results),
         "elapsed_s": round(elapsed, 2),
         "events_per_s": round(consumed / elapsed),
         **_deltas(before, after, consumed),
         "chunks_written": sizes,
         "dataset": dataset_info,
+        "history_days": run.history_days,
+        "queries": queries,
     }
 
 

@@ -30,9 +30,9 @@ per_hour AS (
     INSERT INTO clicks_1h AS r (hour, ad_id, clicks)
     SELECT time_bucket('1 hour', minute), ad_id, sum(clicks)::bigint
     FROM deltas
-    GROUP BY 2, 1
-    ORDER BY 2, 1
-    ON CONFLICT (ad_id, hour) DO UPDATE SET clicks = r.clicks + excluded.clicks
+    GROUP BY 1, 2
+    ORDER BY 1, 2
+    ON CONFLICT (hour, ad_id) DO UPDATE SET clicks = r.clicks + excluded.clicks
 ),
 
 per_minute_new AS (

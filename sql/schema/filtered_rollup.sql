@@ -9,8 +9,9 @@ CREATE TABLE IF NOT EXISTS {table} (
     PRIMARY KEY (ad_id, {dimension_key}, minute)
 ) WITH (fillfactor = 70);
 
+-- Hour chunks: the index ingest writes is an hour's (migration 0009 explains).
 SELECT create_hypertable(
-    {table_name}, by_range('minute', INTERVAL '1 day'), if_not_exists => TRUE,
+    {table_name}, by_range('minute', INTERVAL '1 hour'), if_not_exists => TRUE,
     create_default_indexes => FALSE
 );
 

@@ -162,6 +162,11 @@ def test_retention_deletes_exactly_what_the_policies_say(
     policy(settings, "raw_clicks", DAY, DAY)  # one day hot, one more day cold
     policy(settings, "clicks_1m", 2 * DAY, timedelta(0))  # two days, then gone
     minutes_before = query(settings, "SELECT minute, count(*) FROM clicks_1m GROUP BY 1")
+    chunks_before = query(
+        settings,
+        "SELECT range_start, range_end FROM timescaledb_information.chunks"
+        " WHERE hypertable_name = 'clicks_1m'",
+    )
     Maintainer(settings).run()
     now = stream_now(settings)
     # Cold files only for chunks that ended between two days and one day ago.
@@ -173,7 +178,7 @@ def test_retention_deletes_exactly_what_the_policies_say(
         for p in (tmp_path / "cold" / "raw_clicks").iterdir()
         if str(p) not in {u for u, _r in cold_files(settings).values()}
     ], "files past their cold time are deleted"
-    # clicks_1m keeps exactly the chunks (days) that end after now - 2 days.
+    # clicks_1m keeps exactly the chunks (hours) that end after now - 2 days.
     chunk_ends = [
         e
         for (e,) in query(
@@ -184,15 +189,15 @@ def test_retention_deletes_exactly_what_the_policies_say(
     ]
     assert chunk_ends and all(end > now - 2 * DAY for end in chunk_ends)
     kept = {m for (m,) in query(settings, "SELECT DISTINCT minute FROM clicks_1m")}
-    expected = {m for m, _n in minutes_before if _day_end(m) > now - 2 * DAY}
+    expected = {m for m, _n in minutes_before if _chunk_end(chunks_before, m) > now - 2 * DAY}
     assert kept == expected
     # clicks_1h is kept forever by default.
     assert query(settings, "SELECT count(*) FROM clicks_1h")[0][0] > 0
 
 
-def _day_end(moment: datetime) -> datetime:
-    day = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return day + DAY
+def _chunk_end(chunks: list[tuple[datetime, datetime]], moment: datetime) -> datetime:
+    [end] = [end for start, end in chunks if start <= moment < end]
+    return end
 
 
 def test_a_replayed_month_ends_with_a_hot_week_and_verified_cold_files(

@@ -166,8 +166,26 @@ def bench_day(
     events: Annotated[int, typer.Option(min=1, help="Events the ingest run consumes.")] = 3_000_000,
     workers: Annotated[int, typer.Option(min=1, help="Ingest worker processes.")] = 2,
     partitions: Annotated[int, typer.Option(min=1, help="Partitions of the topic.")] = 8,
+    minute: Annotated[
+        int,
+        typer.Option(
+            min=0, max=59, help="Start ingest at this minute of hour H (its chunk then holds M)."
+        ),
+    ] = 0,
+    history_days: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=3660,
+            help="Days of chunks up to the day, the older ones sparse (90: retention's).",
+        ),
+    ] = 0,
+    query_repeat: Annotated[
+        int, typer.Option(min=0, help="Runs of each API rollup query after ingest (0: none).")
+    ] = 200,
     compare: Annotated[
-        bool, typer.Option(help="Run hour 0 first, then hour H, and print their ratios.")
+        bool,
+        typer.Option(help="Run hour 0 minute 0 first, then hour H minute M, and print ratios."),
     ] = False,
     rebuild: Annotated[
         bool, typer.Option(help="Build the day's rollups even if the kept ones match.")
@@ -177,8 +195,10 @@ def bench_day(
 
     Builds (or keeps) the rollups of a UTC day up to hour H by COPY, as `bench query` does,
     in a private database, then runs the real ingest (loadgen into a fresh topic, ingest
-    workers) at hour H of that day. Prints one JSON line per run (and one of ratios with
-    --compare), with the machine it ran on.
+    workers) at hour H (minute M) of that day. With --history-days, the days before it hold
+    sparse chunks (planning sees retention's chunk count); then the API's SQL reads are
+    timed, planning apart. Prints one JSON line per run (and one of ratios with --compare),
+    with the machine it ran on.
     """
     configure_logging()
     module = _bench_module("day")
@@ -186,17 +206,21 @@ def bench_day(
     machine = _bench_module("environment").this_machine().describe()
     settings = get_settings()
 
-    def measure(at_hour: int) -> dict[str, Any]:
-        spec = dataset_module.DatasetSpec(at_hour, ads, clicks_per_minute, zipf)
-        run = module.DayRun(spec, events, workers, partitions)
+    def measure(at_hour: int, at_minute: int) -> dict[str, Any]:
+        # Built up to the end of the hour ingest starts in (minute M > 0), or up to it.
+        built = at_hour + (1 if at_minute else 0)
+        spec = dataset_module.DatasetSpec(built, ads, clicks_per_minute, zipf)
+        run = module.DayRun(
+            spec, events, workers, partitions, at_minute, history_days, query_repeat
+        )
         result: dict[str, Any] = module.run_day(settings, run, rebuild=rebuild)
         typer.echo(json.dumps({"run": "day", **result, "machine": machine}))
         return result
 
-    if compare and hours > 0:
-        baseline = measure(0)
-        late = measure(hours)
-        typer.echo(json.dumps({"run": "ratio", "hours": hours, "zipf": zipf,
+    if compare and (hours, minute) != (0, 0):
+        baseline = measure(0, 0)
+        late = measure(hours, minute)
+        typer.echo(json.dumps({"run": "ratio", "hours": hours, "minute": minute, "zipf": zipf,
                                **module.ratios(baseline, late), "machine": machine}))  # fmt: skip
     else:
-        measure(hours)
+        measure(hours, minute)

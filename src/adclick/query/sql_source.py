@@ -37,15 +37,13 @@ def _conditions(plan: Plan, query_filter: Filter) -> tuple[sql.Composable, dict[
     return sql.Composed(parts), params
 
 
-def ad_series(
-    conn: Connection,
-    ad_id: str,
-    window: Window,
-    plan: Plan,
-    query_filter: Filter,
-    bucket_ms: int,
-) -> dict[int, int]:
-    """Clicks of one ad per bucket (epoch ms of the bucket start) over the window."""
+Statement = tuple[sql.SQL | sql.Composed, dict[str, object]]
+
+
+def ad_series_statement(
+    ad_id: str, window: Window, plan: Plan, query_filter: Filter, bucket_ms: int
+) -> Statement:
+    """The statement of ``ad_series`` and its parameters (``adclick bench day`` explains it)."""
     table, time_column, measure = _relation(plan)
     conditions, params = _conditions(plan, query_filter)
     statement = sql.SQL(
@@ -60,6 +58,19 @@ def ad_series(
         "start": from_ms(window.start_ms),
         "end": from_ms(window.end_ms),
     }
+    return statement, params
+
+
+def ad_series(
+    conn: Connection,
+    ad_id: str,
+    window: Window,
+    plan: Plan,
+    query_filter: Filter,
+    bucket_ms: int,
+) -> dict[int, int]:
+    """Clicks of one ad per bucket (epoch ms of the bucket start) over the window."""
+    statement, params = ad_series_statement(ad_id, window, plan, query_filter, bucket_ms)
     return {int(start): int(clicks) for start, clicks in conn.execute(statement, params)}
 
 
@@ -77,10 +88,8 @@ def ads_clicks_between(
     return [(str(ad), int(clicks)) for ad, clicks in conn.execute(statement, params)]
 
 
-def top_ads(
-    conn: Connection, window: Window, plan: Plan, query_filter: Filter, limit: int
-) -> list[RankedAd]:
-    """The window's top ``limit`` by SQL; unfiltered windows read whole hours hourly."""
+def top_ads_statement(window: Window, plan: Plan, query_filter: Filter, limit: int) -> Statement:
+    """The statement of ``top_ads`` and its parameters (``adclick bench day`` explains it)."""
     params: dict[str, object] = {
         "start": from_ms(window.start_ms),
         "end": from_ms(window.end_ms),
@@ -92,14 +101,21 @@ def top_ads(
         if first_hour >= last_hour:  # no whole hour inside: all minutes
             first_hour = last_hour = window.end_ms
         params |= {"hours_start": from_ms(first_hour), "hours_end": from_ms(last_hour)}
-        rows = conn.execute(load_sql("query/top_ads_by_hours"), params).fetchall()
-    else:
-        table, time_column, measure = _relation(plan)
-        conditions, filter_params = _conditions(plan, query_filter)
-        statement = sql.SQL(
-            "SELECT ad_id, {measure}::bigint AS clicks FROM {table} "
-            "WHERE {time} >= %(start)s AND {time} < %(end)s{conditions} "
-            "GROUP BY ad_id ORDER BY clicks DESC, ad_id LIMIT %(limit)s"
-        ).format(time=time_column, measure=measure, table=table, conditions=conditions)
-        rows = conn.execute(statement, params | filter_params).fetchall()
+        return sql.SQL(load_sql("query/top_ads_by_hours")), params
+    table, time_column, measure = _relation(plan)
+    conditions, filter_params = _conditions(plan, query_filter)
+    statement = sql.SQL(
+        "SELECT ad_id, {measure}::bigint AS clicks FROM {table} "
+        "WHERE {time} >= %(start)s AND {time} < %(end)s{conditions} "
+        "GROUP BY ad_id ORDER BY clicks DESC, ad_id LIMIT %(limit)s"
+    ).format(time=time_column, measure=measure, table=table, conditions=conditions)
+    return statement, params | filter_params
+
+
+def top_ads(
+    conn: Connection, window: Window, plan: Plan, query_filter: Filter, limit: int
+) -> list[RankedAd]:
+    """The window's top ``limit`` by SQL; unfiltered windows read whole hours hourly."""
+    statement, params = top_ads_statement(window, plan, query_filter, limit)
+    rows = conn.execute(statement, params).fetchall()
     return [RankedAd(rank, ad, int(clicks)) for rank, (ad, clicks) in enumerate(rows, start=1)]

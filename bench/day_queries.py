@@ -1,0 +1,201 @@
+"""``adclick bench day --history-days N``: the API's rollup queries with months of chunks.
+
+Retention keeps 90 days of per-minute rollups hot; with hour chunks that is 2,160 chunks
+per rollup table, and the planner (TimescaleDB's chunk exclusion) sees all of them. The
+days before the built day are sparse here, one row per hour and table, because what
+costs planning and retention is the number of chunks, not their rows.
+
+For each query the API sends by SQL (adclick.query.sql_source: every adClicks, and the
+topAds the in-memory indexes cannot serve) it reports the planning time (``EXPLAIN
+(SUMMARY)``, nothing executed) and the wall time of running it as the API does, on one
+connection, repeatedly, so psycopg's prepared statements and PostgreSQL's plan cache take
+part as they do in a long-lived API process.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg import sql
+
+from adclick.db.connect import Connection, connect
+from adclick.db.rollups import FilteredRollup
+from adclick.loadgen.generator import ad_id, ad_id_width
+from adclick.query import sql_source
+from adclick.query.filters import Filter, Plan, Source
+from adclick.query.window import HOUR_MS, MINUTE_MS, Window
+from adclick.settings import Settings
+
+HISTORY_AD = "ad-history"
+TOP_LIMIT = 100
+
+
+def add_history(
+    admin: psycopg.Connection[Any],
+    rollups: list[FilteredRollup],
+    day_start_ms: int,
+    days: int,
+) -> int:
+    """One row per hour and rollup for the ``days - 1`` days before the day; chunks made."""
+    start, end = _dt(day_start_ms - (days - 1) * 24 * HOUR_MS), _dt(day_start_ms)
+    hours = sql.SQL("generate_series(%(start)s, %(end)s - INTERVAL '1 hour', INTERVAL '1 hour')")
+    before = _chunk_count(admin)
+    admin.execute(
+        sql.SQL(
+            "INSERT INTO clicks_1h (hour, ad_id, clicks) SELECT h, %(ad)s, 1 FROM {} AS h "
+            "ON CONFLICT DO NOTHING"
+        ).format(hours),
+        {"start": start, "end": end, "ad": HISTORY_AD},
+    )
+    for table, dimensions in [("clicks_1m", ()), *((r.table, r.dimensions) for r in rollups)]:
+        columns = sql.SQL("").join(sql.SQL(", {}").format(sql.Identifier(d)) for d in dimensions)
+        values = sql.SQL("").join(sql.SQL(", 'XX'") for _ in dimensions)
+        admin.execute(
+            sql.SQL(
+                "INSERT INTO {table} (minute, ad_id{columns}, clicks) "
+                "SELECT h, %(ad)s{values}, 1 FROM {hours} AS h ON CONFLICT DO NOTHING"
+            ).format(table=sql.Identifier(table), columns=columns, values=values, hours=hours),
+            {"start": start, "end": end, "ad": HISTORY_AD},
+        )
+    admin.execute("ANALYZE clicks_1h")
+    return _chunk_count(admin) - before
+
+
+def query_times(
+    settings: Settings,
+    rollups: list[FilteredRollup],
+    end_ms: int,
+    *,
+    ads: int,
+    repeat: int,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Planning and wall time of the API's SQL reads, windows ending at ``end_ms``."""
+    country = next((r for r in rollups if r.dimensions == ("country",)), None)
+    unfiltered = (Plan(Source.ROLLUP), Filter())
+    filters = {"": unfiltered}
+    if country is not None:
+        by_country = (Plan(Source.FILTERED_ROLLUP, country), Filter((("country", ("US",)),)))
+        filters["_us"] = by_country
+    rng = random.Random(7)
+    width = ad_id_width(ads)
+    hour = Window(end_ms - 60 * MINUTE_MS, end_ms)
+    day = Window(end_ms - 24 * HOUR_MS, end_ms)
+    # A 24-hour window that starts and ends inside an hour: minutes at both ends.
+    day_inside = Window(day.start_ms + 30 * MINUTE_MS, day.end_ms - 30 * MINUTE_MS)
+    results: dict[str, Any] = {"chunks": {}, "queries": {}}
+    with connect(settings, autocommit=True) as conn:
+        results["chunks"] = dict(
+            conn.execute(
+                "SELECT hypertable_name, count(*) FROM timescaledb_information.chunks GROUP BY 1"
+            ).fetchall()
+        )
+        popular = _top_ad(conn, end_ms) or ad_id(1, width)
+
+        def random_ad() -> str:
+            return ad_id(rng.randint(1, ads), width)
+
+        cases: list[tuple[str, Callable[[], sql_source.Statement], int]] = []
+        for name, window, bucket in (("60m", hour, MINUTE_MS), ("24h", day, HOUR_MS)):
+            for plan_name, (plan, flt) in filters.items():
+                cases.append(
+                    (
+                        f"adClicks_popular_{name}{plan_name}",
+                        _bind(sql_source.ad_series_statement, popular, window, plan, flt, bucket),
+                        repeat,
+                    )
+                )
+                cases.append(
+                    (
+                        f"adClicks_random_{name}{plan_name}",
+                        lambda w=window, p=plan, f=flt, b=bucket: sql_source.ad_series_statement(
+                            random_ad(), w, p, f, b
+                        ),
+                        repeat,
+                    )
+                )
+        slow = max(3, repeat // 20)
+        cases.append(
+            (
+                "topAds_sql_24h_by_hours",
+                _bind(sql_source.top_ads_statement, day, *unfiltered, TOP_LIMIT),
+                slow,
+            )
+        )
+        cases.append(
+            (
+                "topAds_sql_24h_inside_hours",
+                _bind(sql_source.top_ads_statement, day_inside, *unfiltered, TOP_LIMIT),
+                slow,
+            )
+        )
+        if country is not None:
+            cases.append(
+                (
+                    "topAds_sql_60m_us",
+                    _bind(sql_source.top_ads_statement, hour, *filters["_us"], TOP_LIMIT),
+                    slow,
+                )
+            )
+        for name, statement, times in cases:
+            say(f"{name}: planning and {times} runs")
+            results["queries"][name] = _measure(conn, statement, times)
+    return results
+
+
+def _bind(
+    make: Callable[..., sql_source.Statement], *args: Any
+) -> Callable[[], sql_source.Statement]:
+    def bound() -> sql_source.Statement:
+        return make(*args)
+
+    return bound
+
+
+def _measure(
+    conn: Connection, statement: Callable[[], sql_source.Statement], times: int
+) -> dict[str, Any]:
+    query, params = statement()
+    explained = conn.execute(
+        sql.SQL("EXPLAIN (SUMMARY, FORMAT JSON) {}").format(query), params
+    ).fetchone()
+    assert explained is not None
+    plan = explained[0] if isinstance(explained[0], list) else orjson.loads(explained[0])
+    walls = []
+    for _ in range(times):
+        query, params = statement()
+        started = time.perf_counter()
+        conn.execute(query, params).fetchall()
+        walls.append((time.perf_counter() - started) * 1000)
+    walls.sort()
+    return {
+        "planning_ms": round(plan[0]["Planning Time"], 2),
+        "runs": times,
+        "p50_ms": round(statistics.median(walls), 2),
+        "p99_ms": round(walls[min(len(walls) - 1, int(len(walls) * 0.99))], 2),
+        "max_ms": round(walls[-1], 2),
+    }
+
+
+def _top_ad(conn: Connection, end_ms: int) -> str | None:
+    row = conn.execute(
+        "SELECT ad_id FROM clicks_1h WHERE hour = %s ORDER BY clicks DESC LIMIT 1",
+        [_dt(end_ms - end_ms % HOUR_MS - HOUR_MS)],
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _chunk_count(admin: psycopg.Connection[Any]) -> int:
+    row = admin.execute("SELECT count(*) FROM timescaledb_information.chunks").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
