@@ -153,8 +153,9 @@ def test_long_windows_are_ranked_from_the_hour_index(api_data: ApiData, tmp_path
 
     The index's minutes start 10 minutes before the newest whole hour, so the windows
     below take that hour whole from its hour array, or end inside it (its part before
-    the minutes bounded by its totals, the candidates' minutes read by primary key), or
-    lie entirely before the minutes; all start inside an hour.
+    the minutes bounded by its quarter hours, the candidates' minutes read by primary
+    key), or lie entirely before the minutes; all start inside an hour, inside a quarter
+    or on a quarter's start, and some end on one.
     """
     minutes = sorted({minute for _ad, minute in api_data.truth.by_ad_minute})
     first, last = minutes[0], minutes[-1]  # last: the minute stream time is in
@@ -171,10 +172,13 @@ def test_long_windows_are_ranked_from_the_hour_index(api_data: ApiData, tmp_path
         ) < hours.get("wanted", 1):
             assert time.monotonic() < deadline, f"hour index not loaded: {hours}"
             time.sleep(0.2)
+        edge_hour = index_start - index_start % 3600  # the hour the minutes start in
         windows: list[dict[str, Any]] = [
             {"lastMinutes": 24 * 60},
             {"from": iso(first + 7 * 60), "to": iso(index_start + 5 * 60)},
             {"from": iso(first + 2 * 60), "to": iso(index_start - 60)},
+            {"from": iso(edge_hour + 15 * 60), "to": iso(index_start + 5 * 60)},
+            {"from": iso(first + 2 * 60), "to": iso(edge_hour + 45 * 60)},
         ]
         for window in windows:
             for limit in (1000, 10):

@@ -1,14 +1,20 @@
-"""Whole hours before the window index: per-ad arrays from clicks_1h, and the filtered
-rollups summed per hour.
+"""Whole hours before the window index: per-ad arrays, and the filtered rollups summed
+per hour, each with its quarter hours.
 
 The window index holds the last few hours minute by minute; a topAds window of up to a
 day reaches further back. Summing 24 hours of rollups in SQL hashes tens of millions of
 rows (seconds at the design scale). Here each of those hours is one int32 array indexed
 by ad code (8 MB per hour for 2 million ads), so a day is two dozen vector additions;
 and per filtered rollup, the hour's rows summed by (ad, dimension values) by the
-database, held like a minute of the window index (sorted by the first dimension). Hours
-at a window's edges that are only partly inside it bound their ads' clicks from above;
-long_windows.py turns the bounds into an exact ranking.
+database, held like a minute of the window index (sorted by the first dimension).
+
+Hours at a window's edges that are only partly inside it are known to the quarter hour:
+beside the hour's clicks, each ad (and filtered row) keeps the clicks of each quarter,
+as uint8 capped at 255 (4 bytes per ad, 8 MB per hour for 2 million ads). The quarters
+wholly inside the edge are exact, the one or two it cuts bound the rest from above (a
+capped quarter: the hour's total bounds it); long_windows.py turns the bounds into an
+exact ranking. With every ad about equally popular, an hour's total bounds an edge too
+loosely to prune (docs/benchmarks.md, Uniform popularity); a quarter hour does.
 
 Exactness: an hour is loaded with its revision (the sum of its minutes' revisions in
 rollup_changes, which every ingest transaction raises). Answers check the revisions
@@ -25,19 +31,27 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+from psycopg import sql
 
 from adclick.db.connect import Connection
 from adclick.db.copy_stream import csv_reader
 from adclick.db.rollups import FilteredRollup
-from adclick.query.minute_loader import load_table
-from adclick.query.vocabulary import Vocabulary
-from adclick.query.window import HOUR_MS, from_ms
+from adclick.query.ranking import Sums
+from adclick.query.vocabulary import Codes, Vocabulary
+from adclick.query.window import HOUR_MS, MINUTE_MS, Window, from_ms
 from adclick.query.window_index import FilteredRows
 from adclick.resources import load_sql
 
 log = logging.getLogger(__name__)
 
 HourClicks = npt.NDArray[np.int32]
+Blocks = npt.NDArray[np.uint8]  # (BLOCKS, ads or rows): clicks per quarter hour, capped
+
+BLOCK_MS = 15 * MINUTE_MS
+BLOCKS = HOUR_MS // BLOCK_MS  # the quarter columns of sql/query/hour_blocks.sql
+# A quarter holding this many clicks or more is not known; the hour's total bounds it.
+# Few ads reach it (at Zipf 1.1 the top ~1,300 of 2 million), and they are candidates.
+BLOCK_CAP = int(np.iinfo(np.uint8).max)
 
 
 def floor_hour(ms: int) -> int:
@@ -47,11 +61,36 @@ def floor_hour(ms: int) -> int:
 @dataclass(frozen=True)
 class HourCounts:
     """One hour: clicks per ad code (codes past the array's end had none), and the rows
-    of every filtered rollup summed over the hour."""
+    of every filtered rollup summed over the hour; each with its quarter hours (``blocks``
+    per ad code, ``filtered_blocks`` per row)."""
 
     revision: int
     clicks: HourClicks
+    blocks: Blocks = field(default_factory=lambda: _NO_BLOCKS)
     filtered: Mapping[str, FilteredRows] = field(default_factory=dict)
+    filtered_blocks: Mapping[str, Blocks] = field(default_factory=dict)
+
+
+def edge_bounds(
+    blocks: Blocks, totals: HourClicks | Sums, hour_ms: int, edge: Window
+) -> tuple[Sums, Sums]:
+    """Per ad (or row) of an hour, its clicks in ``edge`` (a part of that hour): those
+    known exactly (whole quarters inside the edge) and an upper bound of the rest (the
+    quarters the edge cuts; the hour's total where a quarter involved is capped), so that
+    known <= clicks in the edge <= known + rest."""
+    starts = [hour_ms + j * BLOCK_MS for j in range(BLOCKS)]
+    inside = [j for j, s in enumerate(starts) if edge.start_ms <= s and s + BLOCK_MS <= edge.end_ms]
+    cut = [
+        j
+        for j, s in enumerate(starts)
+        if j not in inside and s < edge.end_ms and edge.start_ms < s + BLOCK_MS
+    ]
+    known = blocks[inside].sum(axis=0, dtype=np.int64)
+    rest = blocks[cut].sum(axis=0, dtype=np.int64)
+    capped = (blocks[inside + cut] == BLOCK_CAP).any(axis=0)
+    known[capped] = 0
+    rest[capped] = totals[: len(capped)][capped]
+    return known, rest
 
 
 def hour_revisions(conn: Connection, start_ms: int, end_ms: int) -> dict[int, int]:
@@ -124,25 +163,58 @@ class HourIndex:
         return all(h in self._loaded for h in self._wanted)
 
     def _load(self, conn: Connection, hour_ms: int, revision: int) -> HourCounts:
-        statement = load_sql("query/hour_clicks")
-        columns = {"ad_id": pa.string(), "clicks": pa.int64()}
-        with conn.cursor().copy(statement, {"hour": from_ms(hour_ms)}) as copy:
-            data = csv_reader(copy, columns).read_all()
-        codes = self.ads.encode(data.column("ad_id"))
-        dense = np.zeros(len(self.ads), dtype=np.int32)
-        # One row per (ad, hour): the primary key of clicks_1h.
-        dense[codes] = np.asarray(data.column("clicks").to_numpy(), dtype=np.int32)
-        filtered = {}
+        codes, _values, quarters = load_hour(conn, "clicks_1m", (), hour_ms, self.ads, self.values)
+        clicks = np.zeros(len(self.ads), dtype=np.int32)
+        blocks = np.zeros((BLOCKS, len(self.ads)), dtype=np.uint8)
+        # One row per ad: grouped by it. An ad's clicks in an hour are far below 2**31.
+        clicks[codes] = quarters.sum(axis=0)
+        blocks[:, codes] = _capped(quarters)
+        filtered, filtered_blocks = {}, {}
         for rollup in self.rollups:
-            by_hour = load_table(
-                conn, rollup.table, rollup.dimensions, hour_ms, hour_ms + HOUR_MS,
-                self.ads, self.values, bucket_ms=HOUR_MS,
-            )  # fmt: skip
-            rows = by_hour[hour_ms]
-            # An (ad, values) pair of one hour has far fewer than 2**31 clicks.
-            clicks = rows.clicks.astype(np.int32)
-            filtered[rollup.table] = FilteredRows(rows.ads, rows.values, clicks)
-        return HourCounts(revision, dense, filtered)
+            codes, values, quarters = load_hour(
+                conn, rollup.table, rollup.dimensions, hour_ms, self.ads, self.values
+            )
+            total = quarters.sum(axis=0).astype(np.int32)
+            filtered[rollup.table] = FilteredRows(codes, values, total)
+            filtered_blocks[rollup.table] = _capped(quarters)
+        return HourCounts(revision, clicks, blocks, filtered, filtered_blocks)
+
+
+def load_hour(
+    conn: Connection,
+    table: str,
+    dimensions: Sequence[str],
+    hour_ms: int,
+    ads: Vocabulary,
+    values: Vocabulary,
+) -> tuple[Codes, tuple[Codes, ...], npt.NDArray[np.int64]]:
+    """One hour of a per-minute rollup summed per key by the database: ad codes, value
+    codes and clicks per quarter hour (BLOCKS x rows), rows sorted by the first
+    dimension's code (for slicing by it, as in the window index)."""
+    keys = sql.SQL(", ").join(sql.Identifier(k) for k in ("ad_id", *dimensions))
+    statement = sql.SQL(load_sql("query/hour_blocks")).format(
+        keys=keys, table=sql.Identifier(table)
+    )
+    names = ["ad_id", *(f"d{i}" for i in range(len(dimensions)))]
+    quarter_names = [f"q{j}" for j in range(BLOCKS)]
+    columns = {n: pa.string() for n in names} | {n: pa.int64() for n in quarter_names}
+    with conn.cursor().copy(statement, {"hour": from_ms(hour_ms)}) as copy:
+        data = csv_reader(copy, columns).read_all()
+    codes = ads.encode(data.column("ad_id"))
+    value_codes = tuple(values.encode(data.column(f"d{i}")) for i in range(len(dimensions)))
+    quarters = np.stack(
+        [np.asarray(data.column(n).to_numpy(), dtype=np.int64) for n in quarter_names]
+    )
+    if value_codes:
+        order = np.argsort(value_codes[0], kind="stable")
+        codes, quarters = codes[order], quarters[:, order]
+        value_codes = tuple(v[order] for v in value_codes)
+    return codes, value_codes, quarters
+
+
+def _capped(quarters: npt.NDArray[np.int64]) -> Blocks:
+    return np.minimum(quarters, BLOCK_CAP).astype(np.uint8)
 
 
 _NONE: HourClicks = np.zeros(0, dtype=np.int32)
+_NO_BLOCKS: Blocks = np.zeros((BLOCKS, 0), dtype=np.uint8)

@@ -5,16 +5,18 @@ A window [start, end) ending inside the window index splits into
 - whole hours before them (exact, from the hour index), and
 - at most two edge hours only partly inside the window (the start of the window, and the
   hour the index's first minute falls in, unless the window holds all of that hour, which
-  is then taken whole from its hour array): their hour arrays bound every ad's clicks in
-  the partial range from above.
+  is then taken whole from its hour array): their quarter hours give every ad's clicks
+  in the partial range exactly where the range holds a quarter whole, and bound the
+  quarters it cuts from above (hour_index.edge_bounds).
 
-With ``base`` the exact part and ``bound`` the edges' hour totals, let T be the K-th
+With ``base`` the exact part and ``bound`` the rest of the edges, let T be the K-th
 largest base (K: the ranking kept, api_max_limit). At least K ads have at least T clicks,
 so an ad whose base + bound is below T cannot be in the top K. Only the others (a few
-thousand at Zipf-skewed popularity) have their edge minutes read from the rollup, by
-primary key; their sums are then exact and the ranking is the exact one. The edge read
-and a check that no hour changed since it was loaded share one snapshot. A filter works
-the same way over a filtered rollup's minutes and hours.
+thousand, at Zipf-skewed or uniform popularity) have their edge minutes read from the
+rollup, by primary key, in place of their quarters; their sums are then exact and the
+ranking is the exact one. The edge read and a check that no hour changed since it was
+loaded share one snapshot. A filter works the same way over a filtered rollup's minutes
+and hours.
 """
 
 from __future__ import annotations
@@ -27,11 +29,17 @@ import psycopg
 
 from adclick.db.connect import Connection
 from adclick.query.filters import Filter, Plan, Source
-from adclick.query.hour_index import HourClicks, HourCounts, floor_hour, hour_revisions
+from adclick.query.hour_index import (
+    HourClicks,
+    HourCounts,
+    edge_bounds,
+    floor_hour,
+    hour_revisions,
+)
 from adclick.query.ranking import RankedAd, Sums, top_n
 from adclick.query.sql_source import ads_clicks_between
 from adclick.query.window import HOUR_MS, Window
-from adclick.query.window_index import Snapshot, WindowIndex
+from adclick.query.window_index import FilteredRows, Snapshot, WindowIndex
 
 log = logging.getLogger(__name__)
 
@@ -63,28 +71,37 @@ def rank_long_window(
         _add(base, index.sums(snapshot, inner, plan, query_filter))
     older_end = min(window.end_ms, minutes_from)
     whole: list[HourCounts] = []
-    partial: list[HourCounts] = []
-    edges: list[Window] = []  # the minutes of the partial hours inside the window
+    edges: dict[int, Window] = {}  # the minutes of the partial hours inside the window
     for hour_ms, counts in hours.items():
         start, end = max(window.start_ms, hour_ms), min(older_end, hour_ms + HOUR_MS)
         if end - start == HOUR_MS:
             whole.append(counts)
         elif end > start:
-            partial.append(counts)
-            edges.append(Window(start, end))
+            edges[hour_ms] = Window(start, end)
+    known = np.zeros(ads, dtype=np.int64)  # the edges' clicks known from whole quarters
     bound = np.zeros(ads, dtype=np.int64)
     if plan.source is Source.ROLLUP:
         for counts in whole:
             _add(base, counts.clicks)
-        for counts in partial:
-            _add(bound, counts.clicks)
+        for hour_ms, edge in edges.items():
+            exact, rest = edge_bounds(hours[hour_ms].blocks, hours[hour_ms].clicks, hour_ms, edge)
+            _add(known, exact)
+            _add(bound, rest)
     else:
         assert plan.rollup is not None
         table = plan.rollup.table
         _add(base, index.filtered_sums([c.filtered[table] for c in whole if c.filtered],
                                        plan, query_filter))  # fmt: skip
-        _add(bound, index.filtered_sums([c.filtered[table] for c in partial if c.filtered],
-                                        plan, query_filter))  # fmt: skip
+        for hour_ms, edge in edges.items():
+            counts = hours[hour_ms]
+            if not counts.filtered:
+                continue  # an hour without rollups
+            rows = counts.filtered[table]
+            exact, rest = edge_bounds(counts.filtered_blocks[table], rows.clicks, hour_ms, edge)
+            for into, part in ((known, exact), (bound, rest)):
+                per_row = FilteredRows(rows.ads, rows.values, part)
+                _add(into, index.filtered_sums([per_row], plan, query_filter))
+    base += known
 
     candidates = _candidates(base, bound, index.max_limit)
     if len(candidates) > MAX_CANDIDATES:
@@ -100,7 +117,9 @@ def rank_long_window(
             return None
         names = index.ads.names
         wanted = [names[int(code)] for code in candidates]
-        for edge in edges if wanted else ():
+        # The candidates' edges are read whole, in place of what their quarters told.
+        base[candidates] -= known[candidates]
+        for edge in edges.values() if wanted else ():
             for ad_id, clicks in ads_clicks_between(conn, wanted, edge, plan, query_filter):
                 code = index.ads.code(ad_id)
                 assert code is not None  # every candidate was encoded
