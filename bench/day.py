@@ -43,7 +43,7 @@ from adclick.stack.secrets import passfile_path
 from bench.day_queries import add_history, query_times
 from bench.environment import bench_database_settings, delete_topics
 from bench.ingest import _collect, _run_workers, _spec
-from bench.query_dataset import HOUR_MS, DatasetSpec, ensure_dataset
+from bench.query_dataset import HOUR_MS, DatasetSpec, ensure_dataset, write_watermarks
 
 MINUTE_MS = 60_000
 DAY_MS = 24 * HOUR_MS
@@ -135,6 +135,12 @@ def run_day(base: Settings, run: DayRun, *, rebuild: bool) -> dict[str, Any]:
     try:
         with _admin(base, database) as admin:
             _forget_former_runs(admin, tables, at_ms)
+            if spec.hours:
+                # The stream has reached at_ms on every partition, as in production: the
+                # workers then claim rows from at_ms on as new (adclick.ingest.new_keys)
+                # and add late clicks for the builder's minutes as upserts; without it
+                # they claim those too, are refused, and upsert everything for a while.
+                write_watermarks(admin, settings, at_ms - 1)
             if run.history_days:
                 made = add_history(admin, filtered_rollups(settings), day_ms, run.history_days)
                 print(f"history: {run.history_days - 1} days before the day, {made} chunks made")

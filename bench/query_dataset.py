@@ -291,7 +291,7 @@ def _build(settings: Settings, spec: DatasetSpec, *, end_ms: int | None = None) 
             _restore_keys(conn, table, keys[table])
             conn.commit()
         _write_changes(conn, start_ms, end_ms)
-        _write_watermarks(conn, settings, newest_ms)
+        write_watermarks(conn, settings, newest_ms)
         conn.commit()
     indexed_s = time.perf_counter() - started
     print(f"keys and indexes built at {indexed_s:,.0f} s; vacuum and analyze")
@@ -389,7 +389,7 @@ def _write_changes(conn: Connection, start_ms: int, end_ms: int) -> int:
     )
 
 
-def _write_watermarks(conn: Connection, settings: Settings, newest_ms: int) -> None:
+def write_watermarks(conn: Connection, settings: Settings, newest_ms: int) -> None:
     # Every partition a little behind the newest: stream time is the maximum, the
     # global watermark the minimum minus the allowed lateness.
     newest = newest_ms

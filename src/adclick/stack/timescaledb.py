@@ -133,6 +133,18 @@ def install_timescaledb(state_dir: Path, say: Say) -> None:
         raise StackError("timescaledb was built but is not found in PostgreSQL's directories")
 
 
+def shared_buffers_mb() -> int:
+    """A quarter of the machine's memory (PostgreSQL's usual advice), 128 MB to 8 GB.
+
+    Ingest writes the current hour's per-minute rollup indexes all over: at the design
+    scale ~0.7 GB of them with Zipf-popular ads and ~3 GB with uniformly popular ones by
+    the hour's end, which must stay in shared buffers for ingest to keep its pace
+    (docs/benchmarks.md, bench day; docs/operations.md).
+    """
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(128, min(8192, total // 4 // 2**20))
+
+
 def _settings_conf(port: int, socket_dir: Path) -> str:
     # Durable settings (fsync, synchronous_commit) stay at their defaults: counts are
     # billed, and a committed batch must survive a crash of the machine too.
@@ -146,7 +158,7 @@ unix_socket_directories = '{socket_dir}'
 shared_preload_libraries = 'timescaledb'
 timescaledb.telemetry_level = off
 max_connections = 200
-shared_buffers = 1GB
+shared_buffers = {shared_buffers_mb()}MB
 work_mem = 64MB
 maintenance_work_mem = 256MB
 wal_buffers = 64MB
