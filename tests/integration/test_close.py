@@ -241,7 +241,7 @@ def test_the_closer_rides_out_a_database_restart(settings: Settings) -> None:
         restart_database(settings, down_s=3.0)
         # Quiet for longer than the closer's backoff after a few seconds' outage (4 s).
         wait_for(
-            lambda: closer.poll() is not None or _quiet(settings, 8.0),
+            lambda: closer.poll() is not None or lists_settled(settings, 8.0),
             timeout_s=120,
             what="the closer to catch up after the restart",
         )
@@ -258,7 +258,7 @@ def test_the_closer_rides_out_a_database_restart(settings: Settings) -> None:
     assert_published_once_each(settings)
 
 
-def _quiet(settings: Settings, for_s: float) -> bool:
+def lists_settled(settings: Settings, for_s: float) -> bool:
     """Whether no list was stored for ``for_s`` seconds (the closer idles at the watermark)."""
     before = stored_lists(settings)
     time.sleep(for_s)
