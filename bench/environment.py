@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from psycopg import sql
 
 from adclick.db.migrate import upgrade
 from adclick.kafka import create_topics
-from adclick.settings import Settings
+from adclick.settings import ProcessKind, Settings
 from adclick.stack import stack_up
 from adclick.stack.lifecycle import local_targets
 from adclick.stack.secrets import passfile_path
@@ -89,8 +90,15 @@ def bench_database_settings(base: Settings, database: str, *, recreate: bool) ->
         passfile=passfile,
     ) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-    database_url = base.database_url.rsplit("/", 1)[0] + f"/{database}"
-    return base.model_copy(update={"database_url": database_url})
+    # Every URL that names a database: the owner's, and each process kind's when set.
+    urls = {"database_url": base.database_url} | {
+        f"{kind.value}_database_url": url
+        for kind in ProcessKind
+        if (url := getattr(base, f"{kind.value}_database_url")) is not None
+    }
+    return base.model_copy(
+        update={name: url.rsplit("/", 1)[0] + f"/{database}" for name, url in urls.items()}
+    )
 
 
 @contextmanager
@@ -133,3 +141,10 @@ def fresh_bench_settings(base: Settings, partitions: int) -> Settings:
     upgrade(settings)
     create_topics(settings)
     return settings
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -21,7 +21,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from adclick.loadgen.generator import ad_id, ad_id_width
 from adclick.resources import REPO_ROOT
 from adclick.settings import Settings
+from bench.environment import free_port
 from bench.query_dataset import MINUTE_MS, Dataset
 
 OPERATIONS_DIR = REPO_ROOT / "graphql" / "operations"
@@ -78,12 +78,6 @@ class Api:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def running_api(settings: Settings, log_path: Path) -> Iterator[tuple[Api, dict[str, Any]]]:
     """Start the API on the dataset, wait until it is ready, and stop it at the end.
@@ -91,7 +85,7 @@ def running_api(settings: Settings, log_path: Path) -> Iterator[tuple[Api, dict[
     Yields the API and its start-up figures: seconds until it served /healthz, until
     /readyz said ready (the window index loaded), and memory once ready.
     """
-    port = _free_port()
+    port = free_port()
     environment = {
         **os.environ,
         **settings.as_environment(),

@@ -23,6 +23,8 @@ from adclick.loadgen.generator import LoadSpec, generate
 from adclick.loadgen.send import send_blocks
 from adclick.loadgen.truth import Truth, TruthAccumulator
 from adclick.settings import ProcessKind, Settings
+from adclick.stack.lifecycle import local_targets
+from adclick.stack.timescaledb import TimescaleCluster
 
 
 def send(settings: Settings, payloads: list[bytes | dict[str, Any]], key: bytes = b"") -> None:
@@ -201,3 +203,12 @@ def committed_offsets(settings: Settings) -> int:
         settings.consumer_group,
     )
     return int(rows[0][0])
+
+
+def restart_database(settings: Settings, down_s: float) -> None:
+    """Crash the session's PostgreSQL (``pg_ctl stop -m immediate``: every session is cut
+    off, nothing is checkpointed) and start it again ``down_s`` seconds later."""
+    cluster = TimescaleCluster(settings.state_dir, local_targets(settings).db_port)
+    cluster.stop(immediate=True)
+    time.sleep(down_s)
+    cluster.start()

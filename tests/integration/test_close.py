@@ -27,6 +27,7 @@ from tests.helpers import (
     query,
     read_topic,
     recent_spec,
+    restart_database,
     send,
     wait_for,
 )
@@ -227,6 +228,41 @@ def test_killing_the_closer_loses_no_list_and_publishes_none_twice(settings: Set
     close_once(settings)  # a last closer finishes the job
     assert_lists_equal_truth(settings, truth)
     assert_published_once_each(settings)
+
+
+def test_the_closer_rides_out_a_database_restart(settings: Settings) -> None:
+    """PostgreSQL crashes and comes back while the closer runs: the same process connects
+    again, catches up, and no list is lost or published twice (issue 14)."""
+    settings = closer_settings(settings)
+    truth = traffic(settings, seed=47, events=24_000)
+    closer = adclick_process(settings, "close")
+    try:
+        wait_for(lambda: stored_lists(settings) > 0, timeout_s=60, what="the closer to start")
+        restart_database(settings, down_s=3.0)
+        # Quiet for longer than the closer's backoff after a few seconds' outage (4 s).
+        wait_for(
+            lambda: closer.poll() is not None or lists_settled(settings, 8.0),
+            timeout_s=120,
+            what="the closer to catch up after the restart",
+        )
+        assert closer.poll() is None, "the closer exited when the database went away"
+    finally:
+        closer.send_signal(signal.SIGTERM)
+        _out, err = closer.communicate(timeout=30)
+    assert closer.returncode == 0, err.decode()[-2000:]
+    assert "connecting again" in err.decode()
+    catch_up = MinuteCloser(settings)
+    catch_up.run(threading.Event(), once=True)
+    assert catch_up.totals.closed_minutes == 0, "the closer had not caught up by itself"
+    assert_lists_equal_truth(settings, truth)
+    assert_published_once_each(settings)
+
+
+def lists_settled(settings: Settings, for_s: float) -> bool:
+    """Whether no list was stored for ``for_s`` seconds (the closer idles at the watermark)."""
+    before = stored_lists(settings)
+    time.sleep(for_s)
+    return stored_lists(settings) == before
 
 
 def test_two_closers_make_one_list_per_minute(settings: Settings) -> None:

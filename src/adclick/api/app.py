@@ -221,6 +221,9 @@ def request_pool(settings: Settings) -> ConnectionPool[Connection]:
         open=False,
         timeout=2 * settings.api_statement_timeout_s,
         configure=configure,
+        # A connection is checked (an empty query) before it is lent: after a database
+        # restart a stale one is replaced instead of failing a request.
+        check=ConnectionPool.check_connection,
         kwargs={
             "application_name": "adclick-api",
             "autocommit": True,
@@ -238,6 +241,7 @@ def create_app(settings: Settings) -> Starlette:
         min_size=1,
         max_size=3,
         open=False,
+        check=ConnectionPool.check_connection,
         kwargs={
             "application_name": "adclick-api-index",
             "autocommit": True,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -13,6 +14,7 @@ from adclick.loadgen.generator import DEFAULT_ZIPF
 from adclick.logs import configure_logging
 from adclick.resources import REPO_ROOT
 from adclick.settings import get_settings
+from adclick.stack import stack_up
 
 # The design-scale dataset's options, shared by `bench query` and `bench close`.
 DatasetHours = Annotated[int, typer.Option(min=1, help="Hours of per-minute rollups.")]
@@ -224,3 +226,44 @@ def bench_day(
                                **module.ratios(baseline, late), "machine": machine}))  # fmt: skip
     else:
         measure(hours, minute)
+
+
+@bench_app.command("soak")
+def bench_soak(
+    minutes: Annotated[float, typer.Option(min=1, help="Wall time of the traffic.")] = 60.0,
+    rate: Annotated[float, typer.Option(min=1, help="Steady events/s.")] = 20_000.0,
+    speedup: Annotated[
+        float, typer.Option(min=1, help="Event time per wall time (24: a day in an hour).")
+    ] = 24.0,
+    burst_rate: Annotated[
+        float, typer.Option(min=1, help="Events/s during the bursts (a minute every 15).")
+    ] = 50_000.0,
+    ads: DatasetAds = 100_000,
+    query_clients: Annotated[int, typer.Option(min=0, help="Concurrent query clients.")] = 4,
+    faults: Annotated[bool, typer.Option(help="Inject the faults.")] = True,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Directory of the timeline and process logs [<state>/bench-soak]."),
+    ] = None,
+) -> None:
+    """A production day, compressed: every process at once, traffic, queries and faults.
+
+    Runs on the local stack (a database and topics of its own): ingest --workers 2, the
+    closer, two APIs and maintain --every, with steady traffic and bursts, query clients
+    and a subscriber, while faults are injected on a schedule (docs/benchmarks.md). At the
+    end it compares every rollup with the truth of what was sent, reconciles, counts the
+    dead letters and the subscriber's lists, and lists every process exit that was not
+    planned. Prints one JSON line; writes timeline.json and timeline.png under --out.
+    """
+    configure_logging()
+    module = _bench_module("soak")
+    machine = _bench_module("environment").this_machine().describe()
+    plan = module.SoakPlan(
+        minutes=minutes, rate=rate, speedup=speedup, burst_rate=max(burst_rate, rate),
+        ads=ads, query_clients=query_clients, faults=faults,
+    )  # fmt: skip
+    settings = get_settings()
+    stack_up(settings, lambda message: typer.echo(f"stack: {message}", err=True))
+    out_dir = out if out is not None else settings.state_dir / "bench-soak"
+    result = module.run_soak(settings, plan, out_dir, say=lambda line: typer.echo(line, err=True))
+    typer.echo(json.dumps({"run": "soak", **result, "machine": machine}, default=str))

@@ -11,6 +11,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Annotated
 
+import psycopg
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -19,6 +20,7 @@ from rich.text import Text
 
 from adclick.cli.app import app
 from adclick.db.connect import connect
+from adclick.errors import DependencyUnavailableError
 from adclick.lifecycle.cold import ColdQueryError, query_cold
 from adclick.lifecycle.policies import (
     PolicyError,
@@ -34,6 +36,12 @@ from adclick.lifecycle.reconcile import reconcile as run_reconciliation
 from adclick.lifecycle.tiering import Chunk, Maintainer, MaintenanceReport
 from adclick.logs import configure_logging
 from adclick.settings import ProcessKind, Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+# With --every, how long a pass that met an unavailable database waits at most before the
+# next one.
+MAINTAIN_RETRY_S = 30.0
 
 retention_app = typer.Typer(help="Retention policies: how long data stays hot, then cold.")
 app.add_typer(retention_app, name="retention")
@@ -117,7 +125,17 @@ def maintain(
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda *_: stop.set())
     while True:
-        report = _maintain_once(settings, stop)
+        try:
+            report = _maintain_once(settings, stop)
+        except (psycopg.OperationalError, DependencyUnavailableError) as exc:
+            if every is None:
+                raise
+            # A pass cut short by an outage leaves each chunk whole or in a verified file
+            # (docs/lifecycle.md); the next pass goes on from there.
+            log.warning("maintenance pass failed, database unavailable: %s", exc)
+            if stop.wait(min(every, MAINTAIN_RETRY_S)):
+                return
+            continue
         if report is None:
             typer.echo("stopped between chunks", err=True)
             return
@@ -149,7 +167,9 @@ def _maintain_once(settings: Settings, stop: threading.Event) -> MaintenanceRepo
         def on_chunk(chunk: Chunk) -> None:
             if stop.is_set():
                 raise KeyboardInterrupt  # between chunks: nothing is half done
-            progress.update(task, description=f"{chunk.relation} {chunk.range_start:%Y-%m-%d}")
+            progress.update(
+                task, description=f"{chunk.relation} {chunk.range_start:%Y-%m-%d %H:%M}"
+            )
             progress.advance(task)
 
         try:

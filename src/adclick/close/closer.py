@@ -30,7 +30,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from adclick.close import metrics
 from adclick.close.lists import (
@@ -55,6 +57,9 @@ log = logging.getLogger(__name__)
 
 # Minutes closed per cycle at most, so a closer catching up still revises and reports.
 _MINUTES_PER_CYCLE = 30
+# What ends a session but not the closer (see run), and the longest wait before the next.
+_UNAVAILABLE = (psycopg.OperationalError, DependencyUnavailableError)
+_RECONNECT_MAX_S = 30.0
 
 
 @dataclass
@@ -89,26 +94,66 @@ class MinuteCloser:
         # When each list was last re-ranked (monotonic seconds), to space revisions.
         self._checked: dict[tuple[int, str, int], float] = {}
         self._conn: Connection | None = None
+        self._failures = 0  # consecutive sessions lost to an unavailable database or broker
         self._producer = make_producer(settings)
 
     # -- the loop ------------------------------------------------------------------
 
     def run(self, stop: threading.Event, once: bool = False) -> CloseTotals:
-        """Close minutes until ``stop`` is set (or, with ``once``, until caught up)."""
+        """Close minutes until ``stop`` is set (or, with ``once``, until caught up).
+
+        A database or broker that goes away ends a session, not the closer: it connects
+        again with backoff (0.5 s doubling to 30 s, from the first failure after a
+        healthy pass), takes the lock again and resumes as after a restart (``_recover``
+        publishes what was stored but not confirmed), so no list is lost or repeated.
+        """
+
+        def sleep(seconds: float) -> None:
+            stop.wait(seconds)  # a stop ends the wait
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(_UNAVAILABLE),
+            wait=lambda _state: min(_RECONNECT_MAX_S, 0.5 * 2 ** (self._failures - 1)),
+            stop=lambda _state: stop.is_set(),
+            sleep=sleep,
+            before_sleep=self._unavailable,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    self._session(stop, once)
+        except _UNAVAILABLE:
+            if not stop.is_set():
+                raise
+        return self.totals
+
+    def _session(self, stop: threading.Event, once: bool) -> None:
+        """One connected session: the lock, recovery, then passes until stopped."""
         with connect(self.settings, autocommit=True) as lock_conn, connect(self.settings) as conn:
             self._conn = conn
             if not self._wait_for_lock(lock_conn, stop):
-                return self.totals
+                return
             self._recover()
             while not stop.is_set():
                 started = time.perf_counter()
                 caught_up = self.cycle()
+                self._failures = 0  # a healthy pass: the next outage backs off from 0.5 s
                 metrics.CYCLE_SECONDS.observe(time.perf_counter() - started)
                 if once and caught_up:
-                    break
+                    return
                 if caught_up:
                     stop.wait(self.settings.close_interval_s)
-        return self.totals
+
+    def _unavailable(self, state: RetryCallState) -> None:
+        self._failures += 1
+        metrics.RECONNECTS.inc()
+        exc = state.outcome.exception() if state.outcome is not None else None
+        log.warning(
+            "database or broker unavailable (%s); connecting again in %.1f s",
+            exc,
+            state.upcoming_sleep,
+        )
 
     def _wait_for_lock(self, lock_conn: Connection, stop: threading.Event) -> bool:
         # One closer per clicks topic and database; the lock goes with the session.

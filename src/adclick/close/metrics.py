@@ -23,3 +23,7 @@ LISTS_PUBLISHED = Counter("adclick_close_lists_published_total", "Top lists publ
 REVISIONS = Counter(
     "adclick_close_revisions_total", "Revised top lists published after late events."
 )
+RECONNECTS = Counter(
+    "adclick_close_reconnects_total",
+    "Sessions the closer lost to an unavailable database or broker, and began again.",
+)

@@ -49,6 +49,12 @@ BATCH_SECONDS = Histogram(
     "Time to write and commit one batch.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+FRESHNESS_SECONDS = Histogram(
+    "adclick_ingest_freshness_seconds",
+    "Per batch, the age of its first message at commit (broker append to counted): about "
+    "the longest a click of that batch waited.",
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
 WATERMARK = Gauge(
     "adclick_ingest_watermark_timestamp_seconds",
     "Event time up to which a partition is complete (Unix time).",

@@ -294,6 +294,8 @@ class IngestWorker:
             return False
         committed_at = time.time()
         self.totals.last_commit_at = committed_at
+        if batch.records:  # the first consumed: about the longest waiting, at no cost
+            metrics.FRESHNESS_SECONDS.observe(committed_at - batch.records[0].timestamp()[1] / 1000)
         if self.freshness_s is not None:
             self.freshness_s.extend(committed_at - r.timestamp()[1] / 1000 for r in batch.records)
         self._positions.update(batch.next_offsets)

@@ -266,11 +266,16 @@ class TimescaleCluster:
         )  # fmt: skip
         wait_for_port("127.0.0.1", self.port, 30, "PostgreSQL")
 
-    def stop(self) -> None:
-        """Fast shutdown: running transactions roll back, committed data is safe."""
+    def stop(self, *, immediate: bool = False) -> None:
+        """Fast shutdown: running transactions roll back, committed data is safe.
+
+        ``immediate``: no shutdown checkpoint, as a crash would leave it (the next start
+        recovers from the WAL); fault tests use it.
+        """
+        mode = "immediate" if immediate else "fast"
         if self.running():
             run(
-                [pg_bindir() / "pg_ctl", "stop", "-D", self.data_dir, "-m", "fast", "-w"],
+                [pg_bindir() / "pg_ctl", "stop", "-D", self.data_dir, "-m", mode, "-w"],
                 user=self._user,
             )
 
