@@ -1,40 +1,28 @@
 """Long-running processes ride out a database crash without an operator (issue 14):
 PostgreSQL is stopped with ``pg_ctl stop -m immediate`` (every session cut off, no
 shutdown checkpoint) and started again; the same processes carry on. The closer's case
-is in test_close.py, ingest workers' in test_supervisor.py and test_exactness.py."""
+is in test_close.py; ingest during a crash, a frozen broker, and every process at once
+in test_soak.py."""
 
 from __future__ import annotations
 
-import os
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from adclick.close.closer import MinuteCloser
 from adclick.settings import Settings
-from adclick.stack.broker import TansuBroker
 from adclick.stack.lifecycle import local_targets
 from adclick.stack.timescaledb import TimescaleCluster
 from tests.api_client import ApiProcess, with_tokens
 from tests.helpers import (
     adclick_process,
-    committed_offsets,
-    ingest_process,
     ingest_until_idle,
     load,
     recent_spec,
-    rollup_counts,
     wait_for,
-)
-from tests.integration.test_close import (
-    assert_lists_equal_truth,
-    assert_published_once_each,
-    closer_settings,
-    lists_settled,
 )
 
 TOP_AND_CLICKS = """
@@ -99,37 +87,3 @@ def test_maintain_every_carries_on_after_a_database_restart(settings: Settings) 
     # Passes ran again after the restart.
     restarted_at = log.index("database unavailable")
     assert "exported 0 chunks" in log[restarted_at:], log[-2000:]
-
-
-def test_ingest_and_the_closer_ride_out_a_frozen_broker(settings: Settings) -> None:
-    """The broker stops answering for longer than the consumers' session timeout (SIGSTOP,
-    then SIGCONT): the same ingest and closer processes carry on, and every click is
-    counted once and every list published once."""
-    settings = closer_settings(settings).model_copy(update={"ingest_batch_size": 500})
-    spec = recent_spec(30_000, seed=71, ads=300, event_rate=12.0, duplicate_fraction=0.02)
-    truth = load(settings, spec)
-    ingest = ingest_process(settings, "--workers", "1")
-    closer = adclick_process(settings, "close")
-    try:
-        wait_for(lambda: committed_offsets(settings) > 0, 60, "ingest to commit")
-        broker = TansuBroker(settings.state_dir, local_targets(settings).kafka_port).pid()
-        assert broker is not None
-        os.kill(broker, signal.SIGSTOP)
-        try:
-            time.sleep(10.0)  # the consumers' session timeout is 6 s
-        finally:
-            os.kill(broker, signal.SIGCONT)
-        wait_for(lambda: committed_offsets(settings) == spec.events, 120, "ingest to finish")
-        wait_for(lambda: lists_settled(settings, 8.0), 120, "the closer to catch up")
-        assert ingest.poll() is None and closer.poll() is None, "a process exited"
-    finally:
-        for process in (ingest, closer):
-            process.send_signal(signal.SIGTERM)
-        logs = [process.communicate(timeout=60)[1].decode() for process in (ingest, closer)]
-    assert [ingest.returncode, closer.returncode] == [0, 0], [log[-2000:] for log in logs]
-    assert rollup_counts(settings) == truth.by_ad_minute
-    catch_up = MinuteCloser(settings)
-    catch_up.run(threading.Event(), once=True)
-    assert catch_up.totals.closed_minutes == 0, "the closer had not caught up by itself"
-    assert_lists_equal_truth(settings, truth)
-    assert_published_once_each(settings)
