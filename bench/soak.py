@@ -5,7 +5,7 @@ of its own: ``adclick ingest --workers 2``, ``adclick close``, two ``adclick api
 ``adclick maintain --every``; traffic is generated in this process at a steady rate with
 duplicates, late and invalid events, with bursts to the peak rate; event time runs
 ``speedup`` times faster than the wall clock, so hours turn over, lists are revised and raw
-chunks pass their (soak) hot time of 3 hours within the run. Readers: a few clients asking
+chunks pass their (soak) hot time of 6 hours within the run. Readers: a few clients asking
 the frontend's operations, and one subscription client recording every list it receives.
 
 Faults, each at a set fraction of the run and logged with its time: SIGKILL of an ingest
@@ -115,6 +115,10 @@ class Traffic:
             late_fraction=0.01,
             max_lateness_s=60.0,
             invalid_fraction=0.001,
+            # A duplicate re-sends a click of this or the previous block: blocks of at most
+            # half an hour of event time keep every duplicate well within the dedup
+            # horizon at any speed-up, so none is dead-lettered as beyond it.
+            block_size=max(1_000, min(50_000, int(1_800 * rate / self.plan.speedup))),
         )
 
     def send(self, spec: LoadSpec, rate: float) -> None:
@@ -252,14 +256,17 @@ def _soak_settings(base: Settings, plan: SoakPlan, out_dir: Path) -> tuple[Setti
             "consumer_group": f"soak-{stamp}",
             "api_tokens": [entry],
             "cold_storage_url": str((out_dir / "cold").resolve()),
-            # Raw clicks stay hot 3 hours of event time (below), so they must be
-            # deduplicated over no more than that.
-            "dedup_horizon": timedelta(hours=2),
+            # Raw clicks stay hot 6 hours of event time (below) so that chunks are tiered
+            # within the run, and may be deduplicated over no more than that. At a high
+            # speed-up a sender that falls a few seconds behind (a frozen broker) is hours
+            # of event time behind: the horizon must cover that, as 7 days does in
+            # production.
+            "dedup_horizon": timedelta(hours=6),
         }
     )
     create_topics(settings)
     with connect(settings) as conn:
-        set_policy(conn, settings, "raw_clicks", timedelta(hours=3), timedelta(days=30), "soak")
+        set_policy(conn, settings, "raw_clicks", timedelta(hours=6), timedelta(days=30), "soak")
     return settings, token
 
 
