@@ -1,6 +1,6 @@
-"""Loading rollup minutes into the window index (and hours into the hour index): one
-COPY per run of minutes and table, parsed by pyarrow and encoded in C++, then split by
-minute (or hour) with numpy.
+"""Loading rollup minutes into the window index: one COPY per run of minutes and table,
+parsed by pyarrow and encoded in C++, then split by minute with numpy (the hour index
+loads its hours with hour_index.load_hour).
 
 Rows of a filtered rollup are sorted, within each minute, by their first dimension's
 code, so that a filter on it (country = US) selects slices instead of masking all rows.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 
 import numpy as np
 import numpy.typing as npt
@@ -62,33 +61,17 @@ def load_table(
     end_ms: int,
     ads: Vocabulary,
     values: Vocabulary,
-    bucket_ms: int = MINUTE_MS,
 ) -> dict[int, LoadedRows]:
-    """Every minute in [start_ms, end_ms) of one per-minute rollup table, by minute; or,
-    with ``bucket_ms`` = an hour, its rows summed per hour (by the database)."""
+    """Every minute in [start_ms, end_ms) of one per-minute rollup table, by minute."""
     keys = [sql.Identifier("ad_id"), *[sql.Identifier(d) for d in dimensions]]
-    bucket: sql.Composable
-    grouped: sql.Composable
-    if bucket_ms == MINUTE_MS:  # one row per (minute, key) already
-        bucket, clicks, grouped = sql.SQL("minute"), sql.SQL("clicks"), sql.SQL("")
-    else:
-        bucket = sql.SQL("time_bucket({}, minute)").format(
-            sql.Literal(timedelta(milliseconds=bucket_ms))
-        )
-        clicks = sql.SQL("sum(clicks)")
-        grouped = sql.SQL(" GROUP BY 1, {}").format(sql.SQL(", ").join(keys))
     statement = sql.SQL(
-        "COPY (SELECT (extract(epoch FROM {bucket}) * 1000)::bigint, {keys}, {clicks} "
-        "FROM {table} WHERE minute >= {start} AND minute < {end}{grouped}) "
-        "TO STDOUT (FORMAT CSV)"
+        "COPY (SELECT (extract(epoch FROM minute) * 1000)::bigint, {keys}, clicks "
+        "FROM {table} WHERE minute >= {start} AND minute < {end}) TO STDOUT (FORMAT CSV)"
     ).format(
-        bucket=bucket,
         keys=sql.SQL(", ").join(keys),
-        clicks=clicks,
         table=sql.Identifier(table),
         start=sql.Literal(from_ms(start_ms)),
         end=sql.Literal(from_ms(end_ms)),
-        grouped=grouped,
     )
     names = ["bucket_ms", "ad_id", *[f"d{i}" for i in range(len(dimensions))], "clicks"]
     types = {"bucket_ms": pa.int64(), "clicks": pa.int64()}
@@ -99,7 +82,7 @@ def load_table(
     ad_codes = ads.encode(data.column("ad_id"))
     value_codes = [values.encode(data.column(f"d{i}")) for i in range(len(dimensions))]
     clicks_of = np.asarray(data.column("clicks").to_numpy(), dtype=np.int64)
-    # By bucket, then by the first dimension's code (for slicing by it).
+    # By minute, then by the first dimension's code (for slicing by it).
     order = (
         np.lexsort((value_codes[0], bucket_of))
         if value_codes
@@ -107,8 +90,8 @@ def load_table(
     )
     bucket_of = bucket_of[order]
     loaded = {}
-    for b in range(start_ms, end_ms, bucket_ms):
-        lo, hi = np.searchsorted(bucket_of, [b, b + bucket_ms])
+    for b in range(start_ms, end_ms, MINUTE_MS):
+        lo, hi = np.searchsorted(bucket_of, [b, b + MINUTE_MS])
         rows = order[lo:hi]
         loaded[b] = LoadedRows(
             ads=ad_codes[rows],
