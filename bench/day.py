@@ -41,7 +41,7 @@ from adclick.stack import stack_up
 from adclick.stack.lifecycle import local_targets
 from adclick.stack.secrets import passfile_path
 from bench.day_queries import add_history, query_times
-from bench.environment import bench_database_settings, delete_topics
+from bench.environment import bench_database_settings, delete_topics, fresh_topic_names
 from bench.ingest import _collect, _run_workers, _spec
 from bench.query_dataset import HOUR_MS, DatasetSpec, ensure_dataset, write_watermarks
 
@@ -121,15 +121,8 @@ def run_day(base: Settings, run: DayRun, *, rebuild: bool) -> dict[str, Any]:
     data_end_ms = day_ms + spec.hours * HOUR_MS
     at_ms = data_end_ms - (HOUR_MS - run.minute * MINUTE_MS if run.minute else 0)
     tables = ["clicks_1m", "clicks_1h", *(r.table for r in filtered_rollups(settings))]
-    stamp = int(time.time())
     settings = settings.model_copy(
-        update={
-            "clicks_topic": f"bench-day-clicks-{stamp}",
-            "dlq_topic": f"bench-day-clicks-dlq-{stamp}",
-            "top_ads_topic": f"bench-day-top-ads-{stamp}",
-            "consumer_group": f"bench-day-{stamp}",
-            "topic_partitions": run.partitions,
-        }
+        update={**fresh_topic_names("bench-day"), "topic_partitions": run.partitions}
     )
     create_topics(settings)
     try:

@@ -125,18 +125,23 @@ def delete_topics(settings: Settings, topics: list[str]) -> None:
             print(f"could not delete bench topic {name}: {exc}")
 
 
+def fresh_topic_names(prefix: str) -> dict[str, str]:
+    """Settings naming topics and a consumer group no earlier run used: ``<prefix>-clicks-
+    <time>`` and its dead-letter and top-ads siblings, group ``<prefix>-<time>``."""
+    run = int(time.time())
+    return {
+        "clicks_topic": f"{prefix}-clicks-{run}",
+        "dlq_topic": f"{prefix}-clicks-dlq-{run}",
+        "top_ads_topic": f"{prefix}-top-ads-{run}",
+        "consumer_group": f"{prefix}-{run}",
+    }
+
+
 def fresh_bench_settings(base: Settings, partitions: int) -> Settings:
     """Bring the stack up, recreate the bench database, and name fresh topics."""
     stack_up(base, lambda message: print(f"stack: {message}"))
-    run = int(time.time())
     settings = bench_database_settings(base, BENCH_DATABASE, recreate=True).model_copy(
-        update={
-            "clicks_topic": f"bench-clicks-{run}",
-            "dlq_topic": f"bench-clicks-dlq-{run}",
-            "top_ads_topic": f"bench-top-ads-{run}",
-            "consumer_group": f"bench-{run}",
-            "topic_partitions": partitions,
-        }
+        update={**fresh_topic_names("bench"), "topic_partitions": partitions}
     )
     upgrade(settings)
     create_topics(settings)

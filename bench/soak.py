@@ -48,7 +48,12 @@ from adclick.settings import Role, Settings
 from adclick.stack.broker import TansuBroker
 from adclick.stack.lifecycle import local_targets
 from adclick.stack.timescaledb import TimescaleCluster
-from bench.environment import bench_database_settings, delete_topics, free_port
+from bench.environment import (
+    bench_database_settings,
+    delete_topics,
+    free_port,
+    fresh_topic_names,
+)
 from bench.soak_checks import (
     SharedTruth,
     dead_letters,
@@ -247,13 +252,9 @@ def _soak_settings(base: Settings, plan: SoakPlan, out_dir: Path) -> tuple[Setti
     settings = bench_database_settings(base, SOAK_DATABASE, recreate=True)
     upgrade(settings)
     token, entry = new_token("soak-reader", Role.READER)
-    stamp = int(time.time())
     settings = settings.model_copy(
         update={
-            "clicks_topic": f"soak-clicks-{stamp}",
-            "dlq_topic": f"soak-clicks-dlq-{stamp}",
-            "top_ads_topic": f"soak-top-ads-{stamp}",
-            "consumer_group": f"soak-{stamp}",
+            **fresh_topic_names("soak"),
             "api_tokens": [entry],
             "cold_storage_url": str((out_dir / "cold").resolve()),
             # Raw clicks stay hot 6 hours of event time (below) so that chunks are tiered
