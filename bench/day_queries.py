@@ -108,15 +108,17 @@ def query_times(
                 cases.append(
                     (
                         f"adClicks_popular_{name}{plan_name}",
-                        _bind(sql_source.ad_series_statement, popular, window, plan, flt, bucket),
+                        _bind(
+                            sql_source.ads_series_statement, [popular], window, plan, flt, bucket
+                        ),
                         repeat,
                     )
                 )
                 cases.append(
                     (
                         f"adClicks_random_{name}{plan_name}",
-                        lambda w=window, p=plan, f=flt, b=bucket: sql_source.ad_series_statement(
-                            random_ad(), w, p, f, b
+                        lambda w=window, p=plan, f=flt, b=bucket: sql_source.ads_series_statement(
+                            [random_ad()], w, p, f, b
                         ),
                         repeat,
                     )

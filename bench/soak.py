@@ -88,6 +88,7 @@ class SoakPlan:
     burst_s: float = 60.0
     ads: int = 100_000
     query_clients: int = 4
+    query_rate: float = 20.0
     faults: bool = True
     database_down_s: float = 20.0
     broker_frozen_s: float = 30.0
@@ -159,93 +160,96 @@ def run_soak(
     database = TimescaleCluster(base.state_dir, targets.db_port)
     broker = TansuBroker(base.state_dir, targets.kafka_port)
     processes = Processes(settings, out_dir)
-    ingest_port, close_port = free_port(), free_port()
-    api_ports = [free_port(), free_port()]
-    processes.start("ingest", "ingest", "--workers", "2", "--metrics-port", str(ingest_port))
-    processes.start("close", "close", "--metrics-port", str(close_port))
-    for i, port in enumerate(api_ports, start=1):
-        processes.start(f"api-{i}", "api", "--port", str(port))
-    processes.start("maintain", "maintain", "--every", "20")
-    urls = [f"http://127.0.0.1:{port}" for port in api_ports]
-    _wait_ready(urls, say)
-    processes.started = time.monotonic()  # the run's clock: faults, samples, queries
+    with processes:  # an interrupted soak leaves no process behind
+        ingest_port, close_port = free_port(), free_port()
+        api_ports = [free_port(), free_port()]
+        processes.start("ingest", "ingest", "--workers", "2", "--metrics-port", str(ingest_port))
+        processes.start("close", "close", "--metrics-port", str(close_port))
+        for i, port in enumerate(api_ports, start=1):
+            processes.start(f"api-{i}", "api", "--port", str(port))
+        processes.start("maintain", "maintain", "--every", "20")
+        urls = [f"http://127.0.0.1:{port}" for port in api_ports]
+        _wait_ready(urls, say)
+        processes.started = time.monotonic()  # the run's clock: faults, samples, queries
 
-    now_ms = int(time.time() * 1000)
-    # Event time ends a few minutes before the wall clock (nothing from the future).
-    event_start_ms = now_ms - int(plan.seconds * plan.speedup * 1000) - 300_000
-    traffic = Traffic(settings, plan, event_start_ms)
-    steady = traffic.spec(1, plan.rate, plan.seconds, 0.0)
-    truth = traffic.truth = TruthAccumulator.for_spec(steady)
-    traffic.send(steady, plan.rate)
-    popular = [n for n in (1, 2, 3, 10, 100, 1000, 5000) if n <= plan.ads]
-    ads = [f"ad{str(n).zfill(truth.ad_width)}" for n in popular]
-    queries = QueryLoad(urls, token, ads, plan.query_clients, started=processes.started)
-    queries.start()
-    subscriber = Subscriber(urls[1], token, window_minutes=1)  # api-2 is never killed
-    subscriber.start()
-    sampler = Sampler(settings, processes, queries, ingest_port, close_port, plan.speedup)
-    faults: list[dict[str, Any]] = []
-    injector = threading.Thread(
-        target=_inject_all,
-        args=(sorted(FAULTS) if plan.faults else [], faults, processes, database, broker,
-              settings, plan, event_start_ms, say),
-        daemon=True,
-    )  # fmt: skip
-    injector.start()
-    bursts = _range(plan.burst_every_s / 2, plan.seconds, plan.burst_every_s)
-    say(f"soak: {plan.minutes:g} min, {plan.rate:,.0f} events/s, {plan.speedup:g}x event time")
-    while processes.now() < plan.seconds:
-        wait_interval(processes.started, SAMPLE_S)
-        now = processes.now()
+        now_ms = int(time.time() * 1000)
+        # Event time ends a few minutes before the wall clock (nothing from the future).
+        event_start_ms = now_ms - int(plan.seconds * plan.speedup * 1000) - 300_000
+        traffic = Traffic(settings, plan, event_start_ms)
+        steady = traffic.spec(1, plan.rate, plan.seconds, 0.0)
+        truth = traffic.truth = TruthAccumulator.for_spec(steady)
+        traffic.send(steady, plan.rate)
+        popular = [n for n in (1, 2, 3, 10, 100, 1000, 5000) if n <= plan.ads]
+        ads = [f"ad{str(n).zfill(truth.ad_width)}" for n in popular]
+        queries = QueryLoad(
+            urls, token, ads, plan.query_clients, plan.query_rate, started=processes.started
+        )
+        queries.start()
+        subscriber = Subscriber(urls[1], token, window_minutes=1)  # api-2 is never killed
+        subscriber.start()
+        sampler = Sampler(settings, processes, queries, ingest_port, close_port, plan.speedup)
+        faults: list[dict[str, Any]] = []
+        injector = threading.Thread(
+            target=_inject_all,
+            args=(sorted(FAULTS) if plan.faults else [], faults, processes, database, broker,
+                  settings, plan, event_start_ms, say),
+            daemon=True,
+        )  # fmt: skip
+        injector.start()
+        bursts = _range(plan.burst_every_s / 2, plan.seconds, plan.burst_every_s)
+        say(f"soak: {plan.minutes:g} min, {plan.rate:,.0f} events/s, {plan.speedup:g}x event time")
+        while processes.now() < plan.seconds:
+            wait_interval(processes.started, SAMPLE_S)
+            now = processes.now()
+            processes.poll()
+            for at in [b for b in bursts if b <= now]:
+                bursts.remove(at)
+                extra = plan.burst_rate - plan.rate
+                if extra > 0:
+                    # Event time from now, in step with the steady sender.
+                    traffic.send(traffic.spec(100 + int(at), extra, plan.burst_s, now), extra)
+                    faults.append({"at_s": round(now, 1), "end_s": round(now + plan.burst_s, 1),
+                                   "kind": "burst"})  # fmt: skip
+            try:
+                row = sampler.sample()
+                say(f"{now:7.0f} s  {row['events_per_s']} events/s, lag {row['consumer_lag']}, "
+                    f"freshness p99 {row['freshness_p99_s']} s, "
+                    f"closer lag {row.get('closer_lag_wall_s')} s")  # fmt: skip
+            except Exception as exc:  # the database may be down: no row this time
+                say(f"{now:7.0f} s  sample failed: {exc}")
+        injector.join()
+
+        say("traffic sent; draining")
+        traffic.join()
+        drained = _drain(settings, processes, sampler, sum(r.sent for r in traffic.reports), say)
+        queries.stop()
+        subscriber.stop()
         processes.poll()
-        for at in [b for b in bursts if b <= now]:
-            bursts.remove(at)
-            extra = plan.burst_rate - plan.rate
-            if extra > 0:
-                # Event time from now, in step with the steady sender.
-                traffic.send(traffic.spec(100 + int(at), extra, plan.burst_s, now), extra)
-                faults.append({"at_s": round(now, 1), "end_s": round(now + plan.burst_s, 1),
-                               "kind": "burst"})  # fmt: skip
-        try:
-            row = sampler.sample()
-            say(f"{now:7.0f} s  {row['events_per_s']} events/s, lag {row['consumer_lag']}, "
-                f"freshness p99 {row['freshness_p99_s']} s, "
-                f"closer lag {row.get('closer_lag_wall_s')} s")  # fmt: skip
-        except Exception as exc:  # the database may be down: no row this time
-            say(f"{now:7.0f} s  sample failed: {exc}")
-    injector.join()
-
-    say("traffic sent; draining")
-    traffic.join()
-    drained = _drain(settings, processes, sampler, sum(r.sent for r in traffic.reports), say)
-    queries.stop()
-    subscriber.stop()
-    processes.poll()
-    codes = processes.stop_all()
-    end = datetime.fromtimestamp((event_start_ms + plan.seconds * plan.speedup * 1000) / 1000
-                                 + 600, tz=UTC)  # fmt: skip
-    start = datetime.fromtimestamp(event_start_ms / 1000 - 600, tz=UTC)
-    checks = {
-        "drained": drained,
-        "rollups": rollups_equal_truth(settings, truth),
-        "reconcile": reconciled(settings, _minute(start), _minute(end)),
-        "dead_letters": dict(dead_letters(settings, traffic.invalid)),
-        "invalid_sent": traffic.invalid,
-        "subscription": subscription_in_order(
-            [(_epoch(end_), rev) for end_, rev in subscriber.received],
-            _published(settings, window_minutes=1),
-        ),
-        "subscription_errors": subscriber.errors,
-        "unplanned_exits": [asdict(e) for e in processes.exits if not e.planned],
-        "exit_codes_at_stop": codes,
-    }
-    (out_dir / "timeline.json").write_text(json.dumps({"plan": asdict(plan), "faults": faults,
-                                                      "rows": sampler.rows}, indent=1))  # fmt: skip
-    draw(sampler.rows, faults, out_dir / "timeline.png")
-    delete_topics(settings, [settings.clicks_topic, settings.dlq_topic, settings.top_ads_topic])
-    return {"plan": asdict(plan), "faults": faults, "checks": checks,
-            "recovery_s": recovery(sampler.rows, faults),
-            "sent": [r.summary() for r in traffic.reports]}  # fmt: skip
+        codes = processes.stop_all()
+        end = datetime.fromtimestamp((event_start_ms + plan.seconds * plan.speedup * 1000) / 1000
+                                     + 600, tz=UTC)  # fmt: skip
+        start = datetime.fromtimestamp(event_start_ms / 1000 - 600, tz=UTC)
+        checks = {
+            "drained": drained,
+            "rollups": rollups_equal_truth(settings, truth),
+            "reconcile": reconciled(settings, _minute(start), _minute(end)),
+            "dead_letters": dict(dead_letters(settings, traffic.invalid)),
+            "invalid_sent": traffic.invalid,
+            "subscription": subscription_in_order(
+                [(_epoch(end_), rev) for end_, rev in subscriber.received],
+                _published(settings, window_minutes=1),
+            ),
+            "subscription_errors": subscriber.errors,
+            "unplanned_exits": [asdict(e) for e in processes.exits if not e.planned],
+            "exit_codes_at_stop": codes,
+        }
+        timeline = {"plan": asdict(plan), "faults": faults, "rows": sampler.rows}
+        (out_dir / "timeline.json").write_text(json.dumps(timeline, indent=1))
+        draw(sampler.rows, faults, out_dir / "timeline.png")
+        delete_topics(settings, [settings.clicks_topic, settings.dlq_topic, settings.top_ads_topic])
+        return {"plan": asdict(plan), "faults": faults, "checks": checks,
+                "recovery_s": recovery(sampler.rows, faults),
+                "sent": [r.summary() for r in traffic.reports]}  # fmt: skip
 
 
 def _soak_settings(base: Settings, plan: SoakPlan, out_dir: Path) -> tuple[Settings, str]:

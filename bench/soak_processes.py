@@ -45,6 +45,12 @@ class Processes:
     exits: list[Exit] = field(default_factory=list)
     _planned: set[int] = field(default_factory=set)
 
+    def __enter__(self) -> Processes:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop_all()
+
     def now(self) -> float:
         return time.monotonic() - self.started
 

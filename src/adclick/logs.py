@@ -49,3 +49,5 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, handlers=[handler], force=True)
     # librdkafka's client logs are for Kafka debugging, not for operators.
     logging.getLogger("confluent_kafka").setLevel(logging.WARNING)
+    # httpx logs every request at INFO: the benchmarks' clients send thousands a second.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

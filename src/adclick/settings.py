@@ -343,6 +343,12 @@ class Settings(BaseSettings):
         le=1_000_000,
         description="Most buckets in one adClicks series (a week of minutes).",
     )
+    api_max_batch_ads: int = Field(
+        1_000,
+        ge=1,
+        le=100_000,
+        description="Most ads one adsClicks field may ask for.",
+    )
     api_max_history_lists: int = Field(
         1440,
         ge=1,

@@ -272,6 +272,7 @@ def test_websocket_answers_equal_http_answers(api_data: ApiData) -> None:
 
 OPERATION_VARIABLES: dict[str, dict[str, Any]] = {
     "AdClicksLastHour": {"adId": "{top_ad}"},
+    "AdsClicksLatest": {"adIds": "{top_ad_and_another}", "lastMinutes": 60},
     "AdClicksByHour": {
         "adId": "{top_ad}",
         "from": "{hour_ago}",
@@ -297,6 +298,7 @@ def test_every_frontend_operation_runs(api_data: ApiData) -> None:
     hour = top_ads(api_data.reader, {"lastMinutes": 60}, 1)
     values = {
         "{top_ad}": hour["ads"][0]["adId"],
+        "{top_ad_and_another}": [hour["ads"][0]["adId"], "ad-never-clicked"],
         "{hour_ago}": hour["window"]["from"],
         "{newest}": hour["window"]["to"],
     }

@@ -50,6 +50,12 @@ TOP_ADS_RANKED_BY = Counter(
     "hour_index (longer unfiltered windows, hours in memory) or sql.",
     ["ranked_by"],
 )
+AD_READS = Counter(
+    "adclick_api_ad_reads_total",
+    "Ads read by adClicks and adsClicks, by what answered: window_index (recent minutes "
+    "in memory) or sql.",
+    ["answered_by"],
+)
 HOUR_INDEX_HOURS = Gauge(
     "adclick_api_hour_index_hours",
     "Hours before the window index held in memory, and how many are wanted.",

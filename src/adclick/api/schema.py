@@ -33,7 +33,7 @@ from adclick.api.extensions import (
     in_thread,
     request_budget,
 )
-from adclick.api.metrics import SUBSCRIPTIONS, TOP_ADS_RANKED_BY, RequestMetrics
+from adclick.api.metrics import AD_READS, SUBSCRIPTIONS, TOP_ADS_RANKED_BY, RequestMetrics
 from adclick.close.lists import TopList
 from adclick.lifecycle.policies import Policy, iso_duration
 from adclick.query import service
@@ -113,6 +113,34 @@ class AdClicks:
         description="Every bucket of the window, zeros included. Hour buckets at the "
         "window's edges count only the minutes inside it."
     )
+    window: Window
+    filter: list[FilterCondition]
+    source: Source
+
+
+def _ad_series(root: "AdTotal") -> list[ClickBucket]:
+    return [
+        ClickBucket(start=s, clicks=Long(c))
+        for s, c in zip(root.bucket_starts, root.bucket_clicks, strict=True)
+    ]
+
+
+@strawberry.type(description="Clicks of one ad in an adsClicks answer.")
+class AdTotal:
+    ad_id: str
+    clicks: Long
+    bucket_starts: strawberry.Private[list[datetime]]
+    bucket_clicks: strawberry.Private[list[int]]
+    series: list[ClickBucket] = strawberry.field(
+        resolver=_ad_series,
+        description="Every bucket of the window, zeros included (made only when asked for).",
+    )
+
+
+@strawberry.type(description="Clicks of several ads over one window, in the order asked.")
+class AdsClicks:
+    ads: list[AdTotal]
+    granularity: Granularity
     window: Window
     filter: list[FilterCondition]
     source: Source
@@ -224,6 +252,10 @@ def _conditions(query_filter: Filter) -> list[FilterCondition]:
     return [FilterCondition(dimension=d, values=list(v)) for d, v in query_filter.conditions]
 
 
+def _answered_by(answer: service.AdClicks | service.AdsClicks) -> str:
+    return "window_index" if answer.from_index else "sql"
+
+
 def _window_args(window: WindowInput) -> service.WindowArgs:
     return service.WindowArgs(window.last_minutes, window.from_, window.to)
 
@@ -264,11 +296,42 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             service.Granularity(granularity.value),
             request_budget(settings),
         )
+        AD_READS.labels(_answered_by(answer)).inc()
         return AdClicks(
             ad_id=answer.ad_id,
             clicks=Long(answer.clicks),
             granularity=granularity,
             series=[ClickBucket(start=from_ms(s), clicks=Long(c)) for s, c in answer.series],
+            window=_window(answer),
+            filter=_conditions(answer.query_filter),
+            source=Source(answer.source.value),
+        )
+
+    async def ads_clicks(
+        info: Info[Context, None],
+        ad_ids: list[str],
+        window: WindowInput,
+        filter: ClickFilter | None = None,  # type: ignore[valid-type]
+        granularity: Granularity = Granularity.MINUTE,
+    ) -> AdsClicks:
+        answer = await in_thread(
+            info.context.queries.ads_clicks,
+            ad_ids,
+            _window_args(window),
+            _filter_args(filter),
+            service.Granularity(granularity.value),
+            request_budget(settings),
+        )
+        AD_READS.labels(_answered_by(answer)).inc(len(ad_ids))
+        starts = [from_ms(s) for s in answer.bucket_starts]
+        return AdsClicks(
+            ads=[
+                AdTotal(ad_id=a, clicks=Long(c), bucket_starts=starts, bucket_clicks=row)
+                for a, c, row in zip(
+                    answer.ad_ids, answer.clicks.tolist(), answer.series.tolist(), strict=True
+                )
+            ],
+            granularity=granularity,
             window=_window(answer),
             filter=_conditions(answer.query_filter),
             source=Source(answer.source.value),
@@ -361,6 +424,13 @@ def build_schema(settings: Settings) -> strawberry.Schema:
                     ad_clicks,
                     permission_classes=[CanRead],
                     description="Total clicks and the per-minute (or per-hour) series of one ad.",
+                ),
+                "ads_clicks": strawberry.field(
+                    ads_clicks,
+                    permission_classes=[CanRead],
+                    description=f"Total clicks and series of several ads over one window (at "
+                    f"most {settings.api_max_batch_ads:,} ads): a dashboard's latest counts of "
+                    "all its ads in one request, answered together.",
                 ),
                 "top_ads": strawberry.field(
                     top_ads,

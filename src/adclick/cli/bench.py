@@ -240,6 +240,9 @@ def bench_soak(
     ] = 50_000.0,
     ads: DatasetAds = 100_000,
     query_clients: Annotated[int, typer.Option(min=0, help="Concurrent query clients.")] = 4,
+    query_rate: Annotated[
+        float, typer.Option(min=0.1, help="Requests/s of all query clients together.")
+    ] = 20.0,
     faults: Annotated[bool, typer.Option(help="Inject the faults.")] = True,
     out: Annotated[
         Path | None,
@@ -260,7 +263,7 @@ def bench_soak(
     machine = _bench_module("environment").this_machine().describe()
     plan = module.SoakPlan(
         minutes=minutes, rate=rate, speedup=speedup, burst_rate=max(burst_rate, rate),
-        ads=ads, query_clients=query_clients, faults=faults,
+        ads=ads, query_clients=query_clients, query_rate=query_rate, faults=faults,
     )  # fmt: skip
     settings = get_settings()
     stack_up(settings, lambda message: typer.echo(f"stack: {message}", err=True))

@@ -2,12 +2,12 @@
 
 A request may hold up to ``api_max_aliases`` fields, each a whole query; without a
 bound, a few requests of raw-filtered year-long windows would hold every pooled
-connection. Each adClicks and topAds field is charged, once its window and source are
-known and before it reads anything, the minutes of its window, minutes answered from
-raw clicks (a filter no dimension set covers) counted ``raw_filter_cost`` times; the
-filter values of all fields are counted too. A field that would go over the budget is
-refused with QUERY_TOO_EXPENSIVE (or TOO_MANY_FILTER_VALUES), so a request's work is
-bounded whatever its shape.
+connection. Each adClicks, adsClicks and topAds field is charged, once its window and
+source are known and before it reads anything, the minutes of its window (adsClicks:
+times its ads), minutes answered from raw clicks (a filter no dimension set covers)
+counted ``raw_filter_cost`` times; the filter values of all fields are counted too. A
+field that would go over the budget is refused with QUERY_TOO_EXPENSIVE (or
+TOO_MANY_FILTER_VALUES), so a request's work is bounded whatever its shape.
 """
 
 from __future__ import annotations
@@ -40,12 +40,13 @@ class RequestBudget:
             settings.api_max_filter_values,
         )
 
-    def cost_of(self, window: Window, source: Source) -> int:
-        return window.minutes * (self.raw_filter_cost if source is Source.RAW else 1)
+    def cost_of(self, window: Window, source: Source, ads: int = 1) -> int:
+        return window.minutes * (self.raw_filter_cost if source is Source.RAW else 1) * ads
 
-    def charge(self, what: str, window: Window, source: Source) -> None:
-        """Charge one field (``what``, for the message) reading ``window`` from ``source``."""
-        cost = self.cost_of(window, source)
+    def charge(self, what: str, window: Window, source: Source, ads: int = 1) -> None:
+        """Charge one field (``what``, for the message) reading ``window`` from ``source``
+        for ``ads`` ads (adsClicks: each ad's minutes; topAds and adClicks: 1)."""
+        cost = self.cost_of(window, source, ads)
         with self._lock:
             if self.cost + cost > self.max_cost:
                 raw = (
@@ -53,9 +54,10 @@ class RequestBudget:
                     if source is Source.RAW
                     else ""
                 )
+                of_ads = f" of {ads:,} ads" if ads > 1 else ""
                 raise QueryError(
                     ErrorCode.QUERY_TOO_EXPENSIVE,
-                    f"{what} over {window.minutes:,} minutes{raw} would bring this "
+                    f"{what} over {window.minutes:,} minutes{of_ads}{raw} would bring this "
                     f"request's cost to {self.cost + cost:,}, above its budget of "
                     f"{self.max_cost:,}: ask for shorter windows, fewer fields per "
                     "request, or filter by a dimension set",

@@ -190,7 +190,7 @@ def load_hour(
 ) -> tuple[Codes, tuple[Codes, ...], npt.NDArray[np.int64]]:
     """One hour of a per-minute rollup summed per key by the database: ad codes, value
     codes and clicks per quarter hour (BLOCKS x rows), rows sorted by the first
-    dimension's code (for slicing by it, as in the window index)."""
+    dimension's code, then by ad code (as minute_loader sorts a minute)."""
     keys = sql.SQL(", ").join(sql.Identifier(k) for k in ("ad_id", *dimensions))
     statement = sql.SQL(load_sql("query/hour_blocks")).format(
         keys=keys, table=sql.Identifier(table)
@@ -206,7 +206,7 @@ def load_hour(
         [np.asarray(data.column(n).to_numpy(), dtype=np.int64) for n in quarter_names]
     )
     if value_codes:
-        order = np.argsort(value_codes[0], kind="stable")
+        order = np.lexsort((codes, value_codes[0]))  # as minute_loader orders a minute
         codes, quarters = codes[order], quarters[:, order]
         value_codes = tuple(v[order] for v in value_codes)
     return codes, value_codes, quarters

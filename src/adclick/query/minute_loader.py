@@ -2,8 +2,9 @@
 parsed by pyarrow and encoded in C++, then split by minute with numpy (the hour index
 loads its hours with hour_index.load_hour).
 
-Rows of a filtered rollup are sorted, within each minute, by their first dimension's
-code, so that a filter on it (country = US) selects slices instead of masking all rows.
+Rows are sorted, within each minute, by ad code, and those of a filtered rollup first by
+their first dimension's code: a filter on it (country = US) selects slices instead of
+masking all rows, and an ad's rows are found by binary search (query/ad_reads.py).
 """
 
 from __future__ import annotations
@@ -82,12 +83,11 @@ def load_table(
     ad_codes = ads.encode(data.column("ad_id"))
     value_codes = [values.encode(data.column(f"d{i}")) for i in range(len(dimensions))]
     clicks_of = np.asarray(data.column("clicks").to_numpy(), dtype=np.int64)
-    # By minute, then by the first dimension's code (for slicing by it).
-    order = (
-        np.lexsort((value_codes[0], bucket_of))
-        if value_codes
-        else np.argsort(bucket_of, kind="stable")
-    )
+    # By minute, then by the first dimension's code (for slicing by it), then by ad code
+    # (for finding an ad's rows: ad_reads.py).
+    minute_of = ((bucket_of - start_ms) // MINUTE_MS).astype(np.int32)
+    sort_keys = np.stack([ad_codes, *value_codes[:1], minute_of])
+    order = np.lexsort(sort_keys)
     bucket_of = bucket_of[order]
     loaded = {}
     for b in range(start_ms, end_ms, MINUTE_MS):

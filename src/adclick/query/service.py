@@ -9,12 +9,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from psycopg_pool import ConnectionPool
 
 from adclick.close.lists import TopList
 from adclick.db.connect import Connection
 from adclick.db.rollups import filtered_rollups
-from adclick.query import sql_source, top_lists
+from adclick.query import ad_reads, sql_source, top_lists
 from adclick.query.arguments import check_value
 from adclick.query.budget import RequestBudget
 from adclick.query.errors import ErrorCode, QueryError
@@ -78,6 +80,33 @@ class AdClicks(Answer):
     clicks: int
     granularity: Granularity
     series: list[tuple[int, int]]  # (bucket start ms, clicks), every bucket of the window
+    from_index: bool  # answered from the window index (a metric label)
+
+
+@dataclass(frozen=True)
+class AdsClicks(Answer):
+    """Clicks of several ads: ``series[i]`` is ``ad_ids[i]``'s clicks per bucket."""
+
+    ad_ids: list[str]
+    bucket_starts: list[int]  # epoch ms, every bucket of the window
+    series: npt.NDArray[np.int64]  # (ads, buckets)
+    from_index: bool  # answered from the window index (a metric label)
+
+    @property
+    def clicks(self) -> npt.NDArray[np.int64]:
+        return np.asarray(self.series.sum(axis=1), dtype=np.int64)
+
+
+def _bucketed(
+    minutes: npt.NDArray[np.int64], window: Window, buckets: range
+) -> npt.NDArray[np.int64]:
+    """Per-minute columns (the window's minutes) summed into the buckets' columns."""
+    if buckets.step == MINUTE_MS:
+        return minutes
+    column_bucket = (np.array(window.minute_starts()) - buckets.start) // buckets.step
+    out = np.zeros((minutes.shape[0], len(buckets)), dtype=np.int64)
+    np.add.at(out.T, column_bucket, minutes.T)
+    return out
 
 
 class RankedBy(StrEnum):
@@ -175,32 +204,71 @@ class ClickQueries:
     ) -> AdClicks:
         """Clicks of ``ad_id``; ``budget`` (one request's) is charged before any SQL."""
         check_value(ad_id, "adId", ErrorCode.BAD_AD_ID)
+        batch = self.ads_clicks([ad_id], window_args, filter_args, granularity, budget)
+        return AdClicks(
+            batch.window, batch.clock, batch.source, batch.query_filter,
+            ad_id=ad_id, clicks=int(batch.clicks[0]), granularity=granularity,
+            series=list(zip(batch.bucket_starts, batch.series[0].tolist(), strict=True)),
+            from_index=batch.from_index,
+        )  # fmt: skip
+
+    def ads_clicks(
+        self,
+        ad_ids: Sequence[str],
+        window_args: WindowArgs,
+        filter_args: Mapping[str, Sequence[str] | None],
+        granularity: Granularity = Granularity.MINUTE,
+        budget: RequestBudget | None = None,
+    ) -> AdsClicks:
+        """Clicks of each of ``ad_ids`` (at most api_max_batch_ads, repeats allowed), from
+        the window index when it holds the window, else by one SQL statement."""
+        if not ad_ids:
+            raise QueryError(ErrorCode.BAD_AD_ID, "adIds must list at least one ad")
+        if len(ad_ids) > self.settings.api_max_batch_ads:
+            raise QueryError(
+                ErrorCode.TOO_MANY_ADS,
+                f"{len(ad_ids):,} ads in one request, more than "
+                f"{self.settings.api_max_batch_ads:,} (ADCLICK_API_MAX_BATCH_ADS)",
+            )
+        for ad_id in ad_ids:
+            check_value(ad_id, "adIds", ErrorCode.BAD_AD_ID)
         if budget is not None:
             budget.charge_filter(filter_args)
+        snapshot = self.index.snapshot if self.index is not None else None
+        if snapshot is not None:
+            # "The last M minutes" as topAds resolves them: minutes the snapshot holds.
+            window = self._window(snapshot.clock, window_args)
+            query_filter, plan = self._plan(filter_args, window, snapshot.clock)
+            buckets = self._buckets(window, granularity)
+            if snapshot.covers(window) and ad_reads.answerable(plan, query_filter):
+                assert self.index is not None
+                if budget is not None:
+                    budget.charge("adClicks", window, plan.source, len(ad_ids))
+                codes = ad_reads.ad_codes(self.index.ads, ad_ids)
+                minutes = ad_reads.minute_counts(
+                    snapshot, window, plan, query_filter, codes, self.index.values
+                )
+                return AdsClicks(
+                    window, snapshot.clock, plan.source, query_filter, ad_ids=list(ad_ids),
+                    bucket_starts=list(buckets), series=_bucketed(minutes, window, buckets),
+                    from_index=True,
+                )  # fmt: skip
         with self.pool.connection() as conn:
-            # The window index's clock (at most a refresh old) when there is one: one
-            # query less, and the same "last M minutes" as topAds.
-            snapshot = self.index.snapshot if self.index is not None else None
-            clock = snapshot.clock if snapshot is not None else self._clock(conn)
+            clock = self._clock(conn)
             window = self._window(clock, window_args)
             query_filter, plan = self._plan(filter_args, window, clock)
+            buckets = self._buckets(window, granularity)
             if budget is not None:
-                budget.charge("adClicks", window, plan.source)
-            bucket_ms = _BUCKET_MS[granularity]
-            first_bucket = window.start_ms - window.start_ms % bucket_ms
-            buckets = range(first_bucket, window.end_ms, bucket_ms)
-            if len(buckets) > self.settings.api_max_series_points:
-                raise QueryError(
-                    ErrorCode.BAD_WINDOW,
-                    f"the series would have {len(buckets):,} points, more than "
-                    f"{self.settings.api_max_series_points:,}: ask for granularity HOUR "
-                    "or a shorter window",
-                )
-            counts = sql_source.ad_series(conn, ad_id, window, plan, query_filter, bucket_ms)
-        series = [(start, counts.get(start, 0)) for start in buckets]
-        return AdClicks(
-            window, clock, plan.source, query_filter,
-            ad_id=ad_id, clicks=sum(counts.values()), granularity=granularity, series=series,
+                budget.charge("adClicks", window, plan.source, len(ad_ids))
+            counts = sql_source.ads_series(
+                conn, sorted(set(ad_ids)), window, plan, query_filter, buckets.step
+            )
+        series = np.array(
+            [[counts.get((ad, start), 0) for start in buckets] for ad in ad_ids], dtype=np.int64
+        ).reshape(len(ad_ids), len(buckets))
+        return AdsClicks(
+            window, clock, plan.source, query_filter, ad_ids=list(ad_ids),
+            bucket_starts=list(buckets), series=series, from_index=False,
         )  # fmt: skip
 
     def top_ads(
@@ -302,6 +370,19 @@ class ClickQueries:
             if ranking is not None:
                 self.index.remember_ranking(key, revisions, ranking)
         return ranking
+
+    def _buckets(self, window: Window, granularity: Granularity) -> range:
+        """The series' bucket starts: every bucket the window touches."""
+        bucket_ms = _BUCKET_MS[granularity]
+        buckets = range(window.start_ms - window.start_ms % bucket_ms, window.end_ms, bucket_ms)
+        if len(buckets) > self.settings.api_max_series_points:
+            raise QueryError(
+                ErrorCode.BAD_WINDOW,
+                f"the series would have {len(buckets):,} points, more than "
+                f"{self.settings.api_max_series_points:,}: ask for granularity HOUR "
+                "or a shorter window",
+            )
+        return buckets
 
     def _clock(self, conn: Connection) -> StreamClock:
         return read_stream_clock(

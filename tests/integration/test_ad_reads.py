@@ -1,0 +1,167 @@
+"""adClicks and adsClicks: the window index's answers and SQL's equal the truth of the
+real TalkingData clicks, for every window, filter and granularity a dashboard asks."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+
+from adclick.api.app import request_pool
+from adclick.demo.talkingdata import DEFAULT_SAMPLE, read_sample, shift_to_now, to_event
+from adclick.events.parse import ClickEvent
+from adclick.query.errors import ErrorCode, QueryError
+from adclick.query.service import ClickQueries, Granularity, WindowArgs
+from adclick.query.window import HOUR_MS, MINUTE_MS, from_ms
+from adclick.settings import Settings
+from tests.conftest import fresh_settings
+from tests.helpers import create_filtered_rollups, ingest_until_idle, send
+
+# A country rollup and one of two attributes: a filter on device (its first dimension)
+# is found in the index by binary search; one on os alone is left to SQL.
+DIMENSION_SETS = [["country"], ["device", "os"]]
+FILTERS: list[dict[str, list[str]]] = [
+    {},
+    {"country": ["US", "IN"]},
+    {"device": ["1"]},
+    {"device": ["1", "2", "no-such-device"], "os": ["13", "19"]},
+    {"os": ["19"]},
+]
+
+
+@dataclass
+class Data:
+    settings: Settings
+    events: list[ClickEvent]
+    indexed: ClickQueries
+    unindexed: ClickQueries
+
+    def truth(
+        self, ad_ids: list[str], start_ms: int, end_ms: int, filter_: dict[str, list[str]],
+        bucket_ms: int,
+    ) -> list[list[int]]:  # fmt: skip
+        counts: Counter[tuple[str, int]] = Counter(
+            (e.ad_id, e.ts_ms - e.ts_ms % bucket_ms)
+            for e in self.events
+            if start_ms <= e.ts_ms < end_ms
+            and all(_attribute(e, dim) in values for dim, values in filter_.items())
+        )
+        buckets = range(start_ms - start_ms % bucket_ms, end_ms, bucket_ms)
+        return [[counts[(ad, b)] for b in buckets] for ad in ad_ids]
+
+
+def _attribute(event: ClickEvent, dim: str) -> str | None:
+    return event.country if dim == "country" else event.attributes.get(dim)
+
+
+@pytest.fixture(scope="module")
+def data(stack_settings: Settings) -> Iterator[Data]:
+    """The TalkingData sample ending now, ingested; queries with and without the index."""
+    with fresh_settings(stack_settings) as fresh:
+        settings = fresh.model_copy(
+            update={"dimension_sets": DIMENSION_SETS, "dedup_horizon": timedelta(days=7)}
+        )
+        create_filtered_rollups(settings)
+        rows = read_sample(DEFAULT_SAMPLE)
+        shift = shift_to_now(rows, int(time.time() * 1000))
+        events = [to_event(row, shift) for row in rows]
+        send(settings, [event.to_json_dict() for event in events])
+        ingest_until_idle(settings)
+        pools = [request_pool(settings), request_pool(settings)]
+        for pool in pools:
+            pool.open()
+        try:
+            indexed = ClickQueries(settings, pools[0])
+            indexed.refresh()
+            unindexed = ClickQueries(settings.model_copy(update={"api_cache_minutes": 0}), pools[1])
+            yield Data(settings, events, indexed, unindexed)
+        finally:
+            for pool in pools:
+                pool.close()
+
+
+def _ads(data: Data) -> list[str]:
+    """The most clicked ads, a rare one, one never clicked, and a repeat."""
+    ranked = [ad for ad, _ in Counter(e.ad_id for e in data.events).most_common()]
+    return [*ranked[:30], ranked[-1], "ad-never-clicked", ranked[0]]
+
+
+@pytest.mark.parametrize("filter_", FILTERS, ids=lambda f: ",".join(f) or "unfiltered")
+@pytest.mark.parametrize("minutes", [1, 7, 60, 180])
+def test_recent_windows_are_read_from_the_index_and_equal_the_truth(
+    data: Data, filter_: dict[str, list[str]], minutes: int
+) -> None:
+    ads = _ads(data)
+    for granularity, bucket_ms in ((Granularity.MINUTE, MINUTE_MS), (Granularity.HOUR, HOUR_MS)):
+        window = WindowArgs(last_minutes=minutes)
+        answers = [
+            queries.ads_clicks(ads, window, dict(filter_), granularity)
+            for queries in (data.indexed, data.unindexed)
+        ]
+        from_index, from_sql = answers
+        # Only a filter that leaves the rollup's first dimension free needs SQL.
+        assert from_index.from_index is (list(filter_) != ["os"])
+        assert not from_sql.from_index
+        for answer in answers:
+            start, end = answer.window.start_ms, answer.window.end_ms
+            expected = data.truth(ads, start, end, filter_, bucket_ms)
+            if minutes == 180 and not filter_:
+                assert sum(map(sum, expected)) > 0, "no clicks: the comparison proves nothing"
+            assert answer.series.tolist() == expected
+            assert answer.clicks.tolist() == [sum(row) for row in expected]
+            assert answer.bucket_starts == list(range(start - start % bucket_ms, end, bucket_ms))
+
+
+@pytest.mark.parametrize("filter_", FILTERS[:3], ids=lambda f: ",".join(f) or "unfiltered")
+@pytest.mark.parametrize(
+    ("start_offset_min", "end_offset_min"), [(30 * 60 + 17, 2 * 60 + 43), (26 * 60, 60), (200, 0)]
+)
+def test_older_windows_are_read_by_sql_and_equal_the_truth(
+    data: Data, filter_: dict[str, list[str]], start_offset_min: int, end_offset_min: int
+) -> None:
+    """Windows reaching before the index: by hour, whole hours come from clicks_1h."""
+    ads = _ads(data)
+    snapshot = data.indexed.index.snapshot if data.indexed.index else None
+    assert snapshot is not None
+    now_ms = snapshot.end_ms
+    window = WindowArgs(
+        start=from_ms(now_ms - start_offset_min * MINUTE_MS),
+        end=from_ms(now_ms - end_offset_min * MINUTE_MS),
+    )
+    for granularity, bucket_ms in ((Granularity.MINUTE, MINUTE_MS), (Granularity.HOUR, HOUR_MS)):
+        answer = data.indexed.ads_clicks(ads, window, dict(filter_), granularity)
+        assert not answer.from_index
+        start, end = answer.window.start_ms, answer.window.end_ms
+        expected = data.truth(ads, start, end, filter_, bucket_ms)
+        assert sum(map(sum, expected)) > 0, "no clicks: the comparison proves nothing"
+        assert answer.series.tolist() == expected
+
+
+def test_one_ad_reads_like_a_batch_of_one(data: Data) -> None:
+    ad = _ads(data)[0]
+    single = data.indexed.ad_clicks(ad, WindowArgs(last_minutes=60), {"country": ["US"]})
+    batch = data.indexed.ads_clicks([ad], WindowArgs(last_minutes=60), {"country": ["US"]})
+    assert single.from_index and batch.from_index
+    assert [c for _, c in single.series] == batch.series[0].tolist()
+    assert single.clicks == int(batch.clicks[0])
+
+
+@pytest.mark.parametrize(
+    ("ad_ids", "code"),
+    [
+        ([], ErrorCode.BAD_AD_ID),
+        (["ch1"] * 1001, ErrorCode.TOO_MANY_ADS),
+        (["ch1", "ch\x00"], ErrorCode.BAD_AD_ID),
+        (["ch1", "x" * 10_000], ErrorCode.ARGUMENT_TOO_LONG),
+    ],
+)
+def test_bad_batches_are_refused_with_their_code(
+    data: Data, ad_ids: list[str], code: ErrorCode
+) -> None:
+    with pytest.raises(QueryError) as refused:
+        data.indexed.ads_clicks(ad_ids, WindowArgs(last_minutes=5), {})
+    assert refused.value.code is code
