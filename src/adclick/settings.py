@@ -294,6 +294,12 @@ class Settings(BaseSettings):
     api_graphiql: bool = Field(
         False, description="Serve the GraphiQL IDE at /graphql (development)."
     )
+    api_access_log: bool = Field(
+        False,
+        description="Log every HTTP request (one line each). Off by default: at thousands "
+        "of requests a second the log line costs more than the answer; /metrics counts "
+        "requests and their latency per operation.",
+    )
     api_max_limit: int = Field(1000, ge=1, le=100_000, description="Largest topAds limit.")
     api_max_depth: int = Field(10, ge=1, le=100, description="Deepest GraphQL query accepted.")
     api_max_aliases: int = Field(

@@ -35,7 +35,7 @@ def api(
     """
     import uvicorn
 
-    from adclick.api.app import create_app
+    from adclick.api.app import GRACEFUL_S, create_app
 
     configure_logging(logging.DEBUG if verbose else logging.INFO)
     settings = get_settings().for_process(ProcessKind.API)
@@ -50,7 +50,9 @@ def api(
         log_config=None,  # ours, from configure_logging
         ws="websockets-sansio",
         ws_max_size=settings.api_max_body_bytes,  # the body cap, for WebSocket messages
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=GRACEFUL_S,
+        # A log line per request costs more than an answer from the window index.
+        access_log=settings.api_access_log,
     )
 
 

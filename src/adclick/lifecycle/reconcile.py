@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import psycopg
 
@@ -67,11 +66,3 @@ def reconcile(
         )
         conn.commit()
     return report
-
-
-def last_run(conn: Any) -> tuple[datetime, int] | None:
-    """When the newest reconciliation ran and how many discrepancies it found."""
-    row = conn.execute(
-        "SELECT ran_at, discrepancies FROM reconciliations ORDER BY id DESC LIMIT 1"
-    ).fetchone()
-    return (row[0], int(row[1])) if row else None

@@ -139,10 +139,10 @@ class TopListFeed:
         self._last_poll = time.monotonic()
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=timeout_s)
 
     def problem(self) -> str | None:
         """Why the feed is not following the topic now, or None when it is."""
