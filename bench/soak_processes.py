@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,6 +98,22 @@ class Processes:
             if code is not None and managed.process.pid not in self._planned:
                 self.exits.append(Exit(name, code, self.now(), planned=False))
                 self._planned.add(managed.process.pid)  # recorded once
+
+    def cpu_seconds(self, others: Mapping[str, int | None]) -> dict[str, float]:
+        """CPU time (user and system) so far of each process and its children, and of
+        ``others`` (name: pid, e.g. the broker and the postmaster)."""
+        roots = {name: m.process.pid for name, m in self.running.items()} | dict(others)
+        out = {}
+        for name, pid in roots.items():
+            if pid is None:
+                continue
+            try:
+                root = psutil.Process(pid)
+                members = [root, *root.children(recursive=True)]
+                out[name] = sum(sum(p.cpu_times()[:2]) for p in members)
+            except psutil.NoSuchProcess:
+                continue
+        return out
 
     def rss_mib(self) -> dict[str, float]:
         """Resident memory per process, an ingest supervisor's workers included."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,20 +137,3 @@ class Subscriber:
         except Exception as exc:  # the report says it; the soak goes on
             if not self._stop.is_set():  # not the API stopping at the end of the run
                 self.errors.append(repr(exc))
-
-
-def percentiles(samples: list[Sample]) -> dict[str, dict[str, float]]:
-    """p50 and p99 (ms) and the failure count per operation."""
-    by_operation: dict[str, list[Sample]] = defaultdict(list)
-    for sample in samples:
-        by_operation[sample.operation].append(sample)
-    out = {}
-    for name, group in sorted(by_operation.items()):
-        ms = sorted(s.ms for s in group if s.ok)
-        out[name] = {
-            "n": len(group),
-            "failed": sum(not s.ok for s in group),
-            "p50_ms": round(ms[len(ms) // 2], 1) if ms else float("nan"),
-            "p99_ms": round(ms[min(len(ms) - 1, int(len(ms) * 0.99))], 1) if ms else float("nan"),
-        }
-    return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from adclick.db.connect import connect
 from adclick.query.window_index import read_stream_clock
 from adclick.settings import Settings
+from bench.latency import percentiles
 from bench.soak_processes import Processes
-from bench.soak_queries import QueryLoad, percentiles
+from bench.soak_queries import QueryLoad
 
 
 def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -56,6 +58,9 @@ class Sampler:
     ingest_port: int
     close_port: int
     speedup: float
+    # Processes outside the soak's own, by name (the broker, the postmaster): their pids
+    # now (a restart changes the postmaster's).
+    others: Callable[[], dict[str, int | None]] = dict
     rows: list[dict[str, Any]] = field(default_factory=list)
     _last: dict[str, Any] = field(default_factory=dict)
 
@@ -76,6 +81,7 @@ class Sampler:
                 "SELECT pg_database_size(current_database()), pg_current_wal_lsn() - '0/0'::pg_lsn"
             ).fetchone() or (0, 0)
         closed = total(closer, "adclick_close_last_closed_timestamp_seconds")
+        cpu = self.processes.cpu_seconds(self.others())
         last = self._last
         dt = now - last["t"] if last else None
         row: dict[str, Any] = {
@@ -91,12 +97,25 @@ class Sampler:
             ),
             "api": percentiles(self.queries.since(last["t"] if last else 0.0)),
             "rss_mib": self.processes.rss_mib(),
+            # Cores each process used since the last row (a restarted one from 0 again).
+            "cpu_cores": {
+                name: round(max(0.0, seconds - last["cpu"].get(name, 0.0)) / dt, 2)
+                for name, seconds in cpu.items()
+            }
+            if dt
+            else {},
             "database_bytes": int(size),
             "wal_bytes": int(lsn) - last["lsn"] if last else 0,
         }
         if row["closer_lag_event_s"] is not None:
             row["closer_lag_wall_s"] = round(row["closer_lag_event_s"] / self.speedup, 2)
-        self._last = {"t": now, "consumed": consumed, "buckets": buckets, "lsn": int(lsn)}
+        self._last = {
+            "t": now,
+            "consumed": consumed,
+            "buckets": buckets,
+            "lsn": int(lsn),
+            "cpu": cpu,
+        }
         self.rows.append(row)
         return row
 
@@ -119,6 +138,10 @@ def draw(rows: list[dict[str, Any]], faults: list[dict[str, Any]], path: Path) -
     def series(key: str) -> list[float]:
         return [math.nan if row.get(key) is None else float(row[key]) for row in rows]
 
+    def per_process(key: str) -> list[tuple[str, list[float]]]:
+        names = sorted({name for row in rows for name in row.get(key, {})})
+        return [(name, [row.get(key, {}).get(name, math.nan) for row in rows]) for name in names]
+
     def api(op: str) -> list[float]:
         return [row["api"].get(op, {}).get("p99_ms", math.nan) for row in rows]
 
@@ -128,8 +151,8 @@ def draw(rows: list[dict[str, Any]], faults: list[dict[str, Any]], path: Path) -
         ("freshness p99 (s)", [("p99", series("freshness_p99_s"))]),
         ("closer lag (wall s)", [("closer", series("closer_lag_wall_s"))]),
         ("API p99 (ms)", [(op, api(op)) for op in ("topAds 60 min", "adClicks")]),
-        ("RSS (MiB)", [(name, [row["rss_mib"].get(name, math.nan) for row in rows])
-                       for name in sorted({n for row in rows for n in row["rss_mib"]})]),
+        ("RSS (MiB)", per_process("rss_mib")),
+        ("CPU (cores)", per_process("cpu_cores")),
     ]  # fmt: skip
     figure, axes = plt.subplots(len(panels), 1, figsize=(11, 2.2 * len(panels)), sharex=True)
     for axis, (title, lines) in zip(axes, panels, strict=True):

@@ -1,6 +1,6 @@
-"""Where the SQL files and the Alembic migrations live.
+"""Where the SQL files, the Alembic migrations and the frontend's operations live.
 
-Both are top-level folders of the repository (``sql/``, ``migrations/``) so that
+All are folders of the repository (``sql/``, ``migrations/``, ``graphql/``) so that
 reviewers and analysts read them as SQL; the package finds them beside itself.
 The Docker image copies the repository, so the same layout holds there.
 """
@@ -15,6 +15,8 @@ from adclick.errors import ConfigurationError
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SQL_DIR = REPO_ROOT / "sql"
 MIGRATIONS_DIR = REPO_ROOT / "migrations"
+# The frontend's GraphQL operations: the API's trusted documents (api/trusted_documents.py).
+OPERATIONS_DIR = REPO_ROOT / "graphql" / "operations"
 
 
 @cache

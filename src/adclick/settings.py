@@ -11,6 +11,7 @@ import json
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from datetime import timedelta
 from enum import StrEnum
 from functools import lru_cache
@@ -143,7 +144,10 @@ class Settings(BaseSettings):
     kafka_config: dict[str, str] = Field(
         default_factory=dict,
         description="Extra librdkafka properties for every client (JSON object), "
-        'e.g. {"security.protocol": "SASL_SSL"}.',
+        'e.g. {"security.protocol": "SASL_SSL"}. They win over adclick\'s tuning (linger.ms, '
+        "acks, fetch sizes); what adclick sets for correctness (the ingest consumer's "
+        "group.id, enable.auto.commit, enable.auto.offset.store and auto.offset.reset) may "
+        "not be given another value: the process refuses to start, naming it.",
     )
     clicks_topic: str = Field(
         "ad-clicks", pattern=_KAFKA_NAME, description="Topic of click events (key: ad_id)."
@@ -299,6 +303,20 @@ class Settings(BaseSettings):
         description="Log every HTTP request (one line each). Off by default: at thousands "
         "of requests a second the log line costs more than the answer; /metrics counts "
         "requests and their latency per operation.",
+    )
+    api_trusted_documents_only: bool = Field(
+        False,
+        description="Answer only the frontend's operations (graphql/operations/), sent by "
+        "text or by documentId (sha256:<hex> or the file name); any other document is "
+        "refused with DOCUMENT_NOT_TRUSTED. documentId is accepted either way.",
+    )
+    api_cache_max_age_s: int = Field(
+        60,
+        ge=0,
+        le=86_400,
+        description="How long a browser or gateway may reuse an answer over complete "
+        "windows (Cache-Control max-age); it changes only with clicks later than the "
+        "watermark. Other answers are sent with no-cache and an ETag.",
     )
     api_max_limit: int = Field(1000, ge=1, le=100_000, description="Largest topAds limit.")
     api_max_depth: int = Field(10, ge=1, le=100, description="Deepest GraphQL query accepted.")
@@ -477,11 +495,30 @@ class Settings(BaseSettings):
                 return "postgresql+psycopg://" + url[len(prefix) :]
         return url
 
-    def kafka_client_config(self, **overrides: Any) -> dict[str, Any]:
-        """librdkafka configuration shared by every producer, consumer and admin client."""
+    def kafka_client_config(
+        self, defaults: Mapping[str, Any] | None = None, /, **required: Any
+    ) -> dict[str, Any]:
+        """librdkafka configuration of a client: adclick's ``defaults`` (tuning), then the
+        operator's ADCLICK_KAFKA_CONFIG, which wins over them, then what adclick
+        ``required`` for correctness (offsets kept in the database, a group of its own),
+        which the operator's may not contradict: a clash is refused, never overwritten
+        silently."""
+        clashes = sorted(
+            key
+            for key, value in required.items()
+            if key in self.kafka_config
+            and _kafka_text(self.kafka_config[key]) != _kafka_text(value)
+        )
+        if clashes:
+            raise ConfigurationError(
+                f"ADCLICK_KAFKA_CONFIG sets {', '.join(clashes)}, which adclick sets itself "
+                f"for this client ({', '.join(f'{k}={required[k]!r}' for k in clashes)}): "
+                "remove them from ADCLICK_KAFKA_CONFIG"
+            )
         config: dict[str, Any] = {"bootstrap.servers": self.kafka_bootstrap_servers}
+        config.update(defaults or {})
         config.update(self.kafka_config)
-        config.update(overrides)
+        config.update(required)
         return config
 
     def as_environment(self) -> dict[str, str]:
@@ -548,3 +585,8 @@ def load_settings() -> Settings:
         raise ConfigurationError(
             f"invalid configuration: ADCLICK_CONFIG_FILE cannot be read as TOML: {exc}"
         ) from None
+
+
+def _kafka_text(value: Any) -> str:
+    """A librdkafka property as librdkafka reads it (True and "true" are one value)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)

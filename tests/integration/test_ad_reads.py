@@ -24,6 +24,7 @@ from tests.helpers import create_filtered_rollups, ingest_until_idle, send
 # A country rollup and one of two attributes: a filter on device (its first dimension)
 # is found in the index by binary search; one on os alone is left to SQL.
 DIMENSION_SETS = [["country"], ["device", "os"]]
+HOURS_KEPT_MS = 32 * HOUR_MS
 FILTERS: list[dict[str, list[str]]] = [
     {},
     {"country": ["US", "IN"]},
@@ -67,8 +68,12 @@ def data(stack_settings: Settings) -> Iterator[Data]:
         )
         create_filtered_rollups(settings)
         rows = read_sample(DEFAULT_SAMPLE)
-        shift = shift_to_now(rows, int(time.time() * 1000))
-        events = [to_event(row, shift) for row in rows]
+        now_ms = int(time.time() * 1000)
+        shift = shift_to_now(rows, now_ms)
+        # The last 32 hours of the sample (about 40% of it): every window asked below.
+        events = [
+            e for e in (to_event(row, shift) for row in rows) if e.ts_ms > now_ms - HOURS_KEPT_MS
+        ]
         send(settings, [event.to_json_dict() for event in events])
         ingest_until_idle(settings)
         pools = [request_pool(settings), request_pool(settings)]
@@ -165,3 +170,22 @@ def test_bad_batches_are_refused_with_their_code(
     with pytest.raises(QueryError) as refused:
         data.indexed.ads_clicks(ad_ids, WindowArgs(last_minutes=5), {})
     assert refused.value.code is code
+
+
+def test_pooled_connections_come_back_as_they_were_lent(data: Data) -> None:
+    """The index's snapshot transactions leave no isolation level behind: the pool lends
+    the same connection to every later user."""
+    pool = request_pool(data.settings)
+    pool.open()
+    try:
+        queries = ClickQueries(data.settings.model_copy(update={"api_hour_cache_hours": 3}), pool)
+        queries.refresh()
+        queries.refresh_hours()
+        ads = _ads(data)
+        queries.top_ads(10, WindowArgs(last_minutes=240), {})  # the hour index's long window
+        queries.ads_clicks(ads, WindowArgs(last_minutes=60), {})
+        for _ in range(pool.get_stats().get("pool_size", 1)):
+            with pool.connection() as conn:
+                assert conn.isolation_level is None
+    finally:
+        pool.close()

@@ -6,10 +6,8 @@ recomputed from the truth, so the comparison holds whatever stream time the API 
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,13 +16,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from adclick.close.closer import MinuteCloser
 from adclick.lifecycle.reconcile import reconcile
 from adclick.loadgen.truth import Truth
-from adclick.settings import Settings
-from tests.api_client import ApiProcess, GraphQL, Tokens, free_port, with_tokens
-from tests.conftest import fresh_settings
-from tests.helpers import ingest_until_idle, load, query, recent_spec
+from tests.api_client import ApiProcess, GraphQL, free_port
+from tests.helpers import query
+from tests.integration.conftest import ApiData
 from tests.truth_ranking import iso, minute_s, truth_clicks, truth_top
 
 OPERATIONS = Path(__file__).resolve().parents[2] / "graphql" / "operations"
@@ -65,47 +61,6 @@ def assert_top_equals_truth(
     expected = truth_top(truth_clicks(truth, start_s, end_s, countries), limit)
     assert expected, "the window holds no clicks: the comparison would prove nothing"
     assert answer["ads"] == expected
-
-
-class ApiData:
-    """Ingested loadgen traffic, its truth, and a running API with its tokens."""
-
-    def __init__(self, settings: Settings, truth: Truth, api: ApiProcess, tokens: Tokens):
-        self.settings = settings
-        self.truth = truth
-        self.api = api
-        self.tokens = tokens
-        self.reader = api.client(tokens.reader)
-
-
-@pytest.fixture(scope="module")
-def api_data(
-    stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ApiData]:
-    """About 80 minutes of traffic with duplicates, late and invalid events, then the API.
-
-    The API starts after ingest has finished, so every answer sees all of it.
-    """
-    with fresh_settings(stack_settings) as base:
-        settings, tokens = with_tokens(base, api_refresh_interval_s=0.2)
-        spec = recent_spec(
-            40_000,
-            seed=23,
-            ads=3_000,
-            event_rate=8.0,
-            duplicate_fraction=0.05,
-            late_fraction=0.05,
-            max_lateness_s=600,
-            invalid_fraction=0.01,
-        )
-        truth = load(settings, spec)
-        ingest_until_idle(settings)
-        MinuteCloser(settings).run(threading.Event(), once=True)  # lists for topAdsHistory
-        api = ApiProcess(settings, tmp_path_factory.mktemp("api") / "api.log")
-        try:
-            yield ApiData(settings, truth, api, tokens)
-        finally:
-            assert api.stop() == 0  # SIGTERM is a clean stop
 
 
 @pytest.mark.parametrize("minutes", [1, 5, 60])

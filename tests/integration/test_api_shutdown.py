@@ -14,9 +14,9 @@ import httpx
 from gql.transport.exceptions import TransportError
 
 from adclick.db.connect import connect
-from adclick.settings import Settings
-from tests.api_client import ApiProcess, with_tokens
-from tests.helpers import ingest_until_idle, load, recent_spec, wait_for
+from tests.api_client import ApiProcess, free_port
+from tests.helpers import wait_for
+from tests.integration.conftest import ApiData
 
 SUBSCRIBE = (
     Path(__file__).resolve().parents[2] / "graphql/operations/TopAdsLive.graphql"
@@ -29,10 +29,10 @@ REQUESTS = [
 ]
 
 
-def test_sigterm_stops_the_api_within_10_s_under_load(settings: Settings, tmp_path: Path) -> None:
-    settings, tokens = with_tokens(settings, api_refresh_interval_s=0.2)
-    load(settings, recent_spec(20_000, seed=61, ads=2_000, event_rate=5.0))
-    ingest_until_idle(settings)
+def test_sigterm_stops_the_api_within_10_s_under_load(api_data: ApiData, tmp_path: Path) -> None:
+    # An API of its own on the API tests' data: this one is stopped.
+    settings = api_data.settings.model_copy(update={"api_port": free_port()})
+    tokens = api_data.tokens
     api = ApiProcess(settings, tmp_path / "api.log")
     stop = threading.Event()
     answered = [0]
@@ -63,7 +63,7 @@ def test_sigterm_stops_the_api_within_10_s_under_load(settings: Settings, tmp_pa
             timeout_s=20,
             what="the subscriptions to open",
         )
-        with connect(settings) as blocker:
+        with connect(api_data.settings) as blocker:
             # The index's next refresh and every SQL answer now wait on these locks (the
             # index's connections have no statement timeout).
             blocker.execute("LOCK TABLE rollup_changes, clicks_1m IN ACCESS EXCLUSIVE MODE")

@@ -298,6 +298,7 @@ def test_the_image_holds_sql_and_migrations_where_the_code_looks_for_them() -> N
         package.parts[0],  # src: resources.py finds the repository two levels above adclick
         adclick.resources.SQL_DIR.relative_to(REPO_ROOT),
         adclick.resources.MIGRATIONS_DIR.relative_to(REPO_ROOT),
+        adclick.resources.OPERATIONS_DIR.relative_to(REPO_ROOT),
     ):
         assert str(PurePosixPath(workdir, folder)) in destinations, f"{folder}/ not in image"
 

@@ -46,8 +46,10 @@ from adclick.api.auth import authenticate
 from adclick.api.context import Context
 from adclick.api.errors import ApiErrorCode, error_response
 from adclick.api.http import RequestTooLarge, http_error_code, read_body
+from adclick.api.http_cache import with_cache_headers
 from adclick.api.metrics import HOUR_INDEX_HOURS, INVALID, REQUESTS
 from adclick.api.schema import build_schema
+from adclick.api.trusted_documents import TrustedDocuments
 from adclick.api.websocket import LegacyWSHandler, TransportWSHandler
 from adclick.db.connect import Connection, connection_options
 from adclick.db.migrate import head_revision
@@ -55,11 +57,13 @@ from adclick.lifecycle.reconciliations import last_run
 from adclick.query.service import ClickQueries
 from adclick.query.top_lists import TopListFeed
 from adclick.redact import mask_secrets
+from adclick.resources import OPERATIONS_DIR
 from adclick.settings import Settings
 
 log = logging.getLogger(__name__)
 
 RESOLVER_THREADS = 32
+_CONTEXT_KEY = "adclick.context"
 # Requests in flight may finish for GRACEFUL_S after SIGTERM (WebSocket subscriptions are
 # closed then); the background parts get STOP_WAIT_S each after that. Together under the
 # 10 s docs/api.md promises, whatever is in flight.
@@ -84,6 +88,7 @@ class AdclickGraphQL(GraphQL[Context, None]):
         self.queries = queries
         self.feed = feed
         self.admin = admin
+        self.documents = TrustedDocuments.load(OPERATIONS_DIR)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -97,7 +102,13 @@ class AdclickGraphQL(GraphQL[Context, None]):
             response = error_response(413, ApiErrorCode.REQUEST_TOO_LARGE, str(too_large))
         else:
             try:
-                response = await self.run(Request(scope, receive=receive))
+                request = Request(scope, receive=receive)
+                response = await self.run(request)
+                context = scope.get(_CONTEXT_KEY)
+                if isinstance(context, Context):
+                    response = with_cache_headers(
+                        response, request.headers, context.cacheability, self.settings
+                    )
             except HTTPException as exc:  # strawberry's refusals, as plain text before
                 REQUESTS.labels(INVALID, "error").inc()
                 response = error_response(exc.status_code, http_error_code(exc), exc.reason)
@@ -124,11 +135,25 @@ class AdclickGraphQL(GraphQL[Context, None]):
         decoded = super().parse_json(data)
         if not isinstance(decoded, dict | list):  # strawberry would fail on it (a 500)
             raise HTTPException(400, "the request must be a JSON object")
-        return decoded
+        return self.documents.resolve(decoded)
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A GET naming a document by id is a query, not a browser asking for the IDE.
+        return "documentId" not in request.query_params and bool(
+            super().should_render_graphql_ide(request)
+        )
+
+    def parse_query_params(self, params: Any) -> dict[str, Any]:
+        resolved: dict[str, Any] = self.documents.resolve(super().parse_query_params(params))
+        return resolved
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         principal = authenticate(request.headers.get("authorization"), self.settings)
-        return Context(principal=principal, queries=self.queries, feed=self.feed, admin=self.admin)
+        context = Context(
+            principal=principal, queries=self.queries, feed=self.feed, admin=self.admin
+        )
+        request.scope[_CONTEXT_KEY] = context  # for the HTTP cache headers (__call__)
+        return context
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         # Browsers cannot set headers on a WebSocket: the token comes in connection_init,

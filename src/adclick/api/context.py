@@ -7,6 +7,7 @@ from typing import Any
 
 from adclick.api.admin import Admin
 from adclick.api.auth import Principal
+from adclick.api.http_cache import Cacheability
 from adclick.query.service import ClickQueries
 from adclick.query.top_lists import TopListFeed
 
@@ -17,5 +18,7 @@ class Context:
     queries: ClickQueries
     feed: TopListFeed
     admin: Admin
+    # What the request's fields say about reusing its HTTP answer (api/http_cache.py).
+    cacheability: Cacheability = field(default_factory=Cacheability)
     # Set by strawberry from a WebSocket's connection_init payload.
     connection_params: dict[str, Any] = field(default_factory=dict)

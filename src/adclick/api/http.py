@@ -10,6 +10,7 @@ from starlette.types import Message, Receive, Scope
 from strawberry.schema.exceptions import InvalidOperationTypeError
 
 from adclick.api.errors import ApiErrorCode
+from adclick.api.trusted_documents import UnknownDocument
 
 
 class RequestTooLarge(Exception):
@@ -20,6 +21,8 @@ def http_error_code(exc: HTTPException) -> ApiErrorCode:
     """The code of one of strawberry's HTTP refusals."""
     if isinstance(exc.__cause__, InvalidOperationTypeError):
         return ApiErrorCode.OPERATION_NOT_ALLOWED
+    if isinstance(exc, UnknownDocument):
+        return ApiErrorCode.DOCUMENT_NOT_TRUSTED
     return ApiErrorCode.BAD_REQUEST
 
 

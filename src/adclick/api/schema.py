@@ -34,12 +34,14 @@ from adclick.api.extensions import (
     request_budget,
 )
 from adclick.api.metrics import AD_READS, SUBSCRIPTIONS, TOP_ADS_RANKED_BY, RequestMetrics
+from adclick.api.trusted_documents import TrustedDocuments
 from adclick.close.lists import TopList
 from adclick.lifecycle.policies import Policy, iso_duration
 from adclick.query import service
 from adclick.query.filters import Filter
 from adclick.query.top_lists import list_key
 from adclick.query.window import from_ms
+from adclick.resources import OPERATIONS_DIR
 from adclick.settings import Role, Settings
 from graphql import ASTValidationRule
 
@@ -297,6 +299,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             request_budget(settings),
         )
         AD_READS.labels(_answered_by(answer)).inc()
+        info.context.cacheability.note(answer.complete)
         return AdClicks(
             ad_id=answer.ad_id,
             clicks=Long(answer.clicks),
@@ -323,6 +326,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             request_budget(settings),
         )
         AD_READS.labels(_answered_by(answer)).inc(len(ad_ids))
+        info.context.cacheability.note(answer.complete)
         starts = [from_ms(s) for s in answer.bucket_starts]
         return AdsClicks(
             ads=[
@@ -351,6 +355,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             request_budget(settings),
         )
         TOP_ADS_RANKED_BY.labels(answer.ranked_by.value).inc()
+        info.context.cacheability.note(answer.complete)
         return TopAds(
             ads=[RankedAd(rank=a.rank, ad_id=a.ad_id, clicks=Long(a.clicks)) for a in answer.ads],
             window=_window(answer),
@@ -367,6 +372,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         limit: int = 100,
         all_revisions: bool = False,
     ) -> list[TopAdsList]:
+        info.context.cacheability.note(False)  # a stored list may get a new revision
         lists = await in_thread(
             info.context.queries.top_list_history,
             window_minutes,
@@ -400,18 +406,21 @@ def build_schema(settings: Settings) -> strawberry.Schema:
                 SUBSCRIPTIONS.dec()
 
     async def retention_policies(info: Info[Context, None]) -> list[RetentionPolicy]:
+        info.context.cacheability.note(False)
         policies = await in_thread(info.context.admin.policies)
         return [_policy(p) for p in policies]
 
     async def set_retention(
         info: Info[Context, None], relation: str, hot: str | None, cold: str | None
     ) -> RetentionPolicy:
+        info.context.cacheability.note(False)
         policy = await in_thread(
             info.context.admin.set_retention, relation, hot, cold, info.context.principal.name
         )
         return _policy(policy)
 
     async def ingest_status(info: Info[Context, None]) -> list[PartitionStatus]:
+        info.context.cacheability.note(False)
         rows = await in_thread(info.context.queries.ingest_status)
         return [PartitionStatus(**dict(zip(_STATUS_FIELDS, row, strict=True))) for row in rows]
 
@@ -489,6 +498,8 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         query_depth_rule(settings.api_max_depth, should_ignore=None),
         aliases_rule(settings.api_max_aliases),
     ]
+    if settings.api_trusted_documents_only:
+        limit_rules.append(TrustedDocuments.load(OPERATIONS_DIR).rule())
     return AdclickSchema(
         query=query,
         mutation=mutation,

@@ -110,6 +110,53 @@ def bench_query(
                    log_path=log_path, emit=emit, only=only or [])  # fmt: skip
 
 
+@bench_app.command("load")
+def bench_load(
+    hours: DatasetHours = 6,
+    ads: DatasetAds = 2_000_000,
+    clicks_per_minute: DatasetClicks = 700_000,
+    zipf: Skew = DEFAULT_ZIPF,
+    clients: Annotated[int, typer.Option(min=1, help="Concurrent HTTP clients.")] = 16,
+    seconds: Annotated[float, typer.Option(min=1, help="Length of each phase.")] = 30.0,
+    batch_ads: Annotated[int, typer.Option(min=1, help="Ads per adsClicks request.")] = 1000,
+    subscribers: Annotated[
+        int, typer.Option(min=0, help="WebSocket subscriptions held open in the mixed phase.")
+    ] = 50,
+    phase: Annotated[
+        list[str] | None,
+        typer.Option(help="Run only this phase (repeatable): adClicks, adsClicks, "
+                     "topAds_standard, topAds_ad_hoc, mixed."),
+    ] = None,
+) -> None:  # fmt: skip
+    """Read load: concurrent clients against one API on the dataset of `adclick bench query`.
+
+    Builds (or keeps) that dataset, starts the API on it, and for each phase has
+    --clients clients on loopback send requests back to back for --seconds: single-ad
+    adClicks, adsClicks batches, topAds over the standard and over ad-hoc windows, then
+    all mixed with WebSocket subscribers connected. Prints one JSON line per phase:
+    requests/s, ad reads/s, p50/p99/max per operation, and the API's CPU per request.
+    """
+    configure_logging()
+    dataset_module = _bench_module("query_dataset")
+    module = _bench_module("load")
+    machine = _bench_module("environment").this_machine().describe()
+    unknown = sorted(set(phase or []) - set(module.PHASES))
+    if unknown:
+        raise typer.BadParameter(f"no phase {unknown[0]!r}", param_hint="--phase")
+    base = get_settings()
+    spec = dataset_module.DatasetSpec(hours, ads, clicks_per_minute, zipf)
+    settings, dataset = dataset_module.ensure_dataset(base, spec, rebuild=False)
+
+    def emit(result: dict[str, Any]) -> None:
+        typer.echo(json.dumps({**result, "machine": machine}))
+
+    module.run_load(
+        settings, dataset, clients=clients, seconds=seconds, batch_ads=batch_ads,
+        subscribers=subscribers, phases=phase or list(module.PHASES),
+        log_path=base.state_dir / "logs" / "bench-load-api.log", emit=emit,
+    )  # fmt: skip
+
+
 @bench_app.command("close")
 def bench_close(
     hours: DatasetHours = 6,

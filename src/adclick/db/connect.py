@@ -10,6 +10,8 @@ often is). No message shows a password: the URL and the driver's error pass thro
 from __future__ import annotations
 
 import getpass
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -62,3 +64,16 @@ def connect(settings: Settings, *, autocommit: bool = False) -> Connection:
         # ProgrammingError: a URL libpq cannot parse, whose message may quote the URL.
         # from None: the driver's exception would print its text (and so the URL) again.
         raise unreachable(settings, exc) from None
+
+
+@contextmanager
+def snapshot_transaction(conn: Connection) -> Iterator[None]:
+    """A REPEATABLE READ transaction: every statement in it sees one snapshot. The
+    connection's isolation level is put back afterwards, as a pool's next user expects."""
+    previous = conn.isolation_level
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    try:
+        with conn.transaction():
+            yield
+    finally:
+        conn.isolation_level = previous

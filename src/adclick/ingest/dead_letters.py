@@ -34,7 +34,7 @@ class DeadLetterPublisher:
 
     def __init__(self, settings: Settings) -> None:
         self._topic = settings.dlq_topic
-        self._producer: Producer = make_producer(settings, **{"linger.ms": 5})
+        self._producer: Producer = make_producer(settings, {"linger.ms": 5})
         self._errors: list[str] = []
         self._too_large: list[DeadLetter] = []
 

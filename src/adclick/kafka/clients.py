@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
@@ -12,38 +13,56 @@ from adclick.errors import DependencyUnavailableError
 from adclick.settings import Settings
 
 
-def make_producer(settings: Settings, **overrides: Any) -> Producer:
-    """A producer tuned for throughput; idempotence keeps retries from duplicating."""
-    config = settings.kafka_client_config(
-        **{
-            "linger.ms": 20,
-            "batch.num.messages": 10_000,
-            "queue.buffering.max.messages": 1_000_000,
-            "queue.buffering.max.kbytes": 1_048_576,
-            "acks": "all",
-        }
-    )
-    config.update(overrides)
-    return Producer(config)
+def producer_config(
+    settings: Settings, tuning: Mapping[str, Any] | None = None, /, **required: Any
+) -> dict[str, Any]:
+    """A producer's configuration, tuned for throughput (``tuning`` adds to that; the
+    operator's ADCLICK_KAFKA_CONFIG wins over both); ``required``: what the caller needs
+    for correctness (callbacks, idempotence)."""
+    defaults = {
+        "linger.ms": 20,
+        "batch.num.messages": 10_000,
+        "queue.buffering.max.messages": 1_000_000,
+        "queue.buffering.max.kbytes": 1_048_576,
+        "acks": "all",
+        **(tuning or {}),
+    }
+    return settings.kafka_client_config(defaults, **required)
 
 
-def make_consumer(settings: Settings, **overrides: Any) -> Consumer:
-    """A consumer of the ingest group whose offsets live in the database, not in Kafka."""
-    config = settings.kafka_client_config(
-        **{
-            "group.id": settings.consumer_group,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": settings.kafka_session_timeout_ms,
-            "heartbeat.interval.ms": max(500, settings.kafka_session_timeout_ms // 6),
-            "partition.assignment.strategy": "roundrobin",
-            "fetch.max.bytes": 52_428_800,
-            "queued.max.messages.kbytes": 262_144,
-        }
-    )
-    config.update(overrides)
-    return Consumer(config)
+def make_producer(
+    settings: Settings, tuning: Mapping[str, Any] | None = None, /, **required: Any
+) -> Producer:
+    """A producer (see ``producer_config``)."""
+    return Producer(producer_config(settings, tuning, **required))
+
+
+def consumer_config(settings: Settings, **required: Any) -> dict[str, Any]:
+    """A consumer of the ingest group whose offsets live in the database, not in Kafka:
+    committing or storing offsets in Kafka is refused whatever ADCLICK_KAFKA_CONFIG says.
+    ``required`` replaces the group and adds what the caller needs."""
+    defaults = {
+        "session.timeout.ms": settings.kafka_session_timeout_ms,
+        "heartbeat.interval.ms": max(500, settings.kafka_session_timeout_ms // 6),
+        "partition.assignment.strategy": "roundrobin",
+        "fetch.max.bytes": 52_428_800,
+        "queued.max.messages.kbytes": 262_144,
+    }
+    required = {
+        "group.id": settings.consumer_group,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        # A partition with no stored position is read from its start: "latest" would
+        # skip the clicks already in it.
+        "auto.offset.reset": "earliest",
+        **required,
+    }
+    return settings.kafka_client_config(defaults, **required)
+
+
+def make_consumer(settings: Settings, **required: Any) -> Consumer:
+    """A consumer (see ``consumer_config``)."""
+    return Consumer(consumer_config(settings, **required))
 
 
 def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:

@@ -11,9 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import psycopg
-
-from adclick.db.connect import connect
+from adclick.db.connect import connect, snapshot_transaction
 from adclick.lifecycle.recompute import Rollup, check_range, differences, rollups, stage_expected
 from adclick.settings import Settings
 
@@ -43,8 +41,7 @@ def reconcile(
     report = ReconciliationReport()
     with connect(settings) as conn:
         check_range(conn, settings, start, end)
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        with conn.transaction():
+        with snapshot_transaction(conn):
             for rollup in rollups(settings):
                 if on_rollup is not None:
                     on_rollup(rollup)
@@ -58,7 +55,6 @@ def reconcile(
                     report.discrepancies.append(
                         Discrepancy(rollup.table, t, ad, tuple(dims), expected, stored)
                     )
-        conn.isolation_level = None
         conn.execute(
             "INSERT INTO reconciliations (range_start, range_end, rows_checked, discrepancies)"
             " VALUES (%s, %s, %s, %s)",

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from psycopg import sql
 
-from adclick.db.connect import Connection, connect
+from adclick.db.connect import Connection, connect, snapshot_transaction
 from adclick.errors import AdclickError
 from adclick.lifecycle import parquet
 from adclick.lifecycle.cold import cold_storage_url, duckdb_connection
@@ -227,27 +227,23 @@ class Maintainer:
         exported = sql.SQL(", ").join(c.export() for c in columns)
         conn.commit()
         # One snapshot: the checksum and the rows written describe the same data.
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        try:
-            with conn.transaction():
-                count, checksum = conn.execute(
-                    parquet.pg_checksum(columns, chunk.table)
-                ).fetchone() or (0, 0)
-                (hot_bytes,) = conn.execute(
-                    "SELECT pg_total_relation_size(%s::regclass)", (f"{chunk.schema}.{chunk.name}",)
-                ).fetchone() or (0,)
-                statement = sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT (FORMAT CSV)").format(
-                    exported, chunk.table
-                )
-                with (
-                    conn.cursor().copy(statement) as copy,
-                    fsspec.open(url, "wb", auto_mkdir=True) as out,
-                    pq.ParquetWriter(out, schema, compression="zstd") as writer,
-                ):
-                    for batch in parquet.record_batches(copy, columns):
-                        writer.write_batch(batch)
-        finally:
-            conn.isolation_level = None
+        with snapshot_transaction(conn):
+            count, checksum = conn.execute(
+                parquet.pg_checksum(columns, chunk.table)
+            ).fetchone() or (0, 0)
+            (hot_bytes,) = conn.execute(
+                "SELECT pg_total_relation_size(%s::regclass)", (f"{chunk.schema}.{chunk.name}",)
+            ).fetchone() or (0,)
+            statement = sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT (FORMAT CSV)").format(
+                exported, chunk.table
+            )
+            with (
+                conn.cursor().copy(statement) as copy,
+                fsspec.open(url, "wb", auto_mkdir=True) as out,
+                pq.ParquetWriter(out, schema, compression="zstd") as writer,
+            ):
+                for batch in parquet.record_batches(copy, columns):
+                    writer.write_batch(batch)
         return int(count), int(checksum), int(hot_bytes)
 
     def _verify(self, chunk: Chunk, url: str, rows: int, checksum: int) -> None:

@@ -25,9 +25,8 @@ import logging
 from collections.abc import Mapping
 
 import numpy as np
-import psycopg
 
-from adclick.db.connect import Connection
+from adclick.db.connect import Connection, snapshot_transaction
 from adclick.query.filters import Filter, Plan, Source
 from adclick.query.hour_index import (
     HourClicks,
@@ -107,8 +106,7 @@ def rank_long_window(
     if len(candidates) > MAX_CANDIDATES:
         log.info("long window %s: %d candidates, left to SQL", window, len(candidates))
         return None
-    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-    with conn.transaction():
+    with snapshot_transaction(conn):
         first = min(hours, default=window.start_ms)
         current = hour_revisions(conn, first, floor_hour(older_end - 1) + HOUR_MS)
         if any(current.get(h, 0) != c.revision for h, c in hours.items()):

@@ -27,9 +27,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import psycopg
 
-from adclick.db.connect import Connection
+from adclick.db.connect import Connection, snapshot_transaction
 from adclick.db.rollups import FilteredRollup
 from adclick.query.filters import Filter, Plan, Source
 from adclick.query.minute_loader import load_rollups, runs
@@ -121,9 +120,8 @@ class WindowIndex:
 
     def refresh(self, conn: Connection, topic: str, idle_timeout: timedelta) -> RefreshReport:
         """Bring the index up to the database's committed state."""
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         previous = self._snapshot.minutes if self._snapshot else {}
-        with conn.transaction():
+        with snapshot_transaction(conn):
             clock = read_stream_clock(conn, topic, idle_timeout)
             end_ms = clock.current_minute_ms
             start_ms = end_ms - self.cache_minutes * MINUTE_MS

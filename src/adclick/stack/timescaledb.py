@@ -20,7 +20,7 @@ from psycopg import sql
 from adclick.db.connect import Connection
 from adclick.db.roles import grant_logins, set_password
 from adclick.errors import StackError
-from adclick.stack.process import run, wait_for_port
+from adclick.stack.process import read_pid, run, wait_for_port
 from adclick.stack.secrets import passfile_path
 
 PG_MAJOR = 15
@@ -254,17 +254,23 @@ class TimescaleCluster:
         run([pg_bindir() / "pg_ctl", "reload", "-D", self.data_dir], user=self._user)
         return True
 
-    def start(self) -> None:
-        """Start the postmaster and wait for it to accept connections."""
+    def start(self, timeout_s: int = 60) -> None:
+        """Start the postmaster and wait (``timeout_s``) for it to accept connections:
+        after a crash it first replays the WAL since the last checkpoint, which for a busy
+        database takes longer than a clean start."""
         self._own(self.socket_dir)
         run(
             [
                 pg_bindir() / "pg_ctl", "start", "-D", self.data_dir, "-l", self.log_file,
-                "-w", "-t", "60", "-o", f"-p {self.port} -k {self.socket_dir}",
+                "-w", "-t", str(timeout_s), "-o", f"-p {self.port} -k {self.socket_dir}",
             ],
             user=self._user,
         )  # fmt: skip
         wait_for_port("127.0.0.1", self.port, 30, "PostgreSQL")
+
+    def postmaster_pid(self) -> int | None:
+        """The running postmaster's pid (its postmaster.pid file), None when stopped."""
+        return read_pid(self.data_dir / "postmaster.pid") if self.running() else None
 
     def stop(self, *, immediate: bool = False) -> None:
         """Fast shutdown: running transactions roll back, committed data is safe.
