@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import psutil
 
 from adclick.query.window import MINUTE_MS
 from adclick.settings import Settings
@@ -181,26 +180,27 @@ def run_load(
     phases: list[str],
     log_path: Path,
     emit: Emit,
+    workers: int = 1,
 ) -> None:
-    """Start the API on the dataset and emit one result per phase."""
+    """Start the API (``workers`` processes) on the dataset and emit one result per phase."""
     requests = Requests(dataset, batch_ads)
-    with running_api(settings, log_path) as (api, startup):
-        emit({"run": "startup", **startup})
+    with running_api(settings, log_path, workers) as (api, startup):
+        emit({"run": "startup", "workers": workers, **startup})
         url = f"{api.url}/graphql"
-        server = psutil.Process(api.process.pid)
         for phase in phases:
             make = requests.of_phase(phase)
             asyncio.run(_phase(url, make, clients, 3.0, 0))  # warm-up: caches, connections
-            cpu_before = sum(server.cpu_times()[:2])
+            cpu_before = api.cpu_s()
             started = time.monotonic()
             samples, received = asyncio.run(
                 _phase(url, make, clients, seconds, subscribers if phase == "mixed" else 0)
             )
             elapsed = time.monotonic() - started
-            cpu_s = sum(server.cpu_times()[:2]) - cpu_before
+            cpu_s = api.cpu_s() - cpu_before
             answered = [s for s in samples if s.ok]
             emit({
-                "run": "load", "phase": phase, "clients": clients, "seconds": round(elapsed, 1),
+                "run": "load", "phase": phase, "workers": workers, "clients": clients,
+                "seconds": round(elapsed, 1),
                 "requests_per_s": round(len(answered) / elapsed, 1),
                 "ad_reads_per_s": round(sum(s.ads for s in answered) / elapsed),
                 "failed": len(samples) - len(answered),

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +33,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from adclick.loadgen.generator import ad_id, ad_id_width
@@ -65,21 +66,39 @@ class Api:
     url: str
     log_path: Path
 
-    def memory_mib(self) -> dict[str, float]:
-        """Resident memory now and at its peak (VmRSS, VmHWM), MiB."""
+    def processes(self) -> list[psutil.Process]:
+        """The API's process and its workers' (with ``api_workers`` above 1)."""
+        server = psutil.Process(self.process.pid)
+        return [server, *server.children(recursive=True)]
+
+    def cpu_s(self) -> float:
+        """User and system CPU seconds of the API's processes so far."""
+        total = 0.0
+        for process in self.processes():
+            with suppress(psutil.Error):  # a worker that just went away
+                total += sum(process.cpu_times()[:2])
+        return total
+
+    def memory_mib(self) -> dict[str, Any]:
+        """Resident memory now, of the API's process (which holds the indexes) and of
+        each worker, and its process's peak (VmRSS, VmHWM), MiB."""
         found = {}
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
             name, _, value = line.partition(":")
             if name in ("VmRSS", "VmHWM"):
                 found[name] = round(int(value.split()[0]) / 1024, 1)
-        return {"rss_mib": found["VmRSS"], "peak_rss_mib": found["VmHWM"]}
+        workers = [round(p.memory_info().rss / 2**20, 1) for p in self.processes()[1:]]
+        return {"rss_mib": found["VmRSS"], "peak_rss_mib": found["VmHWM"],
+                "worker_rss_mib": workers}  # fmt: skip
 
     def log_tail(self, lines: int = 20) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
 @contextmanager
-def running_api(settings: Settings, log_path: Path) -> Iterator[tuple[Api, dict[str, Any]]]:
+def running_api(
+    settings: Settings, log_path: Path, workers: int = 1
+) -> Iterator[tuple[Api, dict[str, Any]]]:
     """Start the API on the dataset, wait until it is ready, and stop it at the end.
 
     Yields the API and its start-up figures: seconds until it served /healthz, until
@@ -92,6 +111,7 @@ def running_api(settings: Settings, log_path: Path) -> Iterator[tuple[Api, dict[
         "ADCLICK_API_ALLOW_ANONYMOUS": "true",
         "ADCLICK_API_HOST": "127.0.0.1",
         "ADCLICK_API_PORT": str(port),
+        "ADCLICK_API_WORKERS": str(workers),
     }
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:

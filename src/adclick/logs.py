@@ -51,3 +51,5 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.getLogger("confluent_kafka").setLevel(logging.WARNING)
     # httpx logs every request at INFO: the benchmarks' clients send thousands a second.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # alembic lists its plugins at INFO whenever a process reads the migrations' head.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

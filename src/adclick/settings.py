@@ -304,6 +304,14 @@ class Settings(BaseSettings):
         "of requests a second the log line costs more than the answer; /metrics counts "
         "requests and their latency per operation.",
     )
+    api_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="API worker processes. Above 1, `adclick api` holds the window and hour "
+        "indexes once and serves them to its workers, which do the HTTP and GraphQL work "
+        "(docs/api.md, Workers); about one per core.",
+    )
     api_trusted_documents_only: bool = Field(
         False,
         description="Answer only the frontend's operations (graphql/operations/), sent by "

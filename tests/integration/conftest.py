@@ -33,7 +33,8 @@ def api_data(
 ) -> Iterator[ApiData]:
     """About 80 minutes of traffic with duplicates, late and invalid events, then the API.
 
-    The API starts after ingest has finished, so every answer sees all of it.
+    The API starts after ingest has finished, so every answer sees all of it. Tests that
+    start an API of their own from ``settings`` get a single process.
     """
     with fresh_settings(stack_settings) as base:
         settings, tokens = with_tokens(base, api_refresh_interval_s=0.2)
@@ -50,7 +51,12 @@ def api_data(
         truth = load(settings, spec)
         ingest_until_idle(settings)
         MinuteCloser(settings).run(threading.Event(), once=True)  # lists for topAdsHistory
-        api = ApiProcess(settings, tmp_path_factory.mktemp("api") / "api.log")
+        # Two workers, as production runs it: every API test goes through a worker
+        # and its supervisor's indexes (api/index_server.py).
+        api = ApiProcess(
+            settings.model_copy(update={"api_workers": 2}),
+            tmp_path_factory.mktemp("api") / "api.log",
+        )
         try:
             yield ApiData(settings, truth, api, tokens)
         finally:

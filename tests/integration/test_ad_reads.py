@@ -1,25 +1,32 @@
 """adClicks and adsClicks: the window index's answers and SQL's equal the truth of the
-real TalkingData clicks, for every window, filter and granularity a dashboard asks."""
+real TalkingData clicks, for every window, filter and granularity a dashboard asks; and
+an API worker asking its supervisor gets the answers the supervisor gives itself."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from multiprocessing import AuthenticationError
+from typing import Any
 
+import numpy as np
 import pytest
 
-from adclick.api.app import request_pool
+from adclick.api.index_server import Address, RemoteQueries, serving
+from adclick.api.query_host import QueryHost, request_pool
 from adclick.demo.talkingdata import DEFAULT_SAMPLE, read_sample, shift_to_now, to_event
 from adclick.events.parse import ClickEvent
+from adclick.query.budget import RequestBudget
 from adclick.query.errors import ErrorCode, QueryError
-from adclick.query.service import ClickQueries, Granularity, WindowArgs
+from adclick.query.service import ClickQueries, Granularity, QueryService, WindowArgs
 from adclick.query.window import HOUR_MS, MINUTE_MS, from_ms
 from adclick.settings import Settings
 from tests.conftest import fresh_settings
-from tests.helpers import create_filtered_rollups, ingest_until_idle, send
+from tests.helpers import create_filtered_rollups, ingest_until_idle, send, wait_for
 
 # A country rollup and one of two attributes: a filter on device (its first dimension)
 # is found in the index by binary search; one on os alone is left to SQL.
@@ -189,3 +196,88 @@ def test_pooled_connections_come_back_as_they_were_lent(data: Data) -> None:
                 assert conn.isolation_level is None
     finally:
         pool.close()
+
+
+@pytest.fixture(scope="module")
+def served(data: Data) -> Iterator[tuple[QueryHost, RemoteQueries]]:
+    """A query host served as `adclick api --workers N` serves it, and a worker's link."""
+    host = QueryHost(data.settings)
+    host.start()
+    try:
+        wait_for(lambda: host.index_problem() is None, timeout_s=60, what="the window index")
+        with serving(host, metrics_shared=False) as address:
+            yield host, RemoteQueries(data.settings, address)
+    finally:
+        host.stop(timeout_s=5)
+
+
+@pytest.mark.parametrize("filter_", FILTERS, ids=lambda f: ",".join(f) or "unfiltered")
+def test_a_worker_gets_the_answers_the_host_gives(
+    data: Data, served: tuple[QueryHost, RemoteQueries], filter_: dict[str, list[str]]
+) -> None:
+    host, remote = served
+    ads = _ads(data)
+    asks: list[Callable[[QueryService], Any]] = [
+        lambda q: q.ads_clicks(ads, WindowArgs(last_minutes=60), dict(filter_)),
+        lambda q: q.ads_clicks(
+            ads[:3], WindowArgs(last_minutes=600), dict(filter_), Granularity.HOUR
+        ),
+        lambda q: q.ad_clicks(ads[0], WindowArgs(last_minutes=15), dict(filter_)),
+        lambda q: q.top_ads(20, WindowArgs(last_minutes=5), dict(filter_)),
+        lambda q: q.top_ads(20, WindowArgs(last_minutes=300), dict(filter_)),
+    ]
+    for ask in asks:
+        for _ in range(3):  # again if a minute closed between the two
+            own, worker = ask(host.queries), ask(remote)
+            if own.window == worker.window:
+                break
+        assert _comparable(worker) == _comparable(own)
+
+
+def _comparable(answer: Any) -> Any:
+    """The answer's fields but its clock's wall time (each index refresh reads it anew)."""
+    fields = dataclasses.asdict(answer)
+    fields["clock"].pop("wall_ms")
+    return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in fields.items()}
+
+
+def test_a_worker_charges_the_request_budget_as_the_host_does(
+    data: Data, served: tuple[QueryHost, RemoteQueries]
+) -> None:
+    host, remote = served
+    ads = _ads(data)[:2]
+    own, worker = (RequestBudget(max_cost=150, raw_filter_cost=10, max_filter_values=5)
+                   for _ in range(2))  # fmt: skip
+    for queries, budget in ((host.queries, own), (remote, worker)):
+        queries.ads_clicks(ads, WindowArgs(last_minutes=60), {"country": ["US", "IN"]},
+                           budget=budget)  # fmt: skip
+        assert (budget.cost, budget.filter_values) == (120, 2)  # 2 ads x 60 minutes
+        with pytest.raises(QueryError) as refused:  # 60 minutes more: over 150
+            queries.top_ads(10, WindowArgs(last_minutes=60), {}, budget=budget)
+        assert refused.value.code is ErrorCode.QUERY_TOO_EXPENSIVE
+        queries.top_ads(10, WindowArgs(last_minutes=30), {}, budget=budget)
+    assert worker.cost == own.cost == 150
+
+
+def test_a_worker_gets_refusals_with_their_codes_and_the_hosts_metrics(
+    served: tuple[QueryHost, RemoteQueries],
+) -> None:
+    _, remote = served
+    with pytest.raises(QueryError) as refused:
+        remote.ads_clicks([], WindowArgs(last_minutes=5), {})
+    assert refused.value.code is ErrorCode.BAD_AD_ID
+    assert remote.index_problem() is None
+    wait_for(
+        lambda: b'adclick_api_hour_index_hours{state="held"}' in remote.index_metrics(),
+        timeout_s=60,
+        what="the hour index's gauge in the worker's view of the host's metrics",
+    )
+
+
+def test_only_holders_of_the_key_are_answered(
+    data: Data, served: tuple[QueryHost, RemoteQueries]
+) -> None:
+    _, remote = served
+    stranger = RemoteQueries(data.settings, Address(remote.address.name, b"\x00" * 32))
+    with pytest.raises(AuthenticationError):
+        stranger.top_ads(10, WindowArgs(last_minutes=5), {})

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from gql.transport.exceptions import TransportError
 
 from adclick.db.connect import connect
@@ -29,9 +30,14 @@ REQUESTS = [
 ]
 
 
-def test_sigterm_stops_the_api_within_10_s_under_load(api_data: ApiData, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_stops_the_api_within_10_s_under_load(
+    api_data: ApiData, tmp_path: Path, workers: int
+) -> None:
     # An API of its own on the API tests' data: this one is stopped.
-    settings = api_data.settings.model_copy(update={"api_port": free_port()})
+    settings = api_data.settings.model_copy(
+        update={"api_port": free_port(), "api_workers": workers}
+    )
     tokens = api_data.tokens
     api = ApiProcess(settings, tmp_path / "api.log")
     stop = threading.Event()

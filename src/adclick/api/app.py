@@ -1,10 +1,8 @@
 """The ASGI application: /graphql (HTTP and WebSocket), /metrics, /healthz, /readyz.
 
-Beside the server run the window index's refresher and the feed of published top lists
-(for subscriptions), both threads started and stopped with the app.
-
-Requests use a pool whose connections have a statement timeout; the refresher has a
-pool of its own without one, so neither can starve or cancel the other. An HTTP request
+Beside the server run the feed of published top lists (for subscriptions) and, in a
+single-process API, the query host (api/query_host.py: the indexes and their refresher);
+the workers of a multi-process API ask their supervisor's (api/index_server.py). An HTTP request
 is read whole, up to ``api_max_body_bytes``, before anything parses it, and every refusal
 is a GraphQL-shaped JSON body with a code (docs/api.md).
 """
@@ -12,15 +10,13 @@ is a GraphQL-shaped JSON body with a code (docs/api.md).
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import logging
 import os
-import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from cross_web import HTTPException  # strawberry raises its refusals as this
 from prometheus_client import (
@@ -47,18 +43,21 @@ from adclick.api.context import Context
 from adclick.api.errors import ApiErrorCode, error_response
 from adclick.api.http import RequestTooLarge, http_error_code, read_body
 from adclick.api.http_cache import with_cache_headers
-from adclick.api.metrics import HOUR_INDEX_HOURS, INVALID, REQUESTS
+from adclick.api.index_server import WorkerBackend, worker_address
+from adclick.api.metrics import INVALID, REQUESTS
+from adclick.api.query_host import QueryHost
 from adclick.api.schema import build_schema
 from adclick.api.trusted_documents import TrustedDocuments
 from adclick.api.websocket import LegacyWSHandler, TransportWSHandler
-from adclick.db.connect import Connection, connection_options
+from adclick.db.connect import Connection
 from adclick.db.migrate import head_revision
 from adclick.lifecycle.reconciliations import last_run
-from adclick.query.service import ClickQueries
+from adclick.logs import configure_logging
+from adclick.query.service import QueryService
 from adclick.query.top_lists import TopListFeed
 from adclick.redact import mask_secrets
 from adclick.resources import OPERATIONS_DIR
-from adclick.settings import Settings
+from adclick.settings import ProcessKind, Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +78,7 @@ class AdclickGraphQL(GraphQL[Context, None]):
     graphql_ws_handler_class = LegacyWSHandler
 
     def __init__(
-        self, settings: Settings, queries: ClickQueries, feed: TopListFeed, admin: Admin
+        self, settings: Settings, queries: QueryService, feed: TopListFeed, admin: Admin
     ) -> None:
         super().__init__(
             build_schema(settings), graphql_ide="graphiql" if settings.api_graphiql else None
@@ -166,120 +165,44 @@ class AdclickGraphQL(GraphQL[Context, None]):
         return unset
 
 
-class Refresher:
-    """Keeps the window index current from a background thread, and the hour index from
-    another (an hour of a filtered rollup takes seconds to load at the design scale; the
-    minutes must not wait for it)."""
+class QueryBackend(Protocol):
+    """What answers the routes' queries: the query host itself (one process), or a
+    worker's link to its supervisor's (api/index_server.py)."""
 
-    def __init__(self, queries: ClickQueries, interval_s: float) -> None:
-        self.queries = queries
-        self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._run_minutes, name="window-index", daemon=True),
-            threading.Thread(target=self._run_hours, name="hour-index", daemon=True),
-        ]
-        self.last_error = ""
+    @property
+    def queries(self) -> QueryService: ...
 
-    def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
+    @property
+    def pool(self) -> ConnectionPool[Connection]: ...  # retention changes and readiness
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=timeout_s)
+    @property
+    def background(self) -> ConnectionPool[Connection]: ...  # scrape-time metrics
 
-    def _run_minutes(self) -> None:
-        while not self._stop.is_set():
-            try:
-                report = self.queries.refresh()
-                self.last_error = ""
-                if report is not None and report.minutes_loaded:
-                    _freeze_loaded()
-                    log.info(
-                        "window index: loaded %d minutes (%d rows)",
-                        report.minutes_loaded,
-                        report.rows_loaded,
-                    )
-            except Exception as exc:  # the database may be away; keep serving, retry
-                self.last_error = str(exc)
-                log.warning("window index refresh failed: %s", exc)
-            self._stop.wait(self.interval_s)
+    def start(self) -> None: ...
 
-    def _run_hours(self) -> None:
-        hours = self.queries.hours
-        if hours is None:
-            return
-        while not self._stop.is_set():
-            loaded = 0
-            try:
-                loaded = self.queries.refresh_hours()
-                if loaded:
-                    _freeze_loaded()
-                    if hours.complete:
-                        log.info("hour index: complete, %d hours", hours.held)
-            except Exception as exc:  # as above
-                log.warning("hour index refresh failed: %s", exc)
-            if hours.refreshed:  # before, what it wants is not known yet
-                HOUR_INDEX_HOURS.labels("held").set(hours.held)
-                HOUR_INDEX_HOURS.labels("wanted").set(hours.wanted)
-            if not loaded:  # more to load: go on at once
-                self._stop.wait(self.interval_s)
+    def stop(self, timeout_s: float) -> None: ...
 
+    def index_problem(self) -> str | None: ...
 
-def _freeze_loaded() -> None:
-    """The indexes' vocabulary holds millions of objects that live for good: out of the
-    collector's reach, they no longer make full collections (pauses of every request in
-    flight) slower as it grows."""
-    gc.freeze()
-
-
-def request_pool(settings: Settings) -> ConnectionPool[Connection]:
-    """The pool requests use: every statement is cancelled after the statement timeout,
-    and a request waits for a free connection at most twice as long (then SERVER_BUSY)."""
-    timeout_ms = max(1, int(settings.api_statement_timeout_s * 1000))
-
-    def configure(conn: Connection) -> None:
-        # A bound parameter: SET cannot take one, set_config can (session-wide).
-        conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{timeout_ms}ms",))
-
-    return ConnectionPool(
-        settings.database_url,
-        min_size=1,
-        max_size=8,
-        open=False,
-        timeout=2 * settings.api_statement_timeout_s,
-        configure=configure,
-        # A connection is checked (an empty query) before it is lent: after a database
-        # restart a stale one is replaced instead of failing a request.
-        check=ConnectionPool.check_connection,
-        kwargs={
-            "application_name": "adclick-api",
-            "autocommit": True,
-            **connection_options(settings),
-        },
-    )
+    def index_metrics(self) -> bytes: ...
 
 
 def create_app(settings: Settings) -> Starlette:
-    """The API for ``settings``; the database pools and refresher run with the app."""
-    pool = request_pool(settings)
-    # The refresher's two threads and the scrape-time reconciliation metrics.
-    background: ConnectionPool[Connection] = ConnectionPool(
-        settings.database_url,
-        min_size=1,
-        max_size=3,
-        open=False,
-        check=ConnectionPool.check_connection,
-        kwargs={
-            "application_name": "adclick-api-index",
-            "autocommit": True,
-            **connection_options(settings),
-        },
-    )
-    queries = ClickQueries(settings, pool, background)
-    refresher = Refresher(queries, settings.api_refresh_interval_s)
+    """The API in one process, which holds the indexes itself."""
+    return _app(settings, QueryHost(settings))
+
+
+def create_worker_app() -> Starlette:
+    """One worker of ``adclick api`` with ``api_workers`` above 1 (uvicorn's app factory,
+    in a process of its own): the supervisor answers its queries (api/index_server.py)."""
+    configure_logging(logging.INFO)
+    settings = get_settings().for_process(ProcessKind.API)
+    return _app(settings, WorkerBackend(settings, worker_address()))
+
+
+def _app(settings: Settings, backend: QueryBackend) -> Starlette:
+    """The routes, with ``backend`` answering the fields and started and stopped with them."""
+    queries, pool, background = backend.queries, backend.pool, backend.background
     feed = TopListFeed(settings)
     graphql = AdclickGraphQL(settings, queries, feed, Admin(settings, pool))
     expected_revision = head_revision(settings)
@@ -297,8 +220,9 @@ def create_app(settings: Settings) -> Starlette:
                 problems["migrations"] = f"database at {found}, code at {expected_revision}"
         except Exception as exc:
             problems["database"] = mask_secrets(str(exc))
-        if not queries.ready:
-            problems["window_index"] = refresher.last_error or "first load not finished"
+        index = backend.index_problem()
+        if index is not None:
+            problems["window_index"] = index
         feed_problem = feed.problem()
         if feed_problem is not None:
             problems["top_list_feed"] = feed_problem
@@ -341,7 +265,9 @@ def create_app(settings: Settings) -> Starlette:
         if directory:  # ingest workers on this host write their counters there
             registry = CollectorRegistry()
             MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
-        body = generate_latest(registry) + await asyncio.to_thread(reconciliation_metrics)
+        body = generate_latest(registry) + await asyncio.to_thread(
+            lambda: reconciliation_metrics() + backend.index_metrics()
+        )
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @asynccontextmanager
@@ -352,9 +278,7 @@ def create_app(settings: Settings) -> Starlette:
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(max_workers=RESOLVER_THREADS, thread_name_prefix="api-field")
         )
-        pool.open(wait=False)
-        background.open(wait=False)
-        refresher.start()
+        backend.start()
         feed.start()
         try:
             yield
@@ -363,9 +287,7 @@ def create_app(settings: Settings) -> Starlette:
             # of these. The threads are daemons, so one still loading an hour of the index
             # or waiting on the database does not hold the exit.
             feed.stop(timeout_s=STOP_WAIT_S)
-            refresher.stop(timeout_s=STOP_WAIT_S)
-            background.close(timeout=STOP_WAIT_S)
-            pool.close(timeout=STOP_WAIT_S)
+            backend.stop(STOP_WAIT_S)
 
     app = Starlette(
         routes=[

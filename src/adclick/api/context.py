@@ -8,14 +8,14 @@ from typing import Any
 from adclick.api.admin import Admin
 from adclick.api.auth import Principal
 from adclick.api.http_cache import Cacheability
-from adclick.query.service import ClickQueries
+from adclick.query.service import QueryService
 from adclick.query.top_lists import TopListFeed
 
 
 @dataclass
 class Context:
     principal: Principal
-    queries: ClickQueries
+    queries: QueryService
     feed: TopListFeed
     admin: Admin
     # What the request's fields say about reusing its HTTP answer (api/http_cache.py).

@@ -127,8 +127,13 @@ def bench_load(
         typer.Option(help="Run only this phase (repeatable): adClicks, adsClicks, "
                      "topAds_standard, topAds_ad_hoc, mixed."),
     ] = None,
+    workers: Annotated[
+        list[int] | None,
+        typer.Option(min=1, help="API worker processes; repeat to compare in one run "
+                     "(--workers 1 --workers 2)."),
+    ] = None,
 ) -> None:  # fmt: skip
-    """Read load: concurrent clients against one API on the dataset of `adclick bench query`.
+    """Read load: concurrent clients against the API on the dataset of `adclick bench query`.
 
     Builds (or keeps) that dataset, starts the API on it, and for each phase has
     --clients clients on loopback send requests back to back for --seconds: single-ad
@@ -150,11 +155,13 @@ def bench_load(
     def emit(result: dict[str, Any]) -> None:
         typer.echo(json.dumps({**result, "machine": machine}))
 
-    module.run_load(
-        settings, dataset, clients=clients, seconds=seconds, batch_ads=batch_ads,
-        subscribers=subscribers, phases=phase or list(module.PHASES),
-        log_path=base.state_dir / "logs" / "bench-load-api.log", emit=emit,
-    )  # fmt: skip
+    for count in workers or [1]:
+        module.run_load(
+            settings, dataset, clients=clients, seconds=seconds, batch_ads=batch_ads,
+            subscribers=subscribers, phases=phase or list(module.PHASES),
+            log_path=base.state_dir / "logs" / "bench-load-api.log", emit=emit,
+            workers=count,
+        )  # fmt: skip
 
 
 @bench_app.command("close")

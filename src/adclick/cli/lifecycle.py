@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import psycopg
 import typer
@@ -21,7 +21,6 @@ from rich.text import Text
 from adclick.cli.app import app
 from adclick.db.connect import connect
 from adclick.errors import DependencyUnavailableError
-from adclick.lifecycle.cold import ColdQueryError, query_cold
 from adclick.lifecycle.policies import (
     PolicyError,
     check_policy,
@@ -30,12 +29,15 @@ from adclick.lifecycle.policies import (
     set_policy,
     stored_policies,
 )
-from adclick.lifecycle.recalculate import recalculate as run_recalculation
-from adclick.lifecycle.recompute import Rollup
-from adclick.lifecycle.reconcile import reconcile as run_reconciliation
-from adclick.lifecycle.tiering import Chunk, Maintainer, MaintenanceReport
 from adclick.logs import configure_logging
 from adclick.settings import ProcessKind, Settings, get_settings
+
+if TYPE_CHECKING:
+    from adclick.lifecycle.recompute import Rollup
+    from adclick.lifecycle.tiering import Chunk, MaintenanceReport
+
+# DuckDB and Parquet (tiering, cold queries, recomputation) are imported inside the
+# commands that use them: every adclick process loads this module, the API's included.
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +157,8 @@ def maintain(
 
 def _maintain_once(settings: Settings, stop: threading.Event) -> MaintenanceReport | None:
     """One pass with a progress bar over chunks; None when stopped between chunks."""
+    from adclick.lifecycle.tiering import Maintainer
+
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -213,6 +217,8 @@ def cold_query(
             "only; pass --operator to confirm that you are one",
             param_hint="--operator",
         )
+    from adclick.lifecycle.cold import ColdQueryError, query_cold
+
     logging.getLogger("duckdb").setLevel(logging.WARNING)
     settings = get_settings().for_process(ProcessKind.MAINTAIN)
     try:
@@ -256,6 +262,8 @@ def recalculate(
     A day at a time per rollup, each swapped in atomically: queries see the old counts
     until the new ones replace them. On correct rollups it changes nothing.
     """
+    from adclick.lifecycle.recalculate import recalculate as run_recalculation
+
     configure_logging()
     settings = get_settings().for_process(ProcessKind.MAINTAIN)
     with Progress(TextColumn("{task.description}"), TimeElapsedColumn(),
@@ -287,6 +295,8 @@ def reconcile(
     if there is any; the result is recorded for the API's /metrics
     (adclick_reconcile_discrepancies). Run it nightly for the day before: docs/lifecycle.md.
     """
+    from adclick.lifecycle.reconcile import reconcile as run_reconciliation
+
     configure_logging()
     settings = get_settings().for_process(ProcessKind.MAINTAIN)
     report = run_reconciliation(settings, _moment(start), _moment(end))

@@ -32,6 +32,14 @@ class RequestBudget:
         self.filter_values = 0
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, object]:
+        # A copy goes to the index process with each field (api/index_server.py).
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     @classmethod
     def of(cls, settings: Settings) -> RequestBudget:
         return cls(

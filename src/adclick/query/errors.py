@@ -29,3 +29,7 @@ class QueryError(AdclickError):
     def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+    def __reduce__(self) -> tuple[type[QueryError], tuple[ErrorCode, str]]:
+        # API workers get it from the index process (api/index_server.py), pickled.
+        return (type(self), (self.code, str(self)))

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -131,6 +131,52 @@ def check_limit(limit: int, maximum: int, what: str) -> None:
         raise QueryError(
             ErrorCode.LIMIT_TOO_LARGE, f"limit {limit:,} is above {what} ({maximum:,})"
         )
+
+
+class QueryService(Protocol):
+    """What the API's resolvers ask: ClickQueries in the same process, or the one of the
+    supervising process when the API runs several workers (api/index_server.py)."""
+
+    def ad_clicks(
+        self,
+        ad_id: str,
+        window_args: WindowArgs,
+        filter_args: Mapping[str, Sequence[str] | None],
+        granularity: Granularity = ...,
+        budget: RequestBudget | None = ...,
+    ) -> AdClicks: ...
+
+    def ads_clicks(
+        self,
+        ad_ids: Sequence[str],
+        window_args: WindowArgs,
+        filter_args: Mapping[str, Sequence[str] | None],
+        granularity: Granularity = ...,
+        budget: RequestBudget | None = ...,
+    ) -> AdsClicks: ...
+
+    def top_ads(
+        self,
+        limit: int,
+        window_args: WindowArgs,
+        filter_args: Mapping[str, Sequence[str] | None],
+        budget: RequestBudget | None = ...,
+    ) -> TopAds: ...
+
+    def top_list_history(
+        self,
+        window_minutes: int,
+        start: datetime,
+        end: datetime,
+        filter_args: Mapping[str, Sequence[str] | None],
+        limit: int,
+        all_revisions: bool,
+        budget: RequestBudget | None = ...,
+    ) -> list[TopList]: ...
+
+    def check_list_limit(self, limit: int) -> None: ...
+
+    def ingest_status(self) -> list[tuple[Any, ...]]: ...
 
 
 class ClickQueries:

@@ -1,0 +1,260 @@
+"""Several API worker processes, one copy of the indexes.
+
+With ``api_workers`` above 1, ``adclick api`` is a supervising process that holds the
+query host (the window and hour indexes, their refresher, the database pools of the
+queries: api/query_host.py) and N uvicorn worker processes that do the HTTP, GraphQL and
+WebSocket work, the part of a request that costs the CPU (docs/api.md, Workers). Each
+field a worker resolves is one call to the supervisor over a Unix socket: the standard
+library's multiprocessing managers, which pickle the call and its answer and
+authenticate each connection with a key (HMAC) that only the supervisor and its workers
+know; the socket lives in a private directory of the supervisor's.
+
+An answer from the index is the same whichever process computes it, so workers answer
+exactly what one process would. Only the request's budget (query/budget.py) spans
+fields: the supervisor charges a copy of it, refusing before any database work as
+before, and the worker charges its own with the same amounts once the answer is back,
+so fields resolved in parallel cannot overspend it together.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import datetime
+from multiprocessing.managers import BaseManager, BaseProxy
+from typing import Any
+
+from adclick.api.query_host import QueryHost, request_pool
+from adclick.close.lists import TopList
+from adclick.query.budget import RequestBudget
+from adclick.query.service import (
+    AdClicks,
+    AdsClicks,
+    Granularity,
+    TopAds,
+    WindowArgs,
+    check_limit,
+)
+from adclick.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Where a worker finds the supervisor: uvicorn starts workers from an import string, so
+# what is not a setting reaches them through their environment.
+ADDRESS_VARIABLE = "ADCLICK_API_INDEX_SOCKET"
+KEY_VARIABLE = "ADCLICK_API_INDEX_KEY"
+
+_METHODS = (
+    "ad_clicks",
+    "ads_clicks",
+    "top_ads",
+    "top_list_history",
+    "ingest_status",
+    "index_problem",
+    "index_metrics",
+)
+
+
+@dataclass(frozen=True)
+class Address:
+    """How a worker reaches the supervisor's query host: a Unix socket in Linux's abstract
+    namespace (no file to leave behind; anyone on the host may connect, only holders of
+    the key get an answer) and the key."""
+
+    name: str
+    key: bytes
+
+    @property
+    def socket(self) -> str:
+        return "\0" + self.name
+
+    def environment(self) -> dict[str, str]:
+        return {ADDRESS_VARIABLE: self.name, KEY_VARIABLE: self.key.hex()}
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> Address:
+        return cls(environ[ADDRESS_VARIABLE], bytes.fromhex(environ[KEY_VARIABLE]))
+
+
+class _Served:
+    """The query host's calls, as the supervisor serves them."""
+
+    def __init__(self, host: QueryHost, metrics_shared: bool) -> None:
+        self._host = host
+        self._metrics_shared = metrics_shared
+        queries = host.queries
+        self.ad_clicks = queries.ad_clicks
+        self.ads_clicks = queries.ads_clicks
+        self.top_ads = queries.top_ads
+        self.top_list_history = queries.top_list_history
+        self.ingest_status = queries.ingest_status
+
+    def index_problem(self) -> str | None:
+        return self._host.index_problem()
+
+    def index_metrics(self) -> bytes:
+        # With PROMETHEUS_MULTIPROC_DIR set when this process started, its metrics are
+        # files the workers' /metrics already sums.
+        return b"" if self._metrics_shared else self._host.exposition()
+
+
+@contextmanager
+def serving(host: QueryHost, *, metrics_shared: bool) -> Iterator[Address]:
+    """Serve ``host`` to workers while the block runs; yields where to reach it.
+    ``metrics_shared``: this process writes its metrics to PROMETHEUS_MULTIPROC_DIR."""
+    served = _Served(host, metrics_shared)
+
+    class Manager(BaseManager):
+        pass
+
+    Manager.register("queries", callable=lambda: served, exposed=_METHODS)
+    address = Address(f"adclick-api-{os.getpid()}-{secrets.token_hex(8)}", secrets.token_bytes(32))
+    server = Manager(address=address.socket, authkey=address.key).get_server()
+
+    def serve() -> None:
+        with suppress(SystemExit):  # how serve_forever returns once stop_event is set
+            server.serve_forever()
+
+    thread = threading.Thread(target=serve, name="index-server", daemon=True)
+    thread.start()
+    log.info("serving the indexes to the API's workers (socket @%s)", address.name)
+    try:
+        yield address
+    finally:
+        server.stop_event.set()  # type: ignore[attr-defined]
+        thread.join(timeout=2)
+
+
+class _Client(BaseManager):
+    pass
+
+
+_Client.register("queries", exposed=_METHODS)
+
+
+class RemoteQueries:
+    """The query service of a worker: every call is answered by the supervisor."""
+
+    def __init__(self, settings: Settings, address: Address) -> None:
+        self.settings = settings
+        self.address = address
+        self._proxy: BaseProxy | None = None
+        self._lock = threading.Lock()
+
+    def _remote(self) -> Any:
+        # Connected on first use: the supervisor is serving before any worker starts,
+        # and a proxy keeps one connection per thread of the worker.
+        with self._lock:
+            if self._proxy is None:
+                client = _Client(address=self.address.socket, authkey=self.address.key)
+                client.connect()
+                self._proxy = client.queries()  # type: ignore[attr-defined]
+            return self._proxy
+
+    def ad_clicks(
+        self,
+        ad_id: str,
+        window_args: WindowArgs,
+        filter_args: Mapping[str, Sequence[str] | None],
+        granularity: Granularity = Granularity.MINUTE,
+        budget: RequestBudget | None = None,
+    ) -> AdClicks:
+        answer: AdClicks = self._remote().ad_clicks(
+            ad_id, window_args, filter_args, granularity, budget
+        )
+        if budget is not None:
+            budget.charge_filter(filter_args)
+            budget.charge("adClicks", answer.window, answer.source)
+        return answer
+
+    def ads_clicks(
+        self,
+        ad_ids: Sequence[str],
+        window_args: WindowArgs,
+        filter_args: Mapping[str, Sequence[str] | None],
+        granularity: Granularity = Granularity.MINUTE,
+        budget: RequestBudget | None = None,
+    ) -> AdsClicks:
+        answer: AdsClicks = self._remote().ads_clicks(
+            list(ad_ids), window_args, filter_args, granularity, budget
+        )
+        if budget is not None:
+            budget.charge_filter(filter_args)
+            budget.charge("adClicks", answer.window, answer.source, len(ad_ids))
+        return answer
+
+    def top_ads(
+        self,
+        limit: int,
+        window_args: WindowArgs,
+        filter_args: Mapping[str, Sequence[str] | None],
+        budget: RequestBudget | None = None,
+    ) -> TopAds:
+        answer: TopAds = self._remote().top_ads(limit, window_args, filter_args, budget)
+        if budget is not None:
+            budget.charge_filter(filter_args)
+            budget.charge("topAds", answer.window, answer.source)
+        return answer
+
+    def top_list_history(
+        self,
+        window_minutes: int,
+        start: datetime,
+        end: datetime,
+        filter_args: Mapping[str, Sequence[str] | None],
+        limit: int,
+        all_revisions: bool,
+        budget: RequestBudget | None = None,
+    ) -> list[TopList]:
+        lists: list[TopList] = self._remote().top_list_history(
+            window_minutes, start, end, filter_args, limit, all_revisions, budget
+        )
+        if budget is not None:
+            budget.charge_filter(filter_args)
+        return lists
+
+    def check_list_limit(self, limit: int) -> None:
+        check_limit(limit, self.settings.close_top_n, "what stored lists hold")
+
+    def ingest_status(self) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = self._remote().ingest_status()
+        return rows
+
+    def index_problem(self) -> str | None:
+        problem: str | None = self._remote().index_problem()
+        return problem
+
+    def index_metrics(self) -> bytes:
+        exposition: bytes = self._remote().index_metrics()
+        return exposition
+
+
+class WorkerBackend:
+    """A worker's backend (api/app.py): its queries answered by the supervisor, and a
+    small pool of its own for readiness, retention changes and scrape-time metrics."""
+
+    def __init__(self, settings: Settings, address: Address) -> None:
+        self.queries = RemoteQueries(settings, address)
+        self.pool = self.background = request_pool(settings, max_size=2)
+
+    def start(self) -> None:
+        self.pool.open(wait=False)
+
+    def stop(self, timeout_s: float) -> None:
+        self.pool.close(timeout=timeout_s)
+
+    def index_problem(self) -> str | None:
+        return self.queries.index_problem()
+
+    def index_metrics(self) -> bytes:
+        return self.queries.index_metrics()
+
+
+def worker_address() -> Address:
+    """The supervisor's address, as a worker's environment holds it."""
+    return Address.from_environment(os.environ)
