@@ -20,6 +20,12 @@ if ! command -v uv >/dev/null 2>&1; then
     export PATH="$tools/bin:$PATH"
 fi
 
+# Node.js for web/ (the ad manager's build, the GraphQL-over-HTTP audit in the tests).
+if ! command -v npm >/dev/null 2>&1; then
+    echo "bootstrap: installing Node.js and npm from Debian" >&2
+    apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+fi
+
 # The lock file is the truth: --locked fails instead of silently re-resolving.
 # Bytecode is compiled here, once: uv does not by default, and where
 # PYTHONDONTWRITEBYTECODE is set (as on our CI machines) every process would otherwise

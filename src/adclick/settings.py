@@ -30,6 +30,10 @@ from pydantic_settings.exceptions import SettingsError
 from adclick.errors import ConfigurationError
 
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+# A web origin as browsers send it in the Origin header (RFC 6454).
+_ORIGIN = re.compile(
+    r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?"
+)
 # The columns every filtered rollup has besides its dimensions (sql/schema/filtered_rollup.sql).
 _ROLLUP_COLUMNS = frozenset({"minute", "ad_id", "clicks"})
 
@@ -298,6 +302,12 @@ class Settings(BaseSettings):
     api_graphiql: bool = Field(
         False, description="Serve the GraphiQL IDE at /graphql (development)."
     )
+    api_cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Web origins (scheme://host[:port], or * for any) whose pages may call "
+        "the API from a browser (CORS). None by default: the API's own pages at / need "
+        "none. Tokens travel in the Authorization header, never in cookies.",
+    )
     api_access_log: bool = Field(
         False,
         description="Log every HTTP request (one line each). Off by default: at thousands "
@@ -424,6 +434,16 @@ class Settings(BaseSettings):
                 f"give at least one window, each 1 to {_LONGEST_WINDOW_MINUTES} minutes"
             )
         return sorted(set(value))
+
+    @field_validator("api_cors_origins")
+    @classmethod
+    def _check_cors_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: scheme://host[:port] with no path, or *"
+                )
+        return value
 
     @field_validator("api_standard_windows")
     @classmethod

@@ -86,3 +86,24 @@ def test_a_configuration_file_that_is_not_toml_is_refused(tmp_path: object) -> N
         out.write(b"ingest_batch_size = = 3\n\xff")
     with environment("ADCLICK_CONFIG_FILE", path), pytest.raises(ConfigurationError):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        ('["https://ads.example.com"]', True),
+        ('["http://127.0.0.1:5173", "*"]', True),
+        ('["http://[::1]:8080"]', True),
+        ('["https://ads.example.com/"]', False),  # a path: browsers never send one
+        ('["ads.example.com"]', False),
+        ('["javascript:alert(1)"]', False),
+        ('["https://ads.example.com\\r\\nX: y"]', False),
+    ],
+)
+def test_cors_origins_are_origins(value: str, accepted: bool) -> None:
+    with environment("ADCLICK_API_CORS_ORIGINS", value):
+        if accepted:
+            assert load_settings().api_cors_origins
+        else:
+            with pytest.raises(ConfigurationError, match="ADCLICK_API_CORS_ORIGINS"):
+                load_settings()

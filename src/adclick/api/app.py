@@ -29,12 +29,17 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 from psycopg_pool import ConnectionPool
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from adclick.api.admin import Admin
@@ -44,6 +49,12 @@ from adclick.api.errors import ApiErrorCode, error_response
 from adclick.api.http import RequestTooLarge, http_error_code, read_body
 from adclick.api.http_cache import with_cache_headers
 from adclick.api.index_server import WorkerBackend, worker_address
+from adclick.api.media_types import (
+    GRAPHQL_RESPONSE,
+    JSON,
+    is_request_error,
+    prefers_graphql_response,
+)
 from adclick.api.metrics import INVALID, REQUESTS
 from adclick.api.query_host import QueryHost
 from adclick.api.schema import build_schema
@@ -63,6 +74,7 @@ log = logging.getLogger(__name__)
 
 RESOLVER_THREADS = 32
 _CONTEXT_KEY = "adclick.context"
+_SUB_RESPONSE_KEY = "adclick.sub_response"
 # Requests in flight may finish for GRACEFUL_S after SIGTERM (WebSocket subscriptions are
 # closed then); the background parts get STOP_WAIT_S each after that. Together under the
 # 10 s docs/api.md promises, whatever is in flight.
@@ -119,7 +131,18 @@ class AdclickGraphQL(GraphQL[Context, None]):
                     ApiErrorCode.INTERNAL_SERVER_ERROR,
                     "internal error; the server log has the details",
                 )
+        is_json = response.headers.get("content-type", "").startswith(JSON)
+        if is_json and prefers_graphql_response(Headers(scope=scope).get("accept")):
+            response.headers["content-type"] = f"{GRAPHQL_RESPONSE}; charset=utf-8"
         await response(scope, receive, send)
+
+    async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
+        data = await super().process_result(request, result)
+        if prefers_graphql_response(request.headers.get("accept")) and is_request_error(dict(data)):
+            # GraphQL did not execute: a 400 without a data entry (api/media_types.py).
+            data.pop("data", None)
+            request.scope[_SUB_RESPONSE_KEY].status_code = 400
+        return data
 
     def decode_json(self, data: str | bytes) -> object:
         # Whatever the bytes (invalid UTF-8, nesting deeper than the parser recurses), a
@@ -152,6 +175,7 @@ class AdclickGraphQL(GraphQL[Context, None]):
             principal=principal, queries=self.queries, feed=self.feed, admin=self.admin
         )
         request.scope[_CONTEXT_KEY] = context  # for the HTTP cache headers (__call__)
+        request.scope[_SUB_RESPONSE_KEY] = response  # for the status code (process_result)
         return context
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
@@ -289,7 +313,24 @@ def _app(settings: Settings, backend: QueryBackend) -> Starlette:
             feed.stop(timeout_s=STOP_WAIT_S)
             backend.stop(STOP_WAIT_S)
 
+    # Pages on other origins (a frontend served elsewhere) may call the API when listed;
+    # the browser sends the bearer token only if the page's script sets it.
+    middleware = (
+        [
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.api_cors_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["authorization", "content-type", "if-none-match"],
+                expose_headers=["etag"],
+                max_age=600,
+            )
+        ]
+        if settings.api_cors_origins
+        else []
+    )
     app = Starlette(
+        middleware=middleware,
         routes=[
             Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),

@@ -100,9 +100,10 @@ def _request_error_code(error: GraphQLError) -> ApiErrorCode:
 
 
 def error_response(status_code: int, code: ApiErrorCode, message: str) -> JSONResponse:
-    """A refusal before GraphQL execution, shaped like a GraphQL response with one error."""
+    """A refusal before GraphQL execution, shaped like a GraphQL response with one error
+    (a request error: no data entry, as the GraphQL specification says)."""
     log.debug("refused (%s, HTTP %d): %s", code.value, status_code, message)
     return JSONResponse(
-        {"data": None, "errors": [{"message": message, "extensions": {"code": code.value}}]},
+        {"errors": [{"message": message, "extensions": {"code": code.value}}]},
         status_code=status_code,
     )
