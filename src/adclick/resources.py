@@ -17,6 +17,8 @@ SQL_DIR = REPO_ROOT / "sql"
 MIGRATIONS_DIR = REPO_ROOT / "migrations"
 # The frontend's GraphQL operations: the API's trusted documents (api/trusted_documents.py).
 OPERATIONS_DIR = REPO_ROOT / "graphql" / "operations"
+# The ad manager's build (web/: `npm ci && npm run build`), served by the API at /.
+WEB_DIST = REPO_ROOT / "web" / "dist"
 
 
 @cache

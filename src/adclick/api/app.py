@@ -34,7 +34,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -59,6 +59,7 @@ from adclick.api.metrics import INVALID, REQUESTS
 from adclick.api.query_host import QueryHost
 from adclick.api.schema import build_schema
 from adclick.api.trusted_documents import TrustedDocuments
+from adclick.api.web_app import WebApp
 from adclick.api.websocket import LegacyWSHandler, TransportWSHandler
 from adclick.db.connect import Connection
 from adclick.db.migrate import head_revision
@@ -67,7 +68,7 @@ from adclick.logs import configure_logging
 from adclick.query.service import QueryService
 from adclick.query.top_lists import TopListFeed
 from adclick.redact import mask_secrets
-from adclick.resources import OPERATIONS_DIR
+from adclick.resources import OPERATIONS_DIR, WEB_DIST
 from adclick.settings import ProcessKind, Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -337,6 +338,7 @@ def _app(settings: Settings, backend: QueryBackend) -> Starlette:
             Route("/metrics", metrics),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Mount("/", WebApp(WEB_DIST)),  # the ad manager
         ],
         lifespan=lifespan,
     )

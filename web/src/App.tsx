@@ -1,0 +1,54 @@
+import { useMemo, useState } from 'react';
+import { Provider } from 'urql';
+import { makeClient, storeToken, storedToken } from './api';
+import { AnyWindow } from './pages/AnyWindow';
+import { IngestStatus } from './pages/IngestStatus';
+import { LiveTopAds } from './pages/LiveTopAds';
+import { OneAd } from './pages/OneAd';
+import { Retention } from './pages/Retention';
+
+const PAGES = {
+  live: { title: 'Live top ads', page: LiveTopAds },
+  window: { title: 'Any window', page: AnyWindow },
+  ad: { title: 'One ad', page: OneAd },
+  ingest: { title: 'Ingest status', page: IngestStatus },
+  retention: { title: 'Retention', page: Retention },
+} as const;
+type PageName = keyof typeof PAGES;
+
+const pageFromHash = (): PageName => {
+  const name = window.location.hash.slice(1);
+  return name in PAGES ? (name as PageName) : 'live';
+};
+
+export function App() {
+  const [token, setToken] = useState(storedToken);
+  const [page, setPage] = useState<PageName>(pageFromHash);
+  // A new client (and WebSocket) per token: the token is in every request's headers and
+  // in the WebSocket's connection_init.
+  const client = useMemo(() => makeClient(token), [token]);
+  const Page = PAGES[page].page;
+  return (
+    <Provider value={client}>
+      <header>
+        <h1>adclick ad manager</h1>
+        <nav>
+          {(Object.keys(PAGES) as PageName[]).map((name) => (
+            <a key={name} href={`#${name}`} data-testid={`nav-${name}`}
+               className={name === page ? 'chosen' : ''} onClick={() => setPage(name)}>
+              {PAGES[name].title}
+            </a>
+          ))}
+        </nav>
+        <label className="token">
+          token{' '}
+          <input type="password" data-testid="token" defaultValue={token} placeholder="bearer token"
+                 onChange={(e) => { storeToken(e.target.value.trim()); setToken(e.target.value.trim()); }} />
+        </label>
+      </header>
+      <main key={`${page}:${token}`}>
+        <Page />
+      </main>
+    </Provider>
+  );
+}

@@ -1,0 +1,80 @@
+import { BarElement, CategoryScale, Chart as ChartJS, LinearScale, Tooltip } from 'chart.js';
+import { useState } from 'react';
+import { Bar } from 'react-chartjs-2';
+import { useQuery } from 'urql';
+import { FilterFields, filterOrNull } from '../components/FilterFields';
+import { Empty, Loading, ProblemView } from '../components/States';
+import { type AdClicksAnswer, type Filter, operations } from '../operations';
+import { fromInput, minuteLabel, toInput } from '../time';
+
+ChartJS.register(BarElement, CategoryScale, LinearScale, Tooltip);
+
+// One ad's clicks over a range, minute by minute or hour by hour, as a chart; the total is
+// the adClicks answer's.
+export function OneAd() {
+  const now = Date.now();
+  const [adId, setAdId] = useState('');
+  const [range, setRange] = useState({ from: toInput(now - 3600_000), to: toInput(now - 60_000) });
+  const [granularity, setGranularity] = useState<'MINUTE' | 'HOUR'>('MINUTE');
+  const [filter, setFilter] = useState<Filter>({});
+  const [{ data, error, fetching }] = useQuery<{ adClicks: AdClicksAnswer }>({
+    query: operations.AdClicks,
+    variables: { adId, from: fromInput(range.from), to: fromInput(range.to), granularity,
+                 filter: filterOrNull(filter) },
+    pause: !adId,
+  });
+  const answer = data?.adClicks;
+  return (
+    <section>
+      <h2>One ad</h2>
+      <div className="controls">
+        <label>
+          ad{' '}
+          <input data-testid="ad-id" placeholder="ad id" defaultValue={adId}
+                 onBlur={(e) => setAdId(e.target.value.trim())}
+                 onKeyDown={(e) => e.key === 'Enter' && setAdId(e.currentTarget.value.trim())} />
+        </label>
+        <label>
+          from (UTC){' '}
+          <input type="datetime-local" step={60} data-testid="range-from" value={range.from}
+                 onChange={(e) => setRange({ ...range, from: e.target.value })} />
+        </label>
+        <label>
+          to{' '}
+          <input type="datetime-local" step={60} data-testid="range-to" value={range.to}
+                 onChange={(e) => setRange({ ...range, to: e.target.value })} />
+        </label>
+        <select data-testid="granularity" value={granularity}
+                onChange={(e) => setGranularity(e.target.value as 'MINUTE' | 'HOUR')}>
+          <option value="MINUTE">by minute</option>
+          <option value="HOUR">by hour</option>
+        </select>
+        <FilterFields filter={filter} onChange={setFilter} />
+      </div>
+      {!adId && <Empty>Enter an ad id.</Empty>}
+      {error && <ProblemView error={error} />}
+      {fetching && <Loading />}
+      {answer && (
+        <>
+          <p className="window">
+            <span data-testid="ad-total">{answer.clicks}</span> clicks in {answer.window.minutes} minutes
+            ({answer.window.complete ? 'complete' : 'still counting'}, from {answer.source})
+          </p>
+          {answer.clicks === 0 && <Empty>No clicks of this ad in this window.</Empty>}
+          <div className="chart" data-testid="ad-chart">
+            <Bar
+              data={{
+                labels: answer.series.map((b) => minuteLabel(b.start)),
+                datasets: [{ label: 'clicks', data: answer.series.map((b) => b.clicks), backgroundColor: '#3b6fb6' }],
+              }}
+              options={{ animation: false, responsive: true, maintainAspectRatio: false }}
+            />
+          </div>
+          <output data-testid="series-sum" hidden>
+            {answer.series.reduce((sum, b) => sum + b.clicks, 0)}
+          </output>
+        </>
+      )}
+    </section>
+  );
+}
