@@ -227,6 +227,14 @@ def test_websocket_answers_equal_http_answers(api_data: ApiData) -> None:
 
 OPERATION_VARIABLES: dict[str, dict[str, Any]] = {
     "AdClicksLastHour": {"adId": "{top_ad}"},
+    "AdClicks": {
+        "adId": "{top_ad}",
+        "from": "{hour_ago}",
+        "to": "{newest}",
+        "granularity": "MINUTE",
+        "filter": {"country": ["US"]},
+    },
+    "FilterDimensions": {},
     "AdsClicksLatest": {"adIds": "{top_ad_and_another}", "lastMinutes": 60},
     "AdClicksByHour": {
         "adId": "{top_ad}",
