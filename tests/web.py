@@ -43,3 +43,17 @@ def built_ad_manager() -> Path:
     with _locked():
         _npm("run", "build")
     return WEB / "dist"
+
+
+def chromium_path() -> str:
+    """Debian's Chromium (browsers cannot be downloaded here; Playwright drives this one),
+    installed with apt-get where missing."""
+    with _locked():
+        found = shutil.which("chromium")
+        if found is None:
+            apt = ["apt-get", "install", "-y", "-qq", "chromium"]
+            subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True)
+            subprocess.run(apt, check=True, capture_output=True, timeout=900)
+            found = shutil.which("chromium")
+    assert found, "chromium did not install"
+    return found

@@ -62,12 +62,23 @@ export function LiveTopAds() {
       {newest ? (
         <>
           <p className="published" data-testid="published">
-            published list of {newest.windowStart} – {newest.windowEnd}, revision{' '}
+            published list of {newest.windowStart} –{' '}
+            <span data-testid="window-end">{newest.windowEnd}</span>, revision{' '}
             <span data-testid="revision">{newest.revision}</span>
             {newest.revision > 1 && <strong className="revised" data-testid="revised"> revised by late clicks</strong>}
             {' '}· <span data-testid="lists-received">{lists.length}</span> received
           </p>
           <RankTable ads={newest.ads} previous={previous?.ads ?? []} />
+          <h3>Received</h3>
+          <ol className="received" data-testid="received">
+            {lists.map((list) => (
+              <li key={`${list.windowEnd}:${list.revision}`} data-window-end={list.windowEnd}
+                  data-revision={list.revision}>
+                {list.windowStart} – {list.windowEnd}, revision {list.revision}
+                {list.revision > 1 && ' (revised)'}
+              </li>
+            ))}
+          </ol>
         </>
       ) : current.fetching ? (
         <Loading />
