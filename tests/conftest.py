@@ -163,3 +163,22 @@ def settings(stack_settings: Settings) -> Iterator[Settings]:
     """Settings of one test: a fresh migrated database, fresh topics and consumer group."""
     with fresh_settings(stack_settings) as settings:
         yield settings
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules with the longest tests first (``@pytest.mark.slow(seconds=...)``, a
+    rough figure), each module's tests together and in their order: pytest-xdist
+    (scripts/test runs two workers) hands modules out in this order, so a long one does
+    not start last and keep the run going after the other worker is done."""
+
+    def module(item: pytest.Item) -> str:
+        return item.nodeid.split("::")[0]
+
+    seconds: dict[str, float] = {}
+    first_seen: dict[str, int] = {}
+    for item in items:
+        first_seen.setdefault(module(item), len(first_seen))
+        marker = item.get_closest_marker("slow")
+        if marker is not None:
+            seconds[module(item)] = max(seconds.get(module(item), 0), marker.kwargs["seconds"])
+    items.sort(key=lambda i: (-seconds.get(module(i), 0), first_seen[module(i)]))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from gql.transport.exceptions import TransportError
 
 from adclick.close.closer import MinuteCloser
@@ -32,6 +33,9 @@ from tests.helpers import (
     wait_for,
 )
 from tests.truth_ranking import minute_s, truth_clicks
+
+pytestmark = pytest.mark.slow(seconds=130)  # started first (tests/conftest.py)
+
 
 US = {"country": ["US"]}
 WINDOWS = [1, 5, 15, 60]

@@ -81,7 +81,7 @@ def test_real_clicks_of_the_talkingdata_sample_count_exactly(settings: Settings)
     assert totals.late > 50_000
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=100)
 def test_kill_9_at_random_moments_loses_nothing_and_counts_nothing_twice(
     settings: Settings,
 ) -> None:

@@ -14,12 +14,16 @@ from collections import Counter
 from dataclasses import dataclass
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adclick.settings import Settings
 from tests.conftest import fresh_settings
 from tests.helpers import ingest_process, read_topic, rollup_counts, send
+
+pytestmark = pytest.mark.slow(seconds=40)  # started first (tests/conftest.py)
+
 
 NOW_S = int(time.time()) // 60 * 60
 HOUR_AGO_S = NOW_S - 3600

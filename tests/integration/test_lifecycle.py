@@ -14,6 +14,7 @@ from pathlib import Path
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from psycopg import sql
 
 from adclick.db.connect import connect
@@ -35,6 +36,9 @@ from tests.helpers import (
     send,
     wait_for,
 )
+
+pytestmark = pytest.mark.slow(seconds=140)  # started first (tests/conftest.py)
+
 
 DAY = timedelta(days=1)
 

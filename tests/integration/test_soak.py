@@ -6,8 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from adclick.settings import Settings
 from bench.soak import FAULTS, SoakPlan, run_soak
+
+pytestmark = pytest.mark.slow(seconds=210)  # started first (tests/conftest.py)
+
 
 SHORT = SoakPlan(
     minutes=2.5,
