@@ -104,9 +104,11 @@ def run_demo(settings: Settings, sample: Path | None, rate: float, say: Say) -> 
     api_settings = settings.model_copy(update={"api_allow_anonymous": True, "api_graphiql": True})
     api = _adclick("api", settings=api_settings)
     closer = _adclick("close", settings=settings)
+    base_url = f"http://{settings.api_host}:{settings.api_port}"
+    say(f"the ad manager: {base_url}/ (anonymous reads on; admin pages need an admin token)")
     say(
-        f"GraphQL API with GraphiQL: http://{settings.api_host}:{settings.api_port}/graphql "
-        "(anonymous reads on; examples in graphql/operations/, e.g. the TopAdsLive "
+        f"GraphQL API with GraphiQL: {base_url}/graphql "
+        "(examples in graphql/operations/, e.g. the TopAdsLive "
         "subscription for a new top list every minute)"
     )
     traffic: subprocess.Popen[bytes] | None = None
