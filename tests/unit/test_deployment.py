@@ -299,6 +299,7 @@ def test_the_image_holds_sql_and_migrations_where_the_code_looks_for_them() -> N
         adclick.resources.SQL_DIR.relative_to(REPO_ROOT),
         adclick.resources.MIGRATIONS_DIR.relative_to(REPO_ROOT),
         adclick.resources.OPERATIONS_DIR.relative_to(REPO_ROOT),
+        adclick.resources.WEB_DIST.relative_to(REPO_ROOT),
     ):
         assert str(PurePosixPath(workdir, folder)) in destinations, f"{folder}/ not in image"
 
