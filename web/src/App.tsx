@@ -1,4 +1,4 @@
-import { useMemo, useState } from 'react';
+import { useEffect, useMemo, useState } from 'react';
 import { Provider } from 'urql';
 import { makeClient, storeToken, storedToken } from './api';
 import { AnyWindow } from './pages/AnyWindow';
@@ -24,6 +24,12 @@ const pageFromHash = (): PageName => {
 export function App() {
   const [token, setToken] = useState(storedToken);
   const [page, setPage] = useState<PageName>(pageFromHash);
+  // Links, the keyboard, back and forward all change the hash.
+  useEffect(() => {
+    const follow = () => setPage(pageFromHash());
+    window.addEventListener('hashchange', follow);
+    return () => window.removeEventListener('hashchange', follow);
+  }, []);
   // A new client (and WebSocket) per token: the token is in every request's headers and
   // in the WebSocket's connection_init.
   const client = useMemo(() => makeClient(token), [token]);
@@ -35,7 +41,8 @@ export function App() {
         <nav>
           {(Object.keys(PAGES) as PageName[]).map((name) => (
             <a key={name} href={`#${name}`} data-testid={`nav-${name}`}
-               className={name === page ? 'chosen' : ''} onClick={() => setPage(name)}>
+               className={name === page ? 'chosen' : ''}
+               aria-current={name === page ? 'page' : undefined}>
               {PAGES[name].title}
             </a>
           ))}

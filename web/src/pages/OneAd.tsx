@@ -70,9 +70,22 @@ export function OneAd() {
               options={{ animation: false, responsive: true, maintainAspectRatio: false }}
             />
           </div>
-          <output data-testid="series-sum" hidden>
-            {answer.series.reduce((sum, b) => sum + b.clicks, 0)}
-          </output>
+          <details>
+            <summary>the chart's points</summary>
+            <table data-testid="series">
+              <thead>
+                <tr><th>{granularity === 'HOUR' ? 'hour' : 'minute'} (UTC)</th><th>clicks</th></tr>
+              </thead>
+              <tbody>
+                {answer.series.map((b) => (
+                  <tr key={b.start} data-start={b.start}>
+                    <td>{b.start}</td>
+                    <td className="count">{b.clicks}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </details>
         </>
       )}
     </section>
