@@ -1,11 +1,15 @@
-import { useEffect, useMemo, useState } from 'react';
+import { lazy, Suspense, useEffect, useMemo, useState } from 'react';
 import { Provider } from 'urql';
 import { makeClient, storeToken, storedToken } from './api';
 import { AnyWindow } from './pages/AnyWindow';
 import { IngestStatus } from './pages/IngestStatus';
 import { LiveTopAds } from './pages/LiveTopAds';
-import { OneAd } from './pages/OneAd';
 import { Retention } from './pages/Retention';
+import { Loading } from './components/States';
+
+// The chart library is most of the bundle: loaded when the one-ad page is opened, so the
+// live page renders sooner.
+const OneAd = lazy(() => import('./pages/OneAd').then((m) => ({ default: m.OneAd })));
 
 const PAGES = {
   live: { title: 'Live top ads', page: LiveTopAds },
@@ -54,7 +58,9 @@ export function App() {
         </label>
       </header>
       <main key={`${page}:${token}`}>
-        <Page />
+        <Suspense fallback={<Loading />}>
+          <Page />
+        </Suspense>
       </main>
     </Provider>
   );
