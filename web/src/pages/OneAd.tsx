@@ -3,23 +3,23 @@ import { useState } from 'react';
 import { Bar } from 'react-chartjs-2';
 import { useQuery } from 'urql';
 import { FilterFields, filterOrNull } from '../components/FilterFields';
+import { RangePicker, rangeVariables, useLastHour } from '../components/RangePicker';
 import { Empty, Loading, ProblemView } from '../components/States';
 import { type AdClicksAnswer, type Filter, operations } from '../operations';
-import { fromInput, minuteLabel, toInput } from '../time';
+import { minuteLabel } from '../time';
 
 ChartJS.register(BarElement, CategoryScale, LinearScale, Tooltip);
 
 // One ad's clicks over a range, minute by minute or hour by hour, as a chart; the total is
 // the adClicks answer's.
 export function OneAd() {
-  const now = Date.now();
   const [adId, setAdId] = useState('');
-  const [range, setRange] = useState({ from: toInput(now - 3600_000), to: toInput(now - 60_000) });
+  const [range, setRange] = useLastHour();
   const [granularity, setGranularity] = useState<'MINUTE' | 'HOUR'>('MINUTE');
   const [filter, setFilter] = useState<Filter>({});
   const [{ data, error, fetching }] = useQuery<{ adClicks: AdClicksAnswer }>({
     query: operations.AdClicks,
-    variables: { adId, from: fromInput(range.from), to: fromInput(range.to), granularity,
+    variables: { adId, ...rangeVariables(range), granularity,
                  filter: filterOrNull(filter) },
     pause: !adId,
   });
@@ -34,16 +34,7 @@ export function OneAd() {
                  onBlur={(e) => setAdId(e.target.value.trim())}
                  onKeyDown={(e) => e.key === 'Enter' && setAdId(e.currentTarget.value.trim())} />
         </label>
-        <label>
-          from (UTC){' '}
-          <input type="datetime-local" step={60} data-testid="range-from" value={range.from}
-                 onChange={(e) => setRange({ ...range, from: e.target.value })} />
-        </label>
-        <label>
-          to{' '}
-          <input type="datetime-local" step={60} data-testid="range-to" value={range.to}
-                 onChange={(e) => setRange({ ...range, to: e.target.value })} />
-        </label>
+        <RangePicker range={range} onChange={setRange} />
         <select data-testid="granularity" value={granularity}
                 onChange={(e) => setGranularity(e.target.value as 'MINUTE' | 'HOUR')}>
           <option value="MINUTE">by minute</option>
