@@ -186,3 +186,17 @@ def test_every_error_code_is_documented() -> None:
     table = [line for line in documented.splitlines() if line.startswith("| `")]
     for code in [*ErrorCode, *ApiErrorCode]:
         assert any(f"`{code.value}`" in line.split(" | ")[0] for line in table), code
+
+
+def test_a_limit_is_told_by_where_it_was_reached_not_by_words_in_the_message() -> None:
+    """A variable whose value says "more than" is a validation failure like any other; the
+    token limit, the depth and the alias limits are QUERY_TOO_COMPLEX."""
+    settings = Settings(api_max_tokens=50)
+    document = "query ($n: Int!) { topAds(window: {lastMinutes: $n}) { source } }"
+    schema = build_schema(settings)
+    worded = asyncio.run(schema.execute(document, variable_values={"n": "more than 9000"}))
+    assert codes(worded) == ["GRAPHQL_VALIDATION_FAILED"]
+    assert "more than" in worded.errors[0].message
+    too_long = "{ " + "__typename " * 60 + "}"
+    assert codes(asyncio.run(schema.execute(too_long))) == ["QUERY_TOO_COMPLEX"]
+    assert codes(asyncio.run(schema.execute("{ topAds("))) == ["GRAPHQL_PARSE_FAILED"]

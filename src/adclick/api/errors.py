@@ -6,7 +6,9 @@ a traceback; a client's mistake is the client's business, logged at DEBUG.
 from __future__ import annotations
 
 import logging
+import re
 from enum import StrEnum
+from typing import Any
 
 import psycopg.errors
 from psycopg_pool import PoolTimeout
@@ -16,7 +18,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 
 from adclick.lifecycle.policies import PolicyError
 from adclick.query.errors import QueryError
-from graphql import GraphQLError, GraphQLSyntaxError
+from graphql import ASTValidationRule, GraphQLError, GraphQLSyntaxError, ValidationContext
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +48,37 @@ class AuthError(GraphQLError):
         super().__init__(message, extensions={"code": code.value})
 
 
-# What strawberry's depth, alias and token limiters say; they carry no code of their own.
-_COMPLEXITY_MESSAGES = ("exceeds maximum operation depth", "aliases found", "more than")
+# The parser's token limit (MaxTokensLimiter) raises a syntax error: graphql-core's own
+# words for it tell it from any other (the depth and alias rules code their errors
+# themselves: limit_rule below).
+_TOKEN_LIMIT = re.compile(r"Syntax Error: Document contains more than \d+ tokens\.")
+
+
+class _CodingContext:
+    """A validation context whose reported errors get QUERY_TOO_COMPLEX."""
+
+    def __init__(self, context: ValidationContext) -> None:
+        self._context = context
+
+    def report_error(self, error: GraphQLError) -> None:
+        code = {"code": ApiErrorCode.QUERY_TOO_COMPLEX.value}
+        error.extensions = {**(error.extensions or {}), **code}
+        self._context.report_error(error)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+
+def limit_rule(rule: type[ASTValidationRule]) -> type[ASTValidationRule]:
+    """``rule`` (a query limit: depth, aliases) with QUERY_TOO_COMPLEX on what it reports,
+    so the code comes from where the error was made, never from its wording."""
+
+    class CodedLimit(rule):  # type: ignore[valid-type, misc]
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(_CodingContext(context))
+
+    CodedLimit.__name__ = CodedLimit.__qualname__ = f"Coded{rule.__name__}"
+    return CodedLimit
 
 
 def add_code(error: GraphQLError) -> None:
@@ -90,13 +121,14 @@ def add_code(error: GraphQLError) -> None:
 
 
 def _request_error_code(error: GraphQLError) -> ApiErrorCode:
-    if any(m in error.message for m in _COMPLEXITY_MESSAGES):
+    syntax = next(
+        (e for e in (error, error.original_error) if isinstance(e, GraphQLSyntaxError)), None
+    )
+    if syntax is None:
+        return ApiErrorCode.GRAPHQL_VALIDATION_FAILED
+    if _TOKEN_LIMIT.match(syntax.message):
         return ApiErrorCode.QUERY_TOO_COMPLEX
-    if isinstance(error, GraphQLSyntaxError) or isinstance(
-        error.original_error, GraphQLSyntaxError
-    ):
-        return ApiErrorCode.GRAPHQL_PARSE_FAILED
-    return ApiErrorCode.GRAPHQL_VALIDATION_FAILED
+    return ApiErrorCode.GRAPHQL_PARSE_FAILED
 
 
 def error_response(status_code: int, code: ApiErrorCode, message: str) -> JSONResponse:

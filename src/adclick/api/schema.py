@@ -25,7 +25,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
 from adclick.api.context import Context
-from adclick.api.errors import ApiErrorCode, AuthError
+from adclick.api.errors import ApiErrorCode, AuthError, limit_rule
 from adclick.api.extensions import (
     AdclickSchema,
     CachedParser,
@@ -495,8 +495,8 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         )
     )
     limit_rules: list[type[ASTValidationRule]] = [
-        query_depth_rule(settings.api_max_depth, should_ignore=None),
-        aliases_rule(settings.api_max_aliases),
+        limit_rule(query_depth_rule(settings.api_max_depth, should_ignore=None)),
+        limit_rule(aliases_rule(settings.api_max_aliases)),
     ]
     if settings.api_trusted_documents_only:
         limit_rules.append(TrustedDocuments.load(OPERATIONS_DIR).rule())
