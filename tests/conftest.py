@@ -168,7 +168,7 @@ def settings(stack_settings: Settings) -> Iterator[Settings]:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The modules with the longest tests first (``@pytest.mark.slow(seconds=...)``, a
     rough figure), each module's tests together and in their order: pytest-xdist
-    (scripts/test runs two workers) hands modules out in this order, so a long one does
+    (scripts/test runs three workers) hands modules out in this order, so a long one does
     not start last and keep the run going after the other worker is done."""
 
     def module(item: pytest.Item) -> str:

@@ -80,7 +80,8 @@ class NewKeyTracker:
         self._newest_minute = ANY_MINUTE
 
     def reset(self, floor_ms: int) -> None:
-        """Claim only minutes from ``floor_ms`` on, forgetting everything remembered."""
+        """Claim only minutes from ``floor_ms`` on and forget the keys remembered. The
+        newest minute seen stays: :meth:`refused` backs off from it."""
         self.floor_ms = floor_ms
         self._ads_by_minute.clear()
 

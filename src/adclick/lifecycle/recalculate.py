@@ -17,6 +17,7 @@ from psycopg import sql
 
 from adclick.db.connect import connect
 from adclick.lifecycle.recompute import Rollup, check_range, differences, rollups, stage_expected
+from adclick.resources import load_sql
 from adclick.settings import Settings
 
 DAY = timedelta(days=1)
@@ -65,13 +66,6 @@ def recalculate(
                         )
                     )
                     report.rows_written += written.rowcount
-                    conn.execute(
-                        "INSERT INTO rollup_changes AS c (minute, kafka_partition)"
-                        " SELECT m, -1 FROM generate_series(%(start)s::timestamptz,"
-                        " %(end)s::timestamptz - INTERVAL '1 minute', INTERVAL '1 minute') AS m"
-                        " ON CONFLICT (minute, kafka_partition)"
-                        " DO UPDATE SET revision = c.revision + 1, updated_at = now()",
-                        params,
-                    )
+                    conn.execute(load_sql("lifecycle/raise_minute_revisions"), params)
                 day = step_end
     return report

@@ -20,6 +20,7 @@ from adclick.errors import AdclickError
 from adclick.lifecycle.cold import cold_storage_url, duckdb_connection
 from adclick.lifecycle.policies import load_policies
 from adclick.lifecycle.tiering import stream_time
+from adclick.resources import load_sql
 from adclick.settings import Settings
 
 HOUR = timedelta(hours=1)
@@ -109,11 +110,7 @@ def stage_expected(
     urls = [
         url
         for (url,) in conn.execute(
-            "SELECT f.url FROM cold_files AS f WHERE f.relation = 'raw_clicks'"
-            " AND f.range_end > %(start)s AND f.range_start < %(end)s"
-            " AND NOT EXISTS (SELECT FROM timescaledb_information.chunks AS c"
-            "   WHERE c.hypertable_name = 'raw_clicks' AND c.range_start = f.range_start)",
-            {"start": start, "end": end},
+            load_sql("lifecycle/cold_raw_files"), {"start": start, "end": end}
         ).fetchall()
     ]
     if urls:

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from adclick.db.connect import connect, snapshot_transaction
 from adclick.lifecycle.recompute import Rollup, check_range, differences, rollups, stage_expected
+from adclick.resources import load_sql
 from adclick.settings import Settings
 
 
@@ -56,8 +57,7 @@ def reconcile(
                         Discrepancy(rollup.table, t, ad, tuple(dims), expected, stored)
                     )
         conn.execute(
-            "INSERT INTO reconciliations (range_start, range_end, rows_checked, discrepancies)"
-            " VALUES (%s, %s, %s, %s)",
+            load_sql("lifecycle/record_reconciliation"),
             (start, end, report.rows_checked, len(report.discrepancies)),
         )
         conn.commit()
