@@ -52,7 +52,7 @@ class Manager:
 
 
 class Timings:
-    """Where the browser tests put their screenshots and figures: ADCLICK_SCREENSHOTS_DIR
+    """Where the browser tests put their screenshots and figures: AD_MANAGER_SCREENSHOTS
     (docs/ when the figures for docs/benchmarks.md are made), else a temporary folder."""
 
     def __init__(self, directory: Path) -> None:
@@ -66,7 +66,7 @@ class Timings:
 
 @pytest.fixture(scope="module")
 def timings(tmp_path_factory: pytest.TempPathFactory) -> Timings:
-    chosen = os.environ.get("ADCLICK_SCREENSHOTS_DIR")
+    chosen = os.environ.get("AD_MANAGER_SCREENSHOTS")
     return Timings(Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots"))
 
 

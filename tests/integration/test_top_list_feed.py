@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
 from gql.transport.exceptions import TransportError
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
@@ -19,6 +21,7 @@ from starlette.testclient import TestClient
 from adclick.api.app import create_app
 from adclick.close.closer import MinuteCloser
 from adclick.close.lists import TopList
+from adclick.errors import ConfigurationError
 from adclick.kafka import make_producer
 from adclick.query.filters import Filter
 from adclick.query.ranking import RankedAd
@@ -161,3 +164,26 @@ def test_a_restarted_closer_skips_what_is_not_a_list_on_the_topic(settings: Sett
     assert lists >= 8 and confirmed == offsets == lists
     # Found where they were, before the garbage: none published twice.
     assert newest == lists - 1
+
+
+def test_a_top_lists_topic_of_several_partitions_is_refused_by_closer_and_api(
+    settings: Settings,
+) -> None:
+    """Lists spread over partitions would be missed by recovery and by subscribers, which
+    read one order: the closer refuses to start and /readyz says why (issue 18)."""
+    topic = f"{settings.top_ads_topic}-spread"
+    admin = AdminClient(settings.kafka_client_config())
+    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result()
+    spread = settings.model_copy(update={"top_ads_topic": topic, "api_refresh_interval_s": 0.2})
+    with pytest.raises(ConfigurationError, match="3 partitions"):
+        MinuteCloser(spread).run(threading.Event(), once=True)
+    app = create_app(spread)
+    with TestClient(app) as http:
+        wait_for(
+            lambda: (
+                "3 partitions" in http.get("/readyz").json()["problems"].get("top_list_feed", "")
+            ),
+            timeout_s=30,
+            what="/readyz to name the topic's partitions",
+        )
+        assert http.get("/readyz").status_code == 503

@@ -45,7 +45,7 @@ from adclick.close.lists import (
 from adclick.db.connect import Connection, connect
 from adclick.db.rollups import filtered_rollups
 from adclick.errors import ConfigurationError, DependencyUnavailableError
-from adclick.kafka import make_consumer, make_producer
+from adclick.kafka import make_consumer, make_producer, the_only_partition
 from adclick.query.filters import Filter, Plan, Source, plan_filter
 from adclick.query.ranking import RankedAd
 from adclick.query.window import MINUTE_MS, Window, from_ms
@@ -96,6 +96,7 @@ class MinuteCloser:
         self._conn: Connection | None = None
         self._failures = 0  # consecutive sessions lost to an unavailable database or broker
         self._producer = make_producer(settings)
+        self._topic_partition = TopicPartition(settings.top_ads_topic, 0)
 
     # -- the loop ------------------------------------------------------------------
 
@@ -134,6 +135,7 @@ class MinuteCloser:
             self._conn = conn
             if not self._wait_for_lock(lock_conn, stop):
                 return
+            self._topic_partition = the_only_partition(self._producer, self.settings.top_ads_topic)
             self._recover()
             while not stop.is_set():
                 started = time.perf_counter()
@@ -371,7 +373,8 @@ class MinuteCloser:
         )
         found: dict[tuple[bytes, int], int] = {}
         try:
-            consumer.assign([TopicPartition(self.settings.top_ads_topic, 0, start)])
+            partition = self._topic_partition
+            consumer.assign([TopicPartition(partition.topic, partition.partition, start)])
             idle_since = time.monotonic()
             while time.monotonic() - idle_since < 3.0:
                 message = consumer.poll(0.5)

@@ -1,5 +1,5 @@
 """Kafka clients configured from the settings, and the topics adclick uses."""
 
-from adclick.kafka.clients import create_topics, make_consumer, make_producer
+from adclick.kafka.clients import create_topics, make_consumer, make_producer, the_only_partition
 
-__all__ = ["create_topics", "make_consumer", "make_producer"]
+__all__ = ["create_topics", "make_consumer", "make_producer", "the_only_partition"]

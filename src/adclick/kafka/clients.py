@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from adclick.errors import DependencyUnavailableError
+from adclick.errors import ConfigurationError, DependencyUnavailableError
 from adclick.settings import Settings
 
 
@@ -97,3 +97,21 @@ def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise DependencyUnavailableError(f"cannot create topic {name}: {exc}") from exc
     return created
+
+
+def the_only_partition(
+    client: Consumer | Producer, topic: str, timeout_s: float = 10.0
+) -> TopicPartition:
+    """Partition 0 of the top-lists ``topic``, which must be its only one (a topic not
+    created yet counts as one). Every list and revision goes to one partition: one order,
+    which the closer's recovery and the API's subscribers read; a topic made with more
+    partitions would spread lists the readers never see, so it is refused."""
+    metadata = client.list_topics(topic, timeout=timeout_s).topics.get(topic)
+    partitions = len(metadata.partitions) if metadata is not None else 0
+    if partitions > 1:
+        raise ConfigurationError(
+            f"the top-lists topic {topic!r} has {partitions} partitions; adclick keeps "
+            "every list in one partition (one order for all lists and their revisions): "
+            "recreate it with 1 partition (adclick creates it so when it is missing)"
+        )
+    return TopicPartition(topic, 0)

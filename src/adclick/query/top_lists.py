@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaException
 from prometheus_client import Counter
 
 from adclick.close.lists import BadList, ListFormatError, TopList, decode_list, filter_key
 from adclick.db.connect import Connection
-from adclick.kafka import make_consumer
+from adclick.kafka import make_consumer, the_only_partition
 from adclick.query.errors import ErrorCode, QueryError
 from adclick.query.filters import Filter
 from adclick.query.ranking import RankedAd
@@ -187,9 +187,9 @@ class TopListFeed:
         try:
             # Start at an explicit offset, the end as of now: OFFSET_END would be resolved
             # lazily at the first fetch, and a list published before that would be missed.
-            partition = TopicPartition(self.settings.top_ads_topic, 0)
             while True:  # the broker may come up after the API: wait for it
                 try:
+                    partition = the_only_partition(consumer, self.settings.top_ads_topic)
                     _low, end = consumer.get_watermark_offsets(partition, timeout=10)
                     break
                 except KafkaException as exc:
