@@ -7,7 +7,7 @@ WebSocket work, the part of a request that costs the CPU (docs/api.md, Workers).
 field a worker resolves is one call to the supervisor over a Unix socket: the standard
 library's multiprocessing managers, which pickle the call and its answer and
 authenticate each connection with a key (HMAC) that only the supervisor and its workers
-know; the socket lives in a private directory of the supervisor's.
+know (the socket is in Linux's abstract namespace: see Address).
 
 An answer from the index is the same whichever process computes it, so workers answer
 exactly what one process would. Only the request's budget (query/budget.py) spans
@@ -38,7 +38,7 @@ from adclick.query.service import (
     Granularity,
     TopAds,
     WindowArgs,
-    check_limit,
+    check_list_limit,
 )
 from adclick.settings import Settings
 
@@ -219,7 +219,7 @@ class RemoteQueries:
         return lists
 
     def check_list_limit(self, limit: int) -> None:
-        check_limit(limit, self.settings.close_top_n, "what stored lists hold")
+        check_list_limit(limit, self.settings)
 
     def ingest_status(self) -> list[tuple[Any, ...]]:
         rows: list[tuple[Any, ...]] = self._remote().ingest_status()

@@ -96,7 +96,6 @@ class MinuteCloser:
         self._conn: Connection | None = None
         self._failures = 0  # consecutive sessions lost to an unavailable database or broker
         self._producer = make_producer(settings)
-        self._topic_partition = TopicPartition(settings.top_ads_topic, 0)
 
     # -- the loop ------------------------------------------------------------------
 
@@ -135,7 +134,8 @@ class MinuteCloser:
             self._conn = conn
             if not self._wait_for_lock(lock_conn, stop):
                 return
-            self._topic_partition = the_only_partition(self._producer, self.settings.top_ads_topic)
+            # Lists spread over partitions would escape recovery and subscribers.
+            the_only_partition(self._producer, self.settings.top_ads_topic)
             self._recover()
             while not stop.is_set():
                 started = time.perf_counter()
@@ -373,8 +373,7 @@ class MinuteCloser:
         )
         found: dict[tuple[bytes, int], int] = {}
         try:
-            partition = self._topic_partition
-            consumer.assign([TopicPartition(partition.topic, partition.partition, start)])
+            consumer.assign([TopicPartition(self.settings.top_ads_topic, 0, start)])
             idle_since = time.monotonic()
             while time.monotonic() - idle_since < 3.0:
                 message = consumer.poll(0.5)

@@ -133,6 +133,11 @@ def check_limit(limit: int, maximum: int, what: str) -> None:
         )
 
 
+def check_list_limit(limit: int, settings: Settings) -> None:
+    """Stored lists hold close_top_n ads: a limit of 1 to that."""
+    check_limit(limit, settings.close_top_n, "what stored lists hold")
+
+
 class QueryService(Protocol):
     """What the API's resolvers ask: ClickQueries in the same process, or the one of the
     supervising process when the API runs several workers (api/index_server.py)."""
@@ -378,8 +383,7 @@ class ClickQueries:
             )
 
     def check_list_limit(self, limit: int) -> None:
-        """Stored lists hold close_top_n ads."""
-        check_limit(limit, self.settings.close_top_n, "what stored lists hold")
+        check_list_limit(limit, self.settings)
 
     def ingest_status(self) -> list[tuple[Any, ...]]:
         """Per partition: next offset of the ingest group, newest event time, watermark."""
