@@ -71,7 +71,8 @@ def day_start_ms(now_ms: int) -> int:
 def day_database(spec: DatasetSpec) -> str:
     """The database of the day's rollups up to hour ``spec.hours``."""
     zipf = f"{spec.zipf:g}".replace(".", "p")
-    return f"{DAY_DATABASE}_z{zipf}_{spec.hours}h_{spec.ads}a_{spec.clicks_per_minute}c"
+    sparse = f"_f{spec.full_hours}" if spec.sparse_hours else ""
+    return f"{DAY_DATABASE}_z{zipf}_{spec.hours}h_{spec.ads}a_{spec.clicks_per_minute}c{sparse}"
 
 
 def ratios(baseline: dict[str, Any], late: dict[str, Any]) -> dict[str, float | None]:
@@ -156,13 +157,19 @@ def run_day(base: Settings, run: DayRun, *, rebuild: bool) -> dict[str, Any]:
     elapsed = max(ends) - min(starts)
     queries = (
         query_times(
-            settings, filtered_rollups(settings), at_ms, ads=spec.ads, repeat=run.query_repeat
+            settings,
+            filtered_rollups(settings),
+            at_ms,
+            ads=spec.ads,
+            repeat=run.query_repeat,
+            full_from_ms=day_ms + spec.sparse_hours * HOUR_MS,
         )
         if run.query_repeat and spec.hours
         else None
     )
     return {
         "built_hours": spec.hours,
+        "sparse_hours": spec.sparse_hours,
         "ads": spec.ads,
         "clicks_per_minute": spec.clicks_per_minute,
         "zipf": spec.zipf,

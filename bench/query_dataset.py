@@ -79,10 +79,20 @@ class DatasetSpec:
     clicks_per_minute: int
     zipf: float
     seed: int = SEED
+    # Only the last ``full_hours`` hours get every per-minute row; the hours before get
+    # their clicks_1h rows in full and one per-minute row per hour and table (so their
+    # chunks exist). None: every hour in full. ``bench day`` uses it to reach hour 23 on
+    # a disk that cannot hold a whole design-scale day (docs/benchmarks.md).
+    full_hours: int | None = None
 
     @property
     def minutes(self) -> int:
         return self.hours * 60
+
+    @property
+    def sparse_hours(self) -> int:
+        """The leading hours whose per-minute rollups hold one row per hour and table."""
+        return 0 if self.full_hours is None else max(0, self.hours - self.full_hours)
 
     @property
     def database(self) -> str:
@@ -90,15 +100,22 @@ class DatasetSpec:
         if self == DEFAULT_SPEC:
             return QUERY_DATABASE
         zipf = f"{self.zipf:g}".replace(".", "p")
-        return f"{QUERY_DATABASE}_z{zipf}_{self.hours}h_{self.ads}a_{self.clicks_per_minute}c" + (
-            f"_s{self.seed}" if self.seed != SEED else ""
+        return (
+            f"{QUERY_DATABASE}_z{zipf}_{self.hours}h_{self.ads}a_{self.clicks_per_minute}c"
+            + (f"_s{self.seed}" if self.seed != SEED else "")
+            + (f"_f{self.full_hours}" if self.sparse_hours else "")
         )
 
     def describe(self) -> str:
         skew = "uniform" if self.zipf == 0 else f"Zipf {self.zipf}"
+        sparse = (
+            f"; per-minute rollups sparse in the first {self.sparse_hours} h"
+            if self.sparse_hours
+            else ""
+        )
         return (
             f"{self.hours} h of {self.clicks_per_minute:,} clicks/min over {self.ads:,} ads "
-            f"({skew})"
+            f"({skew}{sparse})"
         )
 
 
@@ -238,6 +255,15 @@ class _Minutes:
         n = self.spec.clicks_per_minute
         return self.draws.ads(n), self.draws.countries(n)
 
+    def draw_hour_per_ad(self) -> npt.NDArray[np.int64]:
+        """Clicks per ad number over an hour of minutes (a sparse hour's clicks_1h)."""
+        per_ad = np.zeros(self.spec.ads + 1, dtype=np.int64)
+        for _ in range(60):
+            per_ad += np.bincount(
+                self.draws.ads(self.spec.clicks_per_minute), minlength=len(per_ad)
+            )
+        return per_ad
+
 
 def _build(settings: Settings, spec: DatasetSpec, *, end_ms: int | None = None) -> Dataset:
     started = time.perf_counter()
@@ -256,11 +282,27 @@ def _build(settings: Settings, spec: DatasetSpec, *, end_ms: int | None = None) 
         conn.execute("SET maintenance_work_mem = '1GB'")
         keys = {table: _drop_keys(conn, table) for table in tables}
         conn.commit()
-        hour_ms = start_ms - start_ms % HOUR_MS
         hour_sums = np.zeros(spec.ads + 1, dtype=np.int64)
         with _progress() as progress:
             task = progress.add_task("minutes", total=spec.minutes, rows=0)
-            for minute_ms in range(start_ms, end_ms, MINUTE_MS):
+            full_from_ms = start_ms + spec.sparse_hours * HOUR_MS
+            for sparse_ms in range(start_ms, full_from_ms, HOUR_MS):
+                rows["clicks_1h"] += _write_per_ad(
+                    conn, minutes, "clicks_1h", sparse_ms, minutes.draw_hour_per_ad()
+                )
+                for table, dimensions in [
+                    ("clicks_1m", ()),
+                    *((r.table, r.dimensions) for r in rollups),
+                ]:
+                    rows[table] += _write_sparse_hour(conn, table, dimensions, sparse_ms)
+                conn.commit()
+                progress.update(task, advance=60, rows=sum(rows.values()))
+                progress.console.print(
+                    f"sparse hour {_dt(sparse_ms):%H}:00, {sum(rows.values()):,} rows, "
+                    f"{time.perf_counter() - started:,.0f} s"
+                )
+            hour_ms = full_from_ms - full_from_ms % HOUR_MS
+            for minute_ms in range(full_from_ms, end_ms, MINUTE_MS):
                 if minute_ms - minute_ms % HOUR_MS != hour_ms:
                     rows["clicks_1h"] += _write_per_ad(
                         conn, minutes, "clicks_1h", hour_ms, hour_sums
@@ -306,6 +348,20 @@ def _build(settings: Settings, spec: DatasetSpec, *, end_ms: int | None = None) 
 
 
 _TIME_COLUMN = {"clicks_1m": "minute", "clicks_1h": "hour"}
+SPARSE_AD = "ad-sparse"
+
+
+def _write_sparse_hour(
+    conn: Connection, table: str, dimensions: Sequence[str], hour_ms: int
+) -> int:
+    """One row in the hour's first minute, so that its chunk exists (as bench day's history)."""
+    return _copy(
+        conn,
+        table,
+        ["minute", "ad_id", *dimensions, "clicks"],
+        ["timestamptz", "text", *(["text"] * len(dimensions)), "int8"],
+        [(_dt(hour_ms), SPARSE_AD, *(["XX"] * len(dimensions)), 1)],
+    )
 
 
 def _write_per_ad(

@@ -135,6 +135,13 @@ class Settings(BaseSettings):
         description="URL for `adclick maintain`, `reconcile`, `recalculate`, `retention` "
         "and `cold`, as role adclick_maintain (or a member); default ADCLICK_DATABASE_URL.",
     )
+    database_read_url: str | None = Field(
+        None,
+        description="libpq URL of a streaming standby (read replica) of the database, as "
+        "role adclick_api (or a member): the API's queries, its window and hour indexes and "
+        "its readiness read there; retention changes still go to the primary "
+        "(ADCLICK_API_DATABASE_URL). Unset: the API reads the primary.",
+    )
     database_passfile: Path | None = Field(
         None,
         description="Password file in libpq's format (host:port:database:user:password "
@@ -364,6 +371,13 @@ class Settings(BaseSettings):
         description="Longest SQL statement a request may run (PostgreSQL statement_timeout "
         "on the API's request connections); a cancelled one is refused with QUERY_TIMEOUT.",
     )
+    api_max_replica_lag_s: float = Field(
+        30.0,
+        gt=0,
+        le=86_400,
+        description="With ADCLICK_DATABASE_READ_URL: /readyz fails while the replica's "
+        "replay is further behind the primary than this, or it does not stream at all.",
+    )
     api_max_request_cost: int = Field(
         1_000_000,
         ge=1,
@@ -504,6 +518,12 @@ class Settings(BaseSettings):
         its role by calling this once at its start.
         """
         url = getattr(self, f"{kind.value}_database_url")
+        return self if url is None else self.model_copy(update={"database_url": url})
+
+    def for_reads(self) -> Settings:
+        """These settings with ADCLICK_DATABASE_READ_URL (when set) in ``database_url``:
+        where the API's queries and indexes read."""
+        url = self.database_read_url
         return self if url is None else self.model_copy(update={"database_url": url})
 
     @property

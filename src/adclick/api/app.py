@@ -63,6 +63,7 @@ from adclick.api.web_app import WebApp
 from adclick.api.websocket import LegacyWSHandler, TransportWSHandler
 from adclick.db.connect import Connection
 from adclick.db.migrate import head_revision
+from adclick.db.replica import replica_state
 from adclick.lifecycle.reconciliations import last_run
 from adclick.logs import configure_logging
 from adclick.query.service import QueryService
@@ -198,7 +199,10 @@ class QueryBackend(Protocol):
     def queries(self) -> QueryService: ...
 
     @property
-    def pool(self) -> ConnectionPool[Connection]: ...  # retention changes and readiness
+    def pool(self) -> ConnectionPool[Connection]: ...  # readiness: where queries read
+
+    @property
+    def writes(self) -> ConnectionPool[Connection]: ...  # retention changes: the primary
 
     @property
     def background(self) -> ConnectionPool[Connection]: ...  # scrape-time metrics
@@ -229,7 +233,7 @@ def _app(settings: Settings, backend: QueryBackend) -> Starlette:
     """The routes, with ``backend`` answering the fields and started and stopped with them."""
     queries, pool, background = backend.queries, backend.pool, backend.background
     feed = TopListFeed(settings)
-    graphql = AdclickGraphQL(settings, queries, feed, Admin(settings, pool))
+    graphql = AdclickGraphQL(settings, queries, feed, Admin(settings, backend.writes))
     expected_revision = head_revision(settings)
 
     async def healthz(request: Request) -> Response:
@@ -240,9 +244,13 @@ def _app(settings: Settings, backend: QueryBackend) -> Starlette:
         try:
             with pool.connection(timeout=2) as conn:
                 row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+                replica = replica_state(conn) if settings.database_read_url else None
             if row is None or row[0] != expected_revision:
                 found = row[0] if row else None
                 problems["migrations"] = f"database at {found}, code at {expected_revision}"
+            lagging = replica.problem(settings.api_max_replica_lag_s) if replica else None
+            if lagging is not None:
+                problems["replica"] = lagging
         except Exception as exc:
             problems["database"] = mask_secrets(str(exc))
         index = backend.index_problem()

@@ -235,18 +235,25 @@ class RemoteQueries:
 
 
 class WorkerBackend:
-    """A worker's backend (api/app.py): its queries answered by the supervisor, and a
-    small pool of its own for readiness, retention changes and scrape-time metrics."""
+    """A worker's backend (api/app.py): its queries answered by the supervisor, and
+    small pools of its own for readiness and scrape-time metrics (where queries read)
+    and retention changes (the primary)."""
 
     def __init__(self, settings: Settings, address: Address) -> None:
         self.queries = RemoteQueries(settings, address)
-        self.pool = self.background = request_pool(settings, max_size=2)
+        reads = settings.for_reads()
+        self.pool = self.background = request_pool(reads, max_size=2)
+        self.writes = self.pool if reads is settings else request_pool(settings, max_size=1)
 
     def start(self) -> None:
         self.pool.open(wait=False)
+        if self.writes is not self.pool:
+            self.writes.open(wait=False)
 
     def stop(self, timeout_s: float) -> None:
         self.pool.close(timeout=timeout_s)
+        if self.writes is not self.pool:
+            self.writes.close(timeout=timeout_s)
 
     def index_problem(self) -> str | None:
         return self.queries.index_problem()

@@ -142,22 +142,29 @@ class QueryHost:
     """The query service, its pools and its refresher, started and stopped together."""
 
     def __init__(self, settings: Settings) -> None:
-        self.pool = request_pool(settings)
-        self.background = background_pool(settings)
+        # Reads (queries, the indexes' loads) go to the read replica when there is one;
+        # the few writes (retention changes) to the primary.
+        reads = settings.for_reads()
+        self.pool = request_pool(reads)
+        self.background = background_pool(reads)
+        self.writes = self.pool if reads is settings else request_pool(settings, max_size=2)
         self.queries = ClickQueries(settings, self.pool, self.background)
         self.refresher = Refresher(self.queries, settings.api_refresh_interval_s)
 
+    def _pools(self) -> list[ConnectionPool[Connection]]:
+        return list({id(p): p for p in (self.pool, self.background, self.writes)}.values())
+
     def start(self) -> None:
-        self.pool.open(wait=False)
-        self.background.open(wait=False)
+        for pool in self._pools():
+            pool.open(wait=False)
         self.refresher.start()
 
     def stop(self, timeout_s: float) -> None:
         """At most ``timeout_s`` for each part: the refresher's threads are daemons, so
         one still loading an hour of the index does not hold the exit."""
         self.refresher.stop(timeout_s=timeout_s)
-        self.background.close(timeout=timeout_s)
-        self.pool.close(timeout=timeout_s)
+        for pool in self._pools():
+            pool.close(timeout=timeout_s)
 
     def index_metrics(self) -> bytes:
         """Nothing: the host's metrics are this process's own (see ``exposition``)."""

@@ -236,6 +236,14 @@ def bench_day(
             help="Days of chunks up to the day, the older ones sparse (90: retention's).",
         ),
     ] = 0,
+    full_hours: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Build only the last N hours' per-minute rollups in full (clicks_1h is full "
+            "for every hour; the hours before get one row per chunk): hour 23 on a smaller disk.",
+        ),
+    ] = None,
     query_repeat: Annotated[
         int, typer.Option(min=0, help="Runs of each API rollup query after ingest (0: none).")
     ] = 200,
@@ -265,7 +273,9 @@ def bench_day(
     def measure(at_hour: int, at_minute: int) -> dict[str, Any]:
         # Built up to the end of the hour ingest starts in (minute M > 0), or up to it.
         built = at_hour + (1 if at_minute else 0)
-        spec = dataset_module.DatasetSpec(built, ads, clicks_per_minute, zipf)
+        spec = dataset_module.DatasetSpec(
+            built, ads, clicks_per_minute, zipf, full_hours=full_hours
+        )
         run = module.DayRun(
             spec, events, workers, partitions, at_minute, history_days, query_repeat
         )

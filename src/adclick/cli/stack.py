@@ -18,6 +18,13 @@ from adclick.redact import mask_secrets
 from adclick.settings import ProcessKind, get_settings
 from adclick.stack import stack_down, stack_status, stack_up
 from adclick.stack.lifecycle import with_local_roles
+from adclick.stack.replica import (
+    local_read_url,
+    replica_cluster,
+    replica_down,
+    replica_remove,
+    replica_up,
+)
 
 
 def _say(message: str) -> None:
@@ -25,21 +32,41 @@ def _say(message: str) -> None:
 
 
 @app.command()
-def up() -> None:
+def up(
+    replica: Annotated[
+        bool,
+        typer.Option(
+            help="Also run a read replica: a streaming standby of the database on its own "
+            "port (ADCLICK_DATABASE_READ_URL's, or the primary's + 1).",
+        ),
+    ] = False,
+) -> None:
     """Install what is missing and start the local stack (TimescaleDB + Tansu broker).
 
     Everything lives under the state directory (ADCLICK_STATE_DIR, default ./.adclick)
     on private ports. Applies the migrations and creates the topics. Running it again
-    when all is up changes nothing.
+    when all is up changes nothing. A replica made once is started again by every `up`.
     """
-    stack_up(get_settings(), _say)
+    settings = get_settings()
+    stack_up(settings, _say)
+    if replica or replica_cluster(settings).initialised():
+        replica_up(settings, _say)
     _say("the local stack is up; `eval $(adclick env)` points a shell at it")
 
 
 @app.command()
-def down() -> None:
+def down(
+    remove_replica: Annotated[
+        bool, typer.Option(help="Also delete the read replica's copy of the database.")
+    ] = False,
+) -> None:
     """Stop the local stack. The database stays on disk; the broker's topics are dropped."""
-    stack_down(get_settings(), _say)
+    settings = get_settings()
+    if remove_replica:
+        replica_remove(settings, _say)
+    else:
+        replica_down(settings, _say)
+    stack_down(settings, _say)
 
 
 @app.command()
@@ -51,6 +78,10 @@ def status() -> None:
     broker = f"running (pid {state.broker_pid})" if state.broker_pid else "stopped"
     typer.echo(f"broker:                {broker}")
     typer.echo(f"schema revision:       {state.migration or '-'} (head {state.head})")
+    replica = replica_cluster(get_settings())
+    if replica.initialised():
+        running = "running" if replica.running() else "stopped"
+        typer.echo(f"read replica:          {running} (127.0.0.1:{replica.port})")
     raise typer.Exit(0 if state.healthy else 1)
 
 
@@ -67,6 +98,8 @@ def env() -> None:
     for kind in ProcessKind:
         url = getattr(settings, f"{kind.value}_database_url")
         variables[f"ADCLICK_{kind.value.upper()}_DATABASE_URL"] = url
+    if replica_cluster(settings).initialised():
+        variables["ADCLICK_DATABASE_READ_URL"] = local_read_url(settings)
     variables["ADCLICK_KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
     if settings.passfile is not None:
         variables["PGPASSFILE"] = str(settings.passfile)

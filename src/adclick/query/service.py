@@ -14,7 +14,8 @@ import numpy.typing as npt
 from psycopg_pool import ConnectionPool
 
 from adclick.close.lists import TopList
-from adclick.db.connect import Connection
+from adclick.db.connect import Connection, snapshot_transaction
+from adclick.db.replica import read_with_retry
 from adclick.db.rollups import filtered_rollups
 from adclick.query import ad_reads, sql_source, top_lists
 from adclick.query.arguments import check_value
@@ -304,16 +305,26 @@ class ClickQueries:
                     bucket_starts=list(buckets), series=_bucketed(minutes, window, buckets),
                     from_index=True,
                 )  # fmt: skip
-        with self.pool.connection() as conn:
-            clock = self._clock(conn)
-            window = self._window(clock, window_args)
-            query_filter, plan = self._plan(filter_args, window, clock)
-            buckets = self._buckets(window, granularity)
-            if budget is not None:
-                budget.charge("adClicks", window, plan.source, len(ad_ids))
-            counts = sql_source.ads_series(
-                conn, sorted(set(ad_ids)), window, plan, query_filter, buckets.step
-            )
+        charged = False
+
+        def read(
+            conn: Connection,
+        ) -> tuple[StreamClock, Window, Plan, Filter, range, dict[tuple[str, int], int]]:
+            nonlocal charged
+            with snapshot_transaction(conn):  # the clock and the counts of one snapshot
+                clock = self._clock(conn)
+                window = self._window(clock, window_args)
+                query_filter, plan = self._plan(filter_args, window, clock)
+                buckets = self._buckets(window, granularity)
+                if budget is not None and not charged:
+                    budget.charge("adClicks", window, plan.source, len(ad_ids))
+                    charged = True
+                counts = sql_source.ads_series(
+                    conn, sorted(set(ad_ids)), window, plan, query_filter, buckets.step
+                )
+            return clock, window, plan, query_filter, buckets, counts
+
+        clock, window, plan, query_filter, buckets, counts = read_with_retry(self.pool, read)
         series = np.array(
             [[counts.get((ad, start), 0) for start in buckets] for ad in ad_ids], dtype=np.int64
         ).reshape(len(ad_ids), len(buckets))
@@ -353,14 +364,21 @@ class ClickQueries:
                 if ranking is not None:
                     return TopAds(window, snapshot.clock, plan.source, query_filter,
                                   ads=ranking[:limit], ranked_by=RankedBy.HOUR_INDEX)  # fmt: skip
-        with self.pool.connection() as conn:
-            clock = self._clock(conn)
-            window = self._window(clock, window_args)
-            query_filter, plan = self._plan(filter_args, window, clock)
-            if budget is not None and not charged:
-                budget.charge("topAds", window, plan.source)
-            ads = sql_source.top_ads(conn, window, plan, query_filter, limit)
-        return TopAds(window, clock, plan.source, query_filter, ads=ads, ranked_by=RankedBy.SQL)
+
+        def read(conn: Connection) -> TopAds:
+            nonlocal charged
+            with snapshot_transaction(conn):  # the clock and the counts of one snapshot
+                clock = self._clock(conn)
+                window = self._window(clock, window_args)
+                query_filter, plan = self._plan(filter_args, window, clock)
+                if budget is not None and not charged:
+                    budget.charge("topAds", window, plan.source)
+                    charged = True
+                ads = sql_source.top_ads(conn, window, plan, query_filter, limit)
+            return TopAds(window, clock, plan.source, query_filter, ads=ads,
+                          ranked_by=RankedBy.SQL)  # fmt: skip
+
+        return read_with_retry(self.pool, read)
 
     def top_list_history(
         self,
@@ -377,10 +395,12 @@ class ClickQueries:
             budget.charge_filter(filter_args)
         key = top_lists.list_key(self.settings, window_minutes, filter_args)
         self.check_list_limit(limit)
-        with self.pool.connection() as conn:
-            return top_lists.history(
+        return read_with_retry(
+            self.pool,
+            lambda conn: top_lists.history(
                 conn, key, start, end, limit, all_revisions, self.settings.api_max_history_lists
-            )
+            ),
+        )
 
     def check_list_limit(self, limit: int) -> None:
         check_list_limit(limit, self.settings)
@@ -388,13 +408,12 @@ class ClickQueries:
     def ingest_status(self) -> list[tuple[Any, ...]]:
         """Per partition: next offset of the ingest group, newest event time, watermark."""
         params = {"group": self.settings.consumer_group, "topic": self.settings.clicks_topic}
-        with self.pool.connection() as conn:
-            return conn.execute(load_sql("query/ingest_status"), params).fetchall()
+        statement = load_sql("query/ingest_status")
+        return read_with_retry(self.pool, lambda conn: conn.execute(statement, params).fetchall())
 
     def clock(self) -> StreamClock:
         """The stream's clock as committed now."""
-        with self.pool.connection() as conn:
-            return self._clock(conn)
+        return read_with_retry(self.pool, self._clock)
 
     # -- helpers -------------------------------------------------------------------
 
@@ -413,10 +432,13 @@ class ClickQueries:
         revisions = snapshot.revisions(inner) + hour_revision_key(hours)
         ranking = self.index.cached_ranking(key, revisions)
         if ranking is None:
-            with self.pool.connection() as conn:
-                ranking = rank_long_window(
-                    conn, self.index, snapshot, hours, window, plan, query_filter
-                )
+            index = self.index
+            ranking = read_with_retry(
+                self.pool,
+                lambda conn: rank_long_window(
+                    conn, index, snapshot, hours, window, plan, query_filter
+                ),
+            )
             if ranking is not None:
                 self.index.remember_ranking(key, revisions, ranking)
         return ranking

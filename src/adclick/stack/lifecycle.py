@@ -94,7 +94,7 @@ def stack_up(settings: Settings, say: Say) -> None:
         say(f"starting TimescaleDB on 127.0.0.1:{targets.db_port}")
         cluster.start()
     if cluster.secure(passwords[SUPERUSER]):
-        say(f"the database now asks every role for its password ({cluster.passfile})")
+        say(f"pg_hba.conf brought up to date: every role needs its password ({cluster.passfile})")
     cluster.ensure_database(targets.db_name, targets.db_user, passwords[targets.db_user])
     if current_revision(settings) != head_revision(settings):
         say("applying migrations")

@@ -8,18 +8,34 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from adclick.errors import StackError
 
 
-def run(args: Sequence[str | Path], *, user: str | None = None, cwd: Path | None = None) -> str:
-    """Run a command to completion; on failure raise StackError with its output."""
+def run(
+    args: Sequence[str | Path],
+    *,
+    user: str | None = None,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """Run a command to completion; on failure raise StackError with its output.
+
+    ``env``: variables added to this process's environment (a password, never an
+    argument: arguments are visible to every user of the machine)."""
     command = [str(a) for a in args]
     if user is not None and os.geteuid() == 0:
         command = ["runuser", "-u", user, "--", *command]
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        command,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=None if env is None else {**os.environ, **env},
+    )
     if result.returncode != 0:
         output = (result.stdout + result.stderr).strip()[-3000:]
         raise StackError(f"command failed ({result.returncode}): {shlex.join(command)}\n{output}")

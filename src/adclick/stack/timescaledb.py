@@ -45,10 +45,14 @@ PG_HBA = """\
 # adclick local stack: SCRAM-SHA-256 passwords for every role, over TCP and the socket.
 # No trust and no peer: a local OS user connects as a role only with its password
 # (<state>/secrets/pgpass). Written by adclick.stack.timescaledb.
-local   all   all                  scram-sha-256
-host    all   all   127.0.0.1/32   scram-sha-256
-host    all   all   ::1/128        scram-sha-256
+local   all           all                  scram-sha-256
+host    all           all                  127.0.0.1/32   scram-sha-256
+host    all           all                  ::1/128        scram-sha-256
+# The local read replica's WAL stream (adclick up --replica): its role only.
+host    replication   adclick_replicator   127.0.0.1/32   scram-sha-256
 """
+# The role a standby streams the WAL as (adclick.stack.replica).
+REPLICATOR = "adclick_replicator"
 
 Say = Callable[[str], None]
 
@@ -174,12 +178,15 @@ log_min_messages = warning
 class TimescaleCluster:
     """The private cluster under ``<state>/pgdata``, run as the ``postgres`` user when root."""
 
-    def __init__(self, state_dir: Path, port: int) -> None:
+    def __init__(self, state_dir: Path, port: int, name: str = "pgdata") -> None:
+        """``name``: the data directory under the state directory (``pgdata`` for the
+        primary, ``pgdata-replica`` for the local read replica)."""
         self.state_dir = state_dir.resolve()
         self.port = port
-        self.data_dir = self.state_dir / "pgdata"
+        self.data_dir = self.state_dir / name
         self.socket_dir = self.state_dir / "run"
-        self.log_file = self.state_dir / "logs" / "postgresql.log"
+        log_name = "postgresql" if name == "pgdata" else name.replace("pgdata", "postgresql")
+        self.log_file = self.state_dir / "logs" / f"{log_name}.log"
         self.passfile = passfile_path(self.state_dir)
 
     @property
@@ -240,19 +247,38 @@ class TimescaleCluster:
             shutil.chown(hba, self._user, self._user)
 
     def secure(self, superuser_password: str) -> bool:
-        """Turn a running cluster made with trust (before password authentication) into one
-        that asks every role for its password. True when it changed anything."""
+        """Give a running cluster this version's pg_hba.conf: one made with trust (before
+        password authentication) then asks every role for its password, one made before
+        the read replica then lets the replicator stream. True when it changed anything."""
         hba = self.data_dir / "pg_hba.conf"
-        if hba.read_text().startswith(PG_HBA.splitlines()[0]):
+        current = hba.read_text()
+        if current == PG_HBA:
             return False
-        # The old pg_hba.conf trusts local connections: the last time a password is not needed.
-        with psycopg.connect(
-            host="127.0.0.1", port=self.port, user=SUPERUSER, dbname="postgres", autocommit=True
-        ) as conn:
-            set_password(conn, SUPERUSER, superuser_password, login=False)
+        if not current.startswith(PG_HBA.splitlines()[0]):
+            # That pg_hba.conf trusts local connections: the last time no password is needed.
+            with psycopg.connect(
+                host="127.0.0.1",
+                port=self.port,
+                user=SUPERUSER,
+                dbname="postgres",
+                autocommit=True,
+            ) as conn:
+                set_password(conn, SUPERUSER, superuser_password, login=False)
         self._write_hba()
-        run([pg_bindir() / "pg_ctl", "reload", "-D", self.data_dir], user=self._user)
+        self.reload()
         return True
+
+    def configure(self, **parameters: str) -> None:
+        """Set server parameters (appended to postgresql.conf, the last line wins) and
+        reload them; those that need a restart take effect at the next start."""
+        with (self.data_dir / "postgresql.conf").open("a") as conf:
+            conf.writelines(f"{name} = '{value}'\n" for name, value in parameters.items())
+        if self.running():
+            self.reload()
+
+    def reload(self) -> None:
+        """Make the running server read its configuration files again."""
+        run([pg_bindir() / "pg_ctl", "reload", "-D", self.data_dir], user=self._user)
 
     def start(self, timeout_s: int = 60) -> None:
         """Start the postmaster and wait (``timeout_s``) for it to accept connections:
@@ -317,6 +343,36 @@ class TimescaleCluster:
         # The extension needs a superuser; the migrations only check it is there.
         with self._superuser(name) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+
+    def ensure_replicator(self, password: str) -> None:
+        """The role a standby streams the WAL as: REPLICATION and LOGIN, nothing else."""
+        with self._superuser() as conn:
+            role = sql.Identifier(REPLICATOR)
+            if not conn.execute(
+                "SELECT 1 FROM pg_roles WHERE rolname = %s", (REPLICATOR,)
+            ).fetchone():
+                conn.execute(sql.SQL("CREATE ROLE {} REPLICATION").format(role))
+            set_password(conn, REPLICATOR, password)
+
+    def base_backup_of(self, primary_port: int, password: str) -> None:
+        """Make this (uninitialised) cluster a streaming standby of the cluster on
+        ``primary_port``: pg_basebackup with -R, which leaves standby.signal and the
+        primary's address in postgresql.auto.conf (with the replicator's password: the
+        data directory is the cluster user's alone, 0700)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._own(self.socket_dir)
+        self._own(self.log_file.parent)
+        self._own(self.data_dir)  # empty, the cluster user's: pg_basebackup fills it
+        self.data_dir.chmod(0o700)
+        run(
+            [
+                pg_bindir() / "pg_basebackup", "-h", "127.0.0.1", "-p", str(primary_port),
+                "-U", REPLICATOR, "-D", self.data_dir, "-R", "-X", "stream",
+                "--checkpoint=fast", "--no-password",
+            ],
+            user=self._user,
+            env={"PGPASSWORD": password},
+        )  # fmt: skip
 
     def grant_logins(self, passwords: dict[str, str]) -> None:
         """Make the process roles (made by the migrations) logins with these passwords."""

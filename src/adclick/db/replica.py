@@ -1,0 +1,74 @@
+"""Reading from a streaming standby (read replica): its lag, and recovery conflicts.
+
+A standby replays the primary's WAL. When what it replays conflicts with a query running
+on it (a chunk dropped by retention while the query reads it, rows vacuumed that its
+snapshot still sees), PostgreSQL cancels the query after ``max_standby_streaming_delay``
+with SQLSTATE 40001 ("canceling statement due to conflict with recovery"), or ends an
+idle-in-transaction session with the same code. The query was valid and asking again
+answers it: ``read_with_retry`` does that, so readers never see the conflict. On a
+primary the API's reads (autocommit, or read-only REPEATABLE READ snapshots) cannot fail
+with 40001, so the retry costs nothing there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from psycopg import errors
+from psycopg_pool import ConnectionPool
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from adclick.db.connect import Connection
+from adclick.resources import load_sql
+
+T = TypeVar("T")
+
+# A conflict cancels the statement after max_standby_streaming_delay (30 s by default), so
+# the second attempt normally runs after the conflicting WAL record was replayed.
+RECOVERY_CONFLICT_ATTEMPTS = 3
+
+
+def read_with_retry(pool: ConnectionPool[Connection], read: Callable[[Connection], T]) -> T:
+    """``read(conn)`` on a pooled connection, again (on another connection) when a
+    standby cancelled it for a conflict with recovery. ``read`` may run more than once:
+    it must only read, and charge anything once (a flag it keeps)."""
+    for attempt in Retrying(
+        retry=retry_if_exception_type(errors.SerializationFailure),
+        stop=stop_after_attempt(RECOVERY_CONFLICT_ATTEMPTS),
+        wait=wait_exponential(multiplier=0.05, max=1.0),
+        reraise=True,
+    ):
+        with attempt, pool.connection() as conn:
+            return read(conn)
+    raise AssertionError("unreachable: tenacity reraises the last failure")
+
+
+@dataclass(frozen=True)
+class ReplicaState:
+    """What a database says of its own replication."""
+
+    standby: bool
+    streaming: bool
+    lag_s: float
+
+    def problem(self, max_lag_s: float) -> str | None:
+        """Why reads from it are not to be trusted now (None: they are)."""
+        if not self.standby:
+            return None  # a primary (an operator may point the read URL at one)
+        if not self.streaming:
+            return f"the replica does not stream from its primary ({self.lag_s:.1f} s behind)"
+        if self.lag_s > max_lag_s:
+            return (
+                f"the replica's replay is {self.lag_s:.1f} s behind its primary, more than "
+                f"{max_lag_s:g} s (ADCLICK_API_MAX_REPLICA_LAG_S)"
+            )
+        return None
+
+
+def replica_state(conn: Connection) -> ReplicaState:
+    """The database's replication state (a primary: not a standby, no lag)."""
+    row = conn.execute(load_sql("query/replica_state")).fetchone()
+    assert row is not None
+    return ReplicaState(standby=bool(row[0]), streaming=bool(row[1]), lag_s=float(row[2]))
