@@ -20,12 +20,12 @@ from starlette.testclient import TestClient
 
 from adclick.api.app import create_app
 from adclick.close.closer import MinuteCloser
-from adclick.close.lists import TopList
 from adclick.errors import ConfigurationError
 from adclick.kafka import make_producer
 from adclick.query.filters import Filter
 from adclick.query.ranking import RankedAd
 from adclick.settings import Settings
+from adclick.top_lists.wire import TopList
 from tests.api_client import ApiProcess, with_tokens
 from tests.helpers import execute, ingest_until_idle, query, send, wait_for
 from tests.truth_ranking import minute_s
@@ -38,7 +38,7 @@ END_S = 1_795_000_020  # 2026-11-18, a whole minute
 
 def valid(end_s: int, revision: int = 1) -> bytes:
     ads = [RankedAd(1, "ad-9", 30), RankedAd(2, "ad-1", 12), RankedAd(3, "ad-2", 12)]
-    return TopList(5, Filter(), end_s * 1000, revision, 0, ads).to_message()
+    return TopList(5, Filter(), end_s * 1000, revision, ads).to_message()
 
 
 def changed(**fields: Any) -> bytes:

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adclick.close.lists import BadList, ListFormatError, TopList, decode_list
 from adclick.query.filters import Filter
 from adclick.query.ranking import RankedAd
 from adclick.settings import Settings
+from adclick.top_lists.wire import BadList, ListFormatError, TopList, decode_list
 
 SETTINGS = Settings(close_filters=[{"country": ["CA", "US"]}], close_top_n=100)
 US_CA = Filter((("country", ("CA", "US")),))
@@ -27,7 +27,6 @@ def top_list(**changes: Any) -> TopList:
         "query_filter": US_CA,
         "window_end_ms": END_MS,
         "revision": 2,
-        "input_revision": 0,
         "ads": [RankedAd(1, "ad-b", 9), RankedAd(2, "ad-a", 4), RankedAd(3, "ad-c", 4)],
     }
     return TopList(**{**values, **changes})
@@ -178,5 +177,5 @@ def test_every_list_the_closer_can_publish_reads_back_the_same(
 ) -> None:
     ranked = sorted(clicks.items(), key=lambda item: (-item[1], item[0]))
     ads = [RankedAd(rank, ad, n) for rank, (ad, n) in enumerate(ranked, start=1)]
-    published = TopList(minutes, query_filter, end_minute * 60_000, revision, 0, ads)
+    published = TopList(minutes, query_filter, end_minute * 60_000, revision, ads)
     assert decode_list(published.to_message(), SETTINGS) == published

@@ -67,10 +67,10 @@ from adclick.db.replica import replica_state
 from adclick.lifecycle.reconciliations import last_run
 from adclick.logs import configure_logging
 from adclick.query.service import QueryService
-from adclick.query.top_lists import TopListFeed
 from adclick.redact import mask_secrets
 from adclick.resources import OPERATIONS_DIR, WEB_DIST
 from adclick.settings import ProcessKind, Settings, get_settings
+from adclick.top_lists.feed import TopListFeed
 
 log = logging.getLogger(__name__)
 

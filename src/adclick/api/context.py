@@ -9,7 +9,7 @@ from adclick.api.admin import Admin
 from adclick.api.auth import Principal
 from adclick.api.http_cache import Cacheability
 from adclick.query.service import QueryService
-from adclick.query.top_lists import TopListFeed
+from adclick.top_lists.feed import TopListFeed
 
 
 @dataclass

@@ -30,7 +30,6 @@ from multiprocessing.managers import BaseManager, BaseProxy
 from typing import Any
 
 from adclick.api.query_host import QueryHost, request_pool
-from adclick.close.lists import TopList
 from adclick.query.budget import RequestBudget
 from adclick.query.service import (
     AdClicks,
@@ -41,6 +40,7 @@ from adclick.query.service import (
     check_list_limit,
 )
 from adclick.settings import Settings
+from adclick.top_lists.wire import TopList
 
 log = logging.getLogger(__name__)
 

@@ -35,14 +35,14 @@ from adclick.api.extensions import (
 )
 from adclick.api.metrics import AD_READS, SUBSCRIPTIONS, TOP_ADS_RANKED_BY, RequestMetrics
 from adclick.api.trusted_documents import TrustedDocuments
-from adclick.close.lists import TopList
 from adclick.lifecycle.policies import Policy, iso_duration
 from adclick.query import service
 from adclick.query.filters import Filter
-from adclick.query.top_lists import list_key
 from adclick.query.window import from_ms
 from adclick.resources import OPERATIONS_DIR
 from adclick.settings import Role, Settings
+from adclick.top_lists.history import list_series
+from adclick.top_lists.wire import TopList
 from graphql import ASTValidationRule
 
 Long = NewType("Long", int)
@@ -392,14 +392,14 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         filter: ClickFilter | None = None,  # type: ignore[valid-type]
     ) -> AsyncGenerator[TopAdsList, None]:
         request_budget(settings).charge_filter(_filter_args(filter))
-        key = list_key(settings, window_minutes, _filter_args(filter))
+        series = list_series(settings, window_minutes, _filter_args(filter))
         info.context.queries.check_list_limit(limit)
         async with info.context.feed.subscribe() as published:
             SUBSCRIPTIONS.inc()
             try:
                 while True:
                     top = await published.get()
-                    wanted = (key.window_minutes, key.query_filter)
+                    wanted = (series.window_minutes, series.query_filter)
                     if (top.window_minutes, top.query_filter) == wanted:
                         yield _top_list(top, limit)
             finally:

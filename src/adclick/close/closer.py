@@ -35,13 +35,6 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from adclick.close import metrics
-from adclick.close.lists import (
-    ListFormatError,
-    TopList,
-    decode_list,
-    filter_key,
-    parse_filter_key,
-)
 from adclick.db.connect import Connection, connect
 from adclick.db.rollups import filtered_rollups
 from adclick.errors import ConfigurationError, DependencyUnavailableError
@@ -52,6 +45,13 @@ from adclick.query.window import MINUTE_MS, Window, from_ms
 from adclick.query.window_index import Snapshot, WindowIndex
 from adclick.resources import load_sql
 from adclick.settings import Settings
+from adclick.top_lists.wire import (
+    ListFormatError,
+    TopList,
+    decode_list,
+    filter_key,
+    parse_filter_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +258,7 @@ class MinuteCloser:
             if fresh.ads == stored:
                 conn.execute(
                     load_sql("close/update_input_revision"),
-                    {**_list_key(fresh, revision), "input_revision": fresh.input_revision},
+                    {**_stored_list_id(fresh, revision), "input_revision": fresh.input_revision},
                 )
             else:
                 revised.append(fresh)
@@ -277,7 +277,14 @@ class MinuteCloser:
         ads = self.index.top(
             snapshot, window, self.plans[query_filter], query_filter, self.settings.close_top_n
         )
-        return TopList(minutes, query_filter, end, revision, sum(snapshot.revisions(window)), ads)
+        return TopList(
+            minutes,
+            query_filter,
+            end,
+            revision,
+            ads,
+            input_revision=sum(snapshot.revisions(window)),
+        )
 
     # -- storing and publishing ------------------------------------------------------
 
@@ -288,7 +295,7 @@ class MinuteCloser:
             self._checked[(top.window_minutes, top.filter_key, top.window_end_ms)] = now
         with conn.transaction():
             for top in lists:
-                key = _list_key(top, top.revision)
+                key = _stored_list_id(top, top.revision)
                 conn.execute(
                     load_sql("close/insert_list"), {**key, "input_revision": top.input_revision}
                 )
@@ -336,7 +343,10 @@ class MinuteCloser:
         with conn.cursor() as cur:
             cur.executemany(
                 load_sql("close/mark_published"),
-                [{**_list_key(top, top.revision), "offset": offset} for top, offset in published],
+                [
+                    {**_stored_list_id(top, top.revision), "offset": offset}
+                    for top, offset in published
+                ],
             )
         conn.commit()
 
@@ -349,7 +359,7 @@ class MinuteCloser:
         if not rows:
             return
         pending = [
-            TopList(m, parse_filter_key(k), end, rev, input_rev, self._stored_ads(m, k, end, rev))
+            TopList(m, parse_filter_key(k), end, rev, self._stored_ads(m, k, end, rev), input_rev)
             for m, k, end, rev, input_rev in rows
         ]
         start = since[0] + 1 if since and since[0] is not None else OFFSET_BEGINNING
@@ -411,7 +421,8 @@ class MinuteCloser:
         return self._conn
 
 
-def _list_key(top: TopList, revision: int) -> dict[str, Any]:
+def _stored_list_id(top: TopList, revision: int) -> dict[str, Any]:
+    """The stored list's identity in top_ad_lists (and its ads' in top_ad_list_ads)."""
     return {
         "window_minutes": top.window_minutes,
         "filter_key": top.filter_key,

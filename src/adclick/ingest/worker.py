@@ -132,15 +132,9 @@ class IngestWorker:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._finish_pending()  # the writer's connection is needed here
-        stored = self._writer.load_positions([tp.partition for tp in partitions])
+        offsets = self._restore_positions([tp.partition for tp in partitions])
         for tp in partitions:
-            position = stored[tp.partition]
-            tp.offset = OFFSET_BEGINNING if position.next_offset is None else position.next_offset
-            self._positions[tp.partition] = position.next_offset
-            if position.newest_ms is not None:
-                self._clocks.newest_ms[tp.partition] = position.newest_ms
-        # Rows of these partitions' ads stored so far are all older than this.
-        self._writer.new_keys.reset(floor_after([p.newest_ms for p in stored.values()]))
+            tp.offset = offsets[tp.partition]
         consumer.assign(partitions)
         self._ever_assigned = self._ever_assigned or bool(partitions)
         log.info(
@@ -352,21 +346,31 @@ class IngestWorker:
         with contextlib.suppress(psycopg.Error):
             self._writer.conn.close()
         self._writer = self._connect_writer()
-        partitions = list(self._positions)
-        stored = self._writer.load_positions(partitions)
-        for partition in partitions:
-            position = stored[partition]
-            offset = OFFSET_BEGINNING if position.next_offset is None else position.next_offset
+        offsets = self._restore_positions(list(self._positions))
+        for partition, offset in offsets.items():
             try:
                 self._consumer.seek(TopicPartition(self.settings.clicks_topic, partition, offset))
             except KafkaException as exc:  # e.g. the partition is being revoked right now
                 log.warning("%s: cannot rewind partition %d: %s", self.name, partition, exc)
-            self._positions[partition] = position.next_offset
+
+    def _restore_positions(self, partitions: list[int]) -> dict[int, int]:
+        """Take each partition's stored position (next offset, newest event time) as this
+        worker's, and return the offset to read it from: on assignment, and to rewind
+        after a failed batch (one routine, so both always restore the same state)."""
+        stored = self._writer.load_positions(partitions)
+        offsets = {}
+        for partition in partitions:
+            position = stored[partition]
+            next_offset = position.next_offset
+            offsets[partition] = OFFSET_BEGINNING if next_offset is None else next_offset
+            self._positions[partition] = next_offset
             if position.newest_ms is None:
                 self._clocks.newest_ms.pop(partition, None)
             else:
                 self._clocks.newest_ms[partition] = position.newest_ms
+        # Rows of these partitions' ads stored so far are all older than this.
         self._writer.new_keys.reset(floor_after([p.newest_ms for p in stored.values()]))
+        return offsets
 
     def _drained(self) -> bool:
         """True when the group has committed every partition of the topic up to its end.

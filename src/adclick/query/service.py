@@ -13,11 +13,10 @@ import numpy as np
 import numpy.typing as npt
 from psycopg_pool import ConnectionPool
 
-from adclick.close.lists import TopList
 from adclick.db.connect import Connection, snapshot_transaction
 from adclick.db.replica import read_with_retry
 from adclick.db.rollups import filtered_rollups
-from adclick.query import ad_reads, sql_source, top_lists
+from adclick.query import ad_reads, sql_source
 from adclick.query.arguments import check_value
 from adclick.query.budget import RequestBudget
 from adclick.query.errors import ErrorCode, QueryError
@@ -40,6 +39,9 @@ from adclick.query.window_index import (
 )
 from adclick.resources import load_sql
 from adclick.settings import Settings
+from adclick.top_lists.history import history as top_list_history
+from adclick.top_lists.history import list_series
+from adclick.top_lists.wire import TopList
 
 log = logging.getLogger(__name__)
 
@@ -393,12 +395,12 @@ class ClickQueries:
         """The closer's stored lists whose window ends in [start, end)."""
         if budget is not None:
             budget.charge_filter(filter_args)
-        key = top_lists.list_key(self.settings, window_minutes, filter_args)
+        series = list_series(self.settings, window_minutes, filter_args)
         self.check_list_limit(limit)
         return read_with_retry(
             self.pool,
-            lambda conn: top_lists.history(
-                conn, key, start, end, limit, all_revisions, self.settings.api_max_history_lists
+            lambda conn: top_list_history(
+                conn, series, start, end, limit, all_revisions, self.settings.api_max_history_lists
             ),
         )
 

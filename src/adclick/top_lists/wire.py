@@ -52,8 +52,11 @@ class TopList:
     query_filter: Filter
     window_end_ms: int
     revision: int
-    input_revision: int
     ads: list[RankedAd]
+    # What the closer ranked it from: the sum of its window's minute revisions, which
+    # tells the closer when late clicks changed the window. Only the closer knows it: a
+    # list read back (history, the topic) has None.
+    input_revision: int | None = None
 
     @property
     def window(self) -> Window:
@@ -176,7 +179,7 @@ def decode_list(value: bytes | None, settings: Settings) -> TopList:
         )
     ads = [RankedAd(ad.rank, ad.ad_id, ad.clicks) for ad in message.ads]
     _check_ranking(ads)
-    return TopList(message.window_minutes, query_filter, end_ms, message.revision, 0, ads)
+    return TopList(message.window_minutes, query_filter, end_ms, message.revision, ads)
 
 
 def _refuse_shape(exc: ValidationError) -> TopList:

@@ -1,5 +1,5 @@
-"""The minute closer's stored lists, as the API reads them (history) and follows them
-(the top-ads topic, for subscriptions)."""
+"""The API's feed of published lists: it follows the top-ads topic and hands each list
+to the subscriptions that want it (topAdsLive)."""
 
 from __future__ import annotations
 
@@ -9,22 +9,14 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import AsyncIterator
 
 from confluent_kafka import KafkaException
 from prometheus_client import Counter
 
-from adclick.close.lists import BadList, ListFormatError, TopList, decode_list, filter_key
-from adclick.db.connect import Connection
 from adclick.kafka import make_consumer, the_only_partition
-from adclick.query.errors import ErrorCode, QueryError
-from adclick.query.filters import Filter
-from adclick.query.ranking import RankedAd
-from adclick.query.window import MINUTE_MS, from_ms, to_ms
-from adclick.resources import load_sql
 from adclick.settings import Settings
+from adclick.top_lists.wire import BadList, ListFormatError, TopList, decode_list
 
 log = logging.getLogger(__name__)
 
@@ -34,80 +26,11 @@ UNEXPECTED = "unexpected"
 BAD_MESSAGES = Counter(
     "adclick_api_feed_bad_messages_total",
     "Messages of the top-ads topic the API's feed skipped, by reason "
-    "(adclick.close.lists.BadList, or unexpected).",
+    "(adclick.top_lists.wire.BadList, or unexpected).",
     ["reason"],
 )
 for _reason in [*(r.value for r in BadList), UNEXPECTED]:
     BAD_MESSAGES.labels(_reason)  # every reason present from the start, at 0
-
-
-@dataclass(frozen=True)
-class ListKey:
-    """Which lists a client wants: a closed window length and a closed filter."""
-
-    window_minutes: int
-    query_filter: Filter
-
-
-def list_key(
-    settings: Settings, window_minutes: int, filter_args: Mapping[str, Sequence[str] | None]
-) -> ListKey:
-    """Validate that the closer ranks this window and filter."""
-    if window_minutes not in settings.close_windows:
-        raise QueryError(
-            ErrorCode.BAD_WINDOW,
-            f"the minute closer ranks windows of {settings.close_windows} minutes, "
-            f"not {window_minutes}; use topAds for any window",
-        )
-    query_filter = Filter.of(filter_args, settings.filter_dimensions)
-    closed = [Filter.of(f, settings.filter_dimensions) for f in settings.close_filters]
-    if query_filter and query_filter not in closed:
-        configured = ", ".join(filter_key(f) for f in closed) or "none"
-        raise QueryError(
-            ErrorCode.BAD_FILTER,
-            f"the minute closer ranks no list for {filter_key(query_filter)} "
-            f"(ADCLICK_CLOSE_FILTERS: {configured}); use topAds for any filter",
-        )
-    return ListKey(window_minutes, query_filter)
-
-
-def history(
-    conn: Connection,
-    key: ListKey,
-    start: datetime,
-    end: datetime,
-    limit: int,
-    all_revisions: bool,
-    max_lists: int,
-) -> list[TopList]:
-    """Stored lists whose window ends in [start, end), oldest first."""
-    start_ms, end_ms = to_ms(start), to_ms(end)
-    if end_ms <= start_ms:
-        raise QueryError(ErrorCode.BAD_WINDOW, "to must be after from")
-    if (end_ms - start_ms) // MINUTE_MS > max_lists:
-        raise QueryError(
-            ErrorCode.BAD_WINDOW, f"at most {max_lists:,} minutes of lists per request"
-        )
-    rows = conn.execute(
-        load_sql("query/top_ads_history"),
-        {
-            "minutes": key.window_minutes,
-            "filter_key": filter_key(key.query_filter),
-            "start": from_ms(start_ms),
-            "end": from_ms(end_ms),
-            "limit": limit,
-            "all_revisions": all_revisions,
-        },
-    ).fetchall()
-    lists: dict[tuple[int, int], list[RankedAd]] = {}
-    for end_ms_, revision, rank, ad_id, clicks in rows:
-        ads = lists.setdefault((end_ms_, revision), [])
-        if rank is not None:
-            ads.append(RankedAd(rank, ad_id, clicks))
-    return [
-        TopList(key.window_minutes, key.query_filter, end_, revision, 0, ads)
-        for (end_, revision), ads in lists.items()
-    ]
 
 
 class TopListFeed:
@@ -115,7 +38,7 @@ class TopListFeed:
 
     One consumer per API process, from the topic's end (subscribers get what is published
     from now on; history is a query). It commits nothing: each process reads everything.
-    A message that is not a list the closer could have published (adclick.close.lists.
+    A message that is not a list the closer could have published (adclick.top_lists.wire.
     decode_list) is skipped, counted by reason and logged once per reason: no input ends a
     subscription or the feed. ``problem`` says why the feed is not following the topic
     (for /readyz).
