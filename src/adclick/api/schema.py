@@ -12,7 +12,6 @@ types built inside build_schema at runtime.
 import dataclasses
 from collections.abc import AsyncGenerator
 from datetime import datetime, timedelta
-from enum import Enum
 from functools import partial
 from typing import Annotated, Any, NewType
 
@@ -22,6 +21,7 @@ from strawberry.extensions.max_aliases import create_validator as aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as query_depth_rule
 from strawberry.permission import BasePermission
 from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import create_type
 from strawberry.types import Info
 
 from adclick.api.context import Context
@@ -36,7 +36,7 @@ from adclick.api.extensions import (
 from adclick.api.metrics import AD_READS, SUBSCRIPTIONS, TOP_ADS_RANKED_BY, RequestMetrics
 from adclick.api.trusted_documents import TrustedDocuments
 from adclick.lifecycle.policies import Policy, iso_duration
-from adclick.query import service
+from adclick.query import filters, service
 from adclick.query.filters import Filter
 from adclick.query.window import from_ms
 from adclick.resources import OPERATIONS_DIR
@@ -54,17 +54,11 @@ _LONG = strawberry.scalar(
 )
 
 
-@strawberry.enum(description="Where an answer was read from.")
-class Source(Enum):
-    ROLLUP = "ROLLUP"
-    FILTERED_ROLLUP = "FILTERED_ROLLUP"
-    RAW = "RAW"
-
-
-@strawberry.enum(description="Bucket size of an adClicks series.")
-class Granularity(Enum):
-    MINUTE = "MINUTE"
-    HOUR = "HOUR"
+# The domain's enums are GraphQL's (defined once, in query/): registered with strawberry.
+strawberry.enum(filters.Source, description="Where an answer was read from.")
+strawberry.enum(service.Granularity, description="Bucket size of an adClicks series.")
+Source = filters.Source
+Granularity = service.Granularity
 
 
 @strawberry.input(
@@ -268,12 +262,15 @@ def _filter_args(click_filter: Any) -> dict[str, list[str] | None]:
 
 def _filter_type(dimensions: list[str]) -> type:
     """The ClickFilter input: one optional list of values per filterable dimension."""
-    namespace: dict[str, Any] = {
-        "__annotations__": dict.fromkeys(dimensions, list[str] | None),
-        **dict.fromkeys(dimensions),
-    }
-    return strawberry.input(
-        type("ClickFilter", (), namespace),
+    fields = []
+    for dimension in dimensions:
+        field = strawberry.field(graphql_type=list[str] | None, default=None)
+        field.python_name = dimension  # named as a Python attribute: camelCased in GraphQL
+        fields.append(field)
+    return create_type(
+        "ClickFilter",
+        fields,
+        is_input=True,
         description="Clicks whose attribute is any of the listed values; conditions on "
         "several attributes must all hold.",
     )
@@ -287,7 +284,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         info: Info[Context, None],
         ad_id: str,
         window: WindowInput,
-        filter: ClickFilter | None = None,  # type: ignore[valid-type]
+        filter: Annotated[Any, strawberry.argument(graphql_type=ClickFilter | None)] = None,
         granularity: Granularity = Granularity.MINUTE,
     ) -> AdClicks:
         answer = await in_thread(
@@ -295,7 +292,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             ad_id,
             _window_args(window),
             _filter_args(filter),
-            service.Granularity(granularity.value),
+            granularity,
             request_budget(settings),
         )
         AD_READS.labels(_answered_by(answer)).inc()
@@ -307,14 +304,14 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             series=[ClickBucket(start=from_ms(s), clicks=Long(c)) for s, c in answer.series],
             window=_window(answer),
             filter=_conditions(answer.query_filter),
-            source=Source(answer.source.value),
+            source=answer.source,
         )
 
     async def ads_clicks(
         info: Info[Context, None],
         ad_ids: list[str],
         window: WindowInput,
-        filter: ClickFilter | None = None,  # type: ignore[valid-type]
+        filter: Annotated[Any, strawberry.argument(graphql_type=ClickFilter | None)] = None,
         granularity: Granularity = Granularity.MINUTE,
     ) -> AdsClicks:
         answer = await in_thread(
@@ -322,7 +319,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             ad_ids,
             _window_args(window),
             _filter_args(filter),
-            service.Granularity(granularity.value),
+            granularity,
             request_budget(settings),
         )
         AD_READS.labels(_answered_by(answer)).inc(len(ad_ids))
@@ -338,14 +335,14 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             granularity=granularity,
             window=_window(answer),
             filter=_conditions(answer.query_filter),
-            source=Source(answer.source.value),
+            source=answer.source,
         )
 
     async def top_ads(
         info: Info[Context, None],
         window: WindowInput,
         limit: int = 100,
-        filter: ClickFilter | None = None,  # type: ignore[valid-type]
+        filter: Annotated[Any, strawberry.argument(graphql_type=ClickFilter | None)] = None,
     ) -> TopAds:
         answer = await in_thread(
             info.context.queries.top_ads,
@@ -360,7 +357,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             ads=[RankedAd(rank=a.rank, ad_id=a.ad_id, clicks=Long(a.clicks)) for a in answer.ads],
             window=_window(answer),
             filter=_conditions(answer.query_filter),
-            source=Source(answer.source.value),
+            source=answer.source,
         )
 
     async def top_ads_history(
@@ -368,7 +365,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         window_minutes: int,
         from_: Annotated[datetime, strawberry.argument(name="from")],
         to: datetime,
-        filter: ClickFilter | None = None,  # type: ignore[valid-type]
+        filter: Annotated[Any, strawberry.argument(graphql_type=ClickFilter | None)] = None,
         limit: int = 100,
         all_revisions: bool = False,
     ) -> list[TopAdsList]:
@@ -389,7 +386,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         info: Info[Context, None],
         window_minutes: int,
         limit: int = 100,
-        filter: ClickFilter | None = None,  # type: ignore[valid-type]
+        filter: Annotated[Any, strawberry.argument(graphql_type=ClickFilter | None)] = None,
     ) -> AsyncGenerator[TopAdsList, None]:
         request_budget(settings).charge_filter(_filter_args(filter))
         series = list_series(settings, window_minutes, _filter_args(filter))
@@ -424,75 +421,67 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         rows = await in_thread(info.context.queries.ingest_status)
         return [PartitionStatus(**dict(zip(_STATUS_FIELDS, row, strict=True))) for row in rows]
 
-    query = strawberry.type(
-        type(
-            "Query",
-            (),
-            {
-                "ad_clicks": strawberry.field(
-                    ad_clicks,
-                    permission_classes=[CanRead],
-                    description="Total clicks and the per-minute (or per-hour) series of one ad.",
-                ),
-                "ads_clicks": strawberry.field(
-                    ads_clicks,
-                    permission_classes=[CanRead],
-                    description=f"Total clicks and series of several ads over one window (at "
-                    f"most {settings.api_max_batch_ads:,} ads): a dashboard's latest counts of "
-                    "all its ads in one request, answered together.",
-                ),
-                "top_ads": strawberry.field(
-                    top_ads,
-                    permission_classes=[CanRead],
-                    description=f"The most-clicked ads of a window (limit at most "
-                    f"{settings.api_max_limit}).",
-                ),
-                "top_ads_history": strawberry.field(
-                    top_ads_history,
-                    permission_classes=[CanRead],
-                    description="The minute closer's stored lists whose window ends in "
-                    "[from, to): the current revision of each minute, or all revisions.",
-                ),
-                "retention_policies": strawberry.field(
-                    retention_policies,
-                    permission_classes=[IsAdmin],
-                    description="Every relation's retention policy (admin).",
-                ),
-                "ingest_status": strawberry.field(
-                    ingest_status,
-                    permission_classes=[IsAdmin],
-                    description="Ingest progress per partition (admin).",
-                ),
-            },
-        )
+    query = create_type(
+        "Query",
+        [
+            strawberry.field(
+                ad_clicks,
+                permission_classes=[CanRead],
+                description="Total clicks and the per-minute (or per-hour) series of one ad.",
+            ),
+            strawberry.field(
+                ads_clicks,
+                permission_classes=[CanRead],
+                description=f"Total clicks and series of several ads over one window (at "
+                f"most {settings.api_max_batch_ads:,} ads): a dashboard's latest counts of "
+                "all its ads in one request, answered together.",
+            ),
+            strawberry.field(
+                top_ads,
+                permission_classes=[CanRead],
+                description=f"The most-clicked ads of a window (limit at most "
+                f"{settings.api_max_limit}).",
+            ),
+            strawberry.field(
+                top_ads_history,
+                permission_classes=[CanRead],
+                description="The minute closer's stored lists whose window ends in "
+                "[from, to): the current revision of each minute, or all revisions.",
+            ),
+            strawberry.field(
+                retention_policies,
+                permission_classes=[IsAdmin],
+                description="Every relation's retention policy (admin).",
+            ),
+            strawberry.field(
+                ingest_status,
+                permission_classes=[IsAdmin],
+                description="Ingest progress per partition (admin).",
+            ),
+        ],
     )
-    mutation = strawberry.type(
-        type(
-            "Mutation",
-            (),
-            {
-                "set_retention": strawberry.mutation(
-                    set_retention,
-                    permission_classes=[IsAdmin],
-                    description="Change a relation's retention (admin); `adclick maintain` "
-                    "applies it. hot/cold: ISO-8601 durations, null for forever.",
-                )
-            },
-        )
+    mutation = create_type(
+        "Mutation",
+        [
+            strawberry.mutation(
+                set_retention,
+                permission_classes=[IsAdmin],
+                description="Change a relation's retention (admin); `adclick maintain` "
+                "applies it. hot/cold: ISO-8601 durations, null for forever.",
+            )
+        ],
     )
-    subscription = strawberry.type(
-        type(
-            "Subscription",
-            (),
-            {
-                "top_ads": strawberry.subscription(
-                    top_ads_feed,
-                    permission_classes=[CanRead],
-                    description="Each list the minute closer publishes for this window and "
-                    "filter, new minutes and revisions alike, as it is published.",
-                )
-            },
-        )
+    subscription = create_type(
+        "Subscription",
+        [
+            strawberry.subscription(
+                top_ads_feed,
+                name="topAds",
+                permission_classes=[CanRead],
+                description="Each list the minute closer publishes for this window and "
+                "filter, new minutes and revisions alike, as it is published.",
+            )
+        ],
     )
     limit_rules: list[type[ASTValidationRule]] = [
         limit_rule(query_depth_rule(settings.api_max_depth, should_ignore=None)),
