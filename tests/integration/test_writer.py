@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 
 import orjson
 import pytest
@@ -15,36 +15,15 @@ from adclick.ingest.new_keys import MinuteAdKeys, floor_after
 from adclick.ingest.writer import BatchWriter
 from adclick.settings import Settings
 from tests.helpers import query, rollup_counts
+from tests.kafka_records import FakeRecord
 
 T0 = 1_720_483_200_000  # 2024-07-09 00:00 UTC
-
-
-@dataclass
-class Record:
-    part: int
-    off: int
-    payload: bytes
-
-    def partition(self) -> int:
-        return self.part
-
-    def offset(self) -> int:
-        return self.off
-
-    def key(self) -> bytes:
-        return b"k"
-
-    def value(self) -> bytes:
-        return self.payload
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, T0)
 
 
 def batch_of(click_ids: list[str], first_offset: int = 0) -> tuple[Batch, PartitionClocks]:
     clocks = PartitionClocks(lateness_ms=60_000, horizon_ms=7 * 86_400_000)
     records = [
-        Record(
+        FakeRecord(
             0,
             first_offset + i,
             orjson.dumps(
@@ -67,8 +46,24 @@ def nothing(_letters: list[DeadLetter]) -> None:
     pass
 
 
-def test_nothing_of_a_batch_commits_when_any_step_fails(settings: Settings) -> None:
-    writer = BatchWriter(connect(settings), settings)
+@pytest.fixture
+def new_writer(settings: Settings) -> Iterator[Callable[[], BatchWriter]]:
+    """Makes writers, each on a connection of its own; closes them after the test."""
+    made: list[BatchWriter] = []
+
+    def make() -> BatchWriter:
+        made.append(BatchWriter(connect(settings), settings))
+        return made[-1]
+
+    yield make
+    for writer in made:
+        writer.conn.close()
+
+
+def test_nothing_of_a_batch_commits_when_any_step_fails(
+    settings: Settings, new_writer: Callable[[], BatchWriter]
+) -> None:
+    writer = new_writer()
     batch, clocks = batch_of(["a", "b", "c"])
 
     def broker_down(_letters: list[DeadLetter]) -> None:
@@ -86,8 +81,10 @@ def test_nothing_of_a_batch_commits_when_any_step_fails(settings: Settings) -> N
     assert query(settings, "SELECT next_offset FROM ingest_offsets") == [(3,)]
 
 
-def test_a_duplicate_the_worker_could_not_see_takes_the_careful_path(settings: Settings) -> None:
-    writer = BatchWriter(connect(settings), settings)
+def test_a_duplicate_the_worker_could_not_see_takes_the_careful_path(
+    settings: Settings, new_writer: Callable[[], BatchWriter]
+) -> None:
+    writer = new_writer()
     first, clocks = batch_of(["a", "b"])
     writer.write(first, clocks, nothing)
     # A new worker (no memory of "b") reads a batch that repeats it.
@@ -108,8 +105,10 @@ def hour_and_country_counts(settings: Settings) -> list[tuple[object, ...]]:
     )
 
 
-def test_rows_taken_for_new_are_inserted_and_later_batches_add_to_them(settings: Settings) -> None:
-    writer = BatchWriter(connect(settings), settings)
+def test_rows_taken_for_new_are_inserted_and_later_batches_add_to_them(
+    settings: Settings, new_writer: Callable[[], BatchWriter]
+) -> None:
+    writer = new_writer()
     writer.new_keys.reset(floor_after([None]))  # nothing stored: every key is new
     first, clocks = batch_of(["a", "b"])
     assert writer.new_keys.new_mask(MinuteAdKeys.of([T0], ["ad1"])).tolist() == [True]
@@ -123,12 +122,12 @@ def test_rows_taken_for_new_are_inserted_and_later_batches_add_to_them(settings:
 
 
 def test_a_row_wrongly_taken_for_new_is_added_to_not_lost(
-    settings: Settings, caplog: pytest.LogCaptureFixture
+    settings: Settings, new_writer: Callable[[], BatchWriter], caplog: pytest.LogCaptureFixture
 ) -> None:
     # A worker that lost its partition commits a batch after the new owner read the
     # stored positions: the new owner takes the (minute, ad) for new, but it is stored.
-    zombie = BatchWriter(connect(settings), settings)
-    owner = BatchWriter(connect(settings), settings)
+    zombie = new_writer()
+    owner = new_writer()
     owner.new_keys.reset(floor_after([None]))
     late_batch, clocks = batch_of(["a", "b"])
     zombie.write(late_batch, clocks, nothing)

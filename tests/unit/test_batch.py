@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import orjson
 
 from adclick.ingest.batch import (
@@ -13,33 +11,11 @@ from adclick.ingest.batch import (
 )
 from adclick.ingest.clock import PartitionClocks, Timeliness
 from adclick.ingest.recent import RecentClicks
+from tests.kafka_records import FakeRecord
 
 T0 = 1_720_483_200_000  # 2024-07-09 00:00:00 UTC
 MINUTE = 60_000
 DAY = 86_400_000
-
-
-@dataclass
-class Record:
-    part: int
-    off: int
-    payload: bytes | None
-    k: bytes | None = b"ad"
-
-    def partition(self) -> int:
-        return self.part
-
-    def offset(self) -> int:
-        return self.off
-
-    def key(self) -> bytes | None:
-        return self.k
-
-    def value(self) -> bytes | None:
-        return self.payload
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, T0)  # (create time, epoch ms), as confluent_kafka.Message has it
 
 
 def click(ts_ms: int, ad: str = "ad1", click_id: str | None = None) -> bytes:
@@ -53,17 +29,17 @@ def clocks() -> PartitionClocks:
     return PartitionClocks(lateness_ms=MINUTE, horizon_ms=7 * DAY)
 
 
-def assemble(records: list[Record], state: PartitionClocks | None = None, now: int = T0):
+def assemble(records: list[FakeRecord], state: PartitionClocks | None = None, now: int = T0):
     return assemble_batch(records, "t", state or clocks(), now_ms=now, max_skew_ms=5 * MINUTE)
 
 
 def test_good_and_bad_messages_are_split_and_nothing_is_lost() -> None:
     records = [
-        Record(0, 10, click(T0)),
-        Record(0, 11, b"{broken"),
-        Record(1, 5, click(T0, ad="ad2")),
-        Record(1, 6, None),
-        Record(0, 12, click(T0 + 1000)),
+        FakeRecord(0, 10, click(T0)),
+        FakeRecord(0, 11, b"{broken"),
+        FakeRecord(1, 5, click(T0, ad="ad2")),
+        FakeRecord(1, 6, None),
+        FakeRecord(0, 12, click(T0 + 1000)),
     ]
     batch = assemble(records)
     assert [row[8] for row in batch.rows] == [10, 5, 12]
@@ -76,16 +52,16 @@ def test_good_and_bad_messages_are_split_and_nothing_is_lost() -> None:
 
 
 def test_staging_row_carries_the_event_and_its_source() -> None:
-    (row,) = assemble([Record(3, 7, click(T0, click_id="c1"))]).rows
+    (row,) = assemble([FakeRecord(3, 7, click(T0, click_id="c1"))]).rows
     assert row == (T0, "c1", "ad1", "u", "1.2.3.4", "US", "{}", 3, 7)
 
 
 def test_late_events_are_kept_and_counted_as_late() -> None:
     batch = assemble(
         [
-            Record(0, 0, click(T0 + 10 * MINUTE)),
-            Record(0, 1, click(T0, click_id="a")),
-            Record(0, 2, click(T0, click_id="b")),
+            FakeRecord(0, 0, click(T0 + 10 * MINUTE)),
+            FakeRecord(0, 1, click(T0, click_id="a")),
+            FakeRecord(0, 2, click(T0, click_id="b")),
         ],
         now=T0 + 10 * MINUTE,
     )
@@ -95,27 +71,34 @@ def test_late_events_are_kept_and_counted_as_late() -> None:
 
 def test_lateness_is_per_partition() -> None:
     batch = assemble(
-        [Record(0, 0, click(T0 + 10 * MINUTE)), Record(1, 0, click(T0))], now=T0 + 10 * MINUTE
+        [FakeRecord(0, 0, click(T0 + 10 * MINUTE)), FakeRecord(1, 0, click(T0))],
+        now=T0 + 10 * MINUTE,
     )
     assert batch.late == 0
 
 
 def test_events_beyond_the_dedup_horizon_are_dead_lettered() -> None:
-    batch = assemble([Record(0, 0, click(T0)), Record(0, 1, click(T0 - 8 * DAY))])
+    batch = assemble([FakeRecord(0, 0, click(T0)), FakeRecord(0, 1, click(T0 - 8 * DAY))])
     assert len(batch.rows) == 1
     assert [d.reason for d in batch.dead_letters] == [BEYOND_DEDUP_HORIZON]
 
 
 def test_horizon_is_measured_on_stream_time_not_the_wall_clock() -> None:
     # Replaying last month's logs: the wall clock is far ahead, the events are fine.
-    batch = assemble([Record(0, 0, click(T0)), Record(0, 1, click(T0 + 1))], now=T0 + 30 * DAY)
+    batch = assemble(
+        [FakeRecord(0, 0, click(T0)), FakeRecord(0, 1, click(T0 + 1))], now=T0 + 30 * DAY
+    )
     assert len(batch.rows) == 2 and not batch.dead_letters
 
 
 def test_too_far_future_events_are_dead_lettered_and_do_not_move_the_clock() -> None:
     state = clocks()
     batch = assemble(
-        [Record(0, 0, click(T0)), Record(0, 1, click(T0 + DAY)), Record(0, 2, click(T0 - 1000))],
+        [
+            FakeRecord(0, 0, click(T0)),
+            FakeRecord(0, 1, click(T0 + DAY)),
+            FakeRecord(0, 2, click(T0 - 1000)),
+        ],
         state,
     )
     assert [d.reason for d in batch.dead_letters] == [TOO_FAR_IN_FUTURE]
@@ -134,7 +117,7 @@ def test_clock_classifies_by_newest_event_time() -> None:
 
 
 def test_dead_letter_keeps_the_original_payload() -> None:
-    batch = assemble([Record(2, 9, b"\xff\xfe not utf-8", k=b"key")])
+    batch = assemble([FakeRecord(2, 9, b"\xff\xfe not utf-8", k=b"key")])
     letter = orjson.loads(batch.dead_letters[0].to_json())
     assert letter["source"] == "ingest"
     assert (letter["topic"], letter["partition"], letter["offset"]) == ("t", 2, 9)
@@ -146,7 +129,7 @@ def test_dead_letter_keeps_the_original_payload() -> None:
 def test_repeats_within_a_batch_and_recent_clicks_are_dropped_as_duplicates() -> None:
     recent = RecentClicks(generation_size=10)
     first = assemble_batch(
-        [Record(0, 0, click(T0, click_id="a")), Record(0, 1, click(T0, click_id="a"))],
+        [FakeRecord(0, 0, click(T0, click_id="a")), FakeRecord(0, 1, click(T0, click_id="a"))],
         "t",
         clocks(),
         now_ms=T0,
@@ -156,7 +139,7 @@ def test_repeats_within_a_batch_and_recent_clicks_are_dropped_as_duplicates() ->
     assert [row[1] for row in first.rows] == ["a"] and first.known_duplicates == 1
     recent.add_all(first.keys)
     second = assemble_batch(
-        [Record(0, 2, click(T0, click_id="a")), Record(0, 3, click(T0 + 1, click_id="a"))],
+        [FakeRecord(0, 2, click(T0, click_id="a")), FakeRecord(0, 3, click(T0 + 1, click_id="a"))],
         "t",
         clocks(),
         now_ms=T0,

@@ -52,16 +52,20 @@ def compose() -> dict[str, Any]:
 
 def services() -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = compose()["services"]
+    # Every test below loops over services: with none, each would pass on nothing.
+    assert found, "docker/compose.yaml defines no services"
     return found
 
 
 def adclick_services() -> dict[str, dict[str, Any]]:
     """The services that run the adclick image (built from docker/Dockerfile)."""
-    return {
+    found = {
         name: service
         for name, service in services().items()
         if service.get("build", {}).get("dockerfile") == "docker/Dockerfile"
     }
+    assert found, "no compose service builds docker/Dockerfile: nothing would be checked"
+    return found
 
 
 def substituted(value: object) -> str:
