@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from adclick.ingest.batch import (
-    BEYOND_DEDUP_HORIZON,
-    TOO_FAR_IN_FUTURE,
-    assemble_batch,
-)
+from adclick.events.dead_letter import DeadLetterReason
+from adclick.ingest.batch import assemble_batch
 from adclick.ingest.clock import PartitionClocks, Timeliness
 from adclick.ingest.recent import RecentClicks
 from tests.kafka_records import FakeRecord
@@ -80,7 +77,7 @@ def test_lateness_is_per_partition() -> None:
 def test_events_beyond_the_dedup_horizon_are_dead_lettered() -> None:
     batch = assemble([FakeRecord(0, 0, click(T0)), FakeRecord(0, 1, click(T0 - 8 * DAY))])
     assert len(batch.rows) == 1
-    assert [d.reason for d in batch.dead_letters] == [BEYOND_DEDUP_HORIZON]
+    assert [d.reason for d in batch.dead_letters] == [DeadLetterReason.BEYOND_DEDUP_HORIZON]
 
 
 def test_horizon_is_measured_on_stream_time_not_the_wall_clock() -> None:
@@ -101,7 +98,7 @@ def test_too_far_future_events_are_dead_lettered_and_do_not_move_the_clock() -> 
         ],
         state,
     )
-    assert [d.reason for d in batch.dead_letters] == [TOO_FAR_IN_FUTURE]
+    assert [d.reason for d in batch.dead_letters] == [DeadLetterReason.TOO_FAR_IN_FUTURE]
     assert batch.late == 0  # the skewed event did not make T0 - 1 s look late
     assert state.newest_ms == {0: T0}
 

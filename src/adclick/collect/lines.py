@@ -3,9 +3,10 @@
 A line longer than :data:`MAX_LINE_BYTES` cannot be a click (a valid event is a few
 kilobytes at most), and holding it whole would let one unterminated file take all memory.
 Such a line is read in pieces into a :class:`LongLine` -- its first bytes, its size and
-its SHA-256 -- and ends as one dead letter with the reason :data:`TOO_LARGE`, like any
-other line that is not a click. A line ends at ``\\n``; a ``\\r`` before it (or before the
-end of the input) is its terminator too, as for every other line.
+its SHA-256 -- and ends as one dead letter with the reason
+``DeadLetterReason.TOO_LARGE``, like any other line that is not a click. A line ends at
+``\\n``; a ``\\r`` before it (or before the end of the input) is its terminator too, as
+for every other line.
 """
 
 from __future__ import annotations
@@ -14,11 +15,9 @@ import hashlib
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from adclick.events.dead_letter import MAX_PAYLOAD_BYTES, dead_letter
+from adclick.events.dead_letter import MAX_PAYLOAD_BYTES, DeadLetterReason, dead_letter
 
 MAX_LINE_BYTES = 1 << 20
-# Reason code of a line over the limit, and of a click the broker refused as too large.
-TOO_LARGE = "too_large"
 # Kept bytes: what a dead letter keeps, and a few more so that the dead letter itself can
 # tell a multi-byte character cut at its limit from bytes that are not UTF-8.
 _KEPT_BYTES = MAX_PAYLOAD_BYTES + 4
@@ -55,7 +54,7 @@ class LongLine:
     def dead_letter(self, source: str, limit: int, **where: object) -> dict[str, Any]:
         """The dead-letter record of the line: its prefix, with the whole line's size and hash."""
         record = dead_letter(
-            TOO_LARGE,
+            DeadLetterReason.TOO_LARGE,
             f"line of {self.size:,} bytes is longer than the limit of {limit:,} bytes",
             source,
             self.prefix,

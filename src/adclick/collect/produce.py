@@ -25,8 +25,7 @@ from adclick.collect.lines import MAX_LINE_BYTES, LongLine, read_lines, strip_ne
 from adclick.collect.sender import ClickSender
 from adclick.errors import InvalidEventError
 from adclick.events import ClickEvent, parse_json_event, parse_log_line
-from adclick.events.dead_letter import dead_letter
-from adclick.events.parse import MALFORMED
+from adclick.events.dead_letter import DeadLetterReason, dead_letter
 from adclick.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -37,10 +36,6 @@ EXIT_REJECTED = 3
 REPORT_LIMIT = 20
 # Serve delivery reports this often, so failures surface while sending, not only at the end.
 _POLL_EVERY = 1000
-# Reason code of a line the parser failed on in a way it did not foresee (a bug in adclick):
-# the line is dead-lettered like any other rather than stopping the collector. The same
-# code as the ingest's.
-PARSER_FAILED = "parser_failed"
 
 
 class LineFormat(StrEnum):
@@ -63,7 +58,9 @@ def parse_line(line: bytes, fmt: LineFormat) -> ClickEvent:
     try:
         text = line.decode()
     except UnicodeDecodeError as exc:
-        raise InvalidEventError(MALFORMED, f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+        raise InvalidEventError(
+            DeadLetterReason.MALFORMED, f"not UTF-8: {exc.reason} at byte {exc.start}"
+        ) from None
     if fmt is LineFormat.JSON:
         return parse_json_event(text)
     return parse_log_line(text)
@@ -116,7 +113,9 @@ def collect_line(
         sink.send_dead_letter(dead_letter(error.reason, error.detail, source, line, **location))
         return False
     except Exception as exc:  # the last resort: no line may stop a collector
-        unforeseen = InvalidEventError(PARSER_FAILED, f"{type(exc).__name__}: {exc}")
+        unforeseen = InvalidEventError(
+            DeadLetterReason.PARSER_FAILED, f"{type(exc).__name__}: {exc}"
+        )
         _log_unforeseen(exc)
         reporter.reject(where, unforeseen)
         sink.send_dead_letter(
@@ -153,7 +152,7 @@ def _log_unforeseen(exc: Exception) -> None:
         logger.error(
             "the parser failed unexpectedly (%s); such lines are dead-lettered as %s",
             kind,
-            PARSER_FAILED,
+            DeadLetterReason.PARSER_FAILED,
             exc_info=exc,
         )
 

@@ -18,10 +18,9 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from adclick.collect.lines import TOO_LARGE
 from adclick.errors import DependencyUnavailableError
 from adclick.events import ClickEvent
-from adclick.events.dead_letter import dead_letter, without_payload
+from adclick.events.dead_letter import DeadLetterReason, dead_letter, without_payload
 from adclick.kafka import make_producer
 from adclick.kafka.errors import is_too_large
 from adclick.settings import Settings
@@ -149,7 +148,9 @@ class ClickSender:
         detail = f"Kafka refused the click of {len(value):,} bytes: {error}"
         if self.refused_clicks == 1:
             logger.warning("%s; such clicks go to %s", detail, self.dlq_topic)
-        self.send_dead_letter(dead_letter(TOO_LARGE, detail, self.source, value, **where))
+        self.send_dead_letter(
+            dead_letter(DeadLetterReason.TOO_LARGE, detail, self.source, value, **where)
+        )
 
     def send_dead_letter(self, record: dict[str, Any]) -> None:
         """Queue one dead-letter record (see :func:`dead_letter`) for the dead-letter topic.

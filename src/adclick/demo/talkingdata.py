@@ -25,6 +25,7 @@ from pathlib import Path
 from adclick.errors import ConfigurationError
 from adclick.events.model import ClickEvent
 from adclick.resources import REPO_ROOT
+from adclick.time_units import MINUTE_MS
 
 DEFAULT_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "talkingdata_train_sample.csv"
 _TIME_FORMAT = "%Y-%m-%d %H:%M"
@@ -86,7 +87,7 @@ def to_event(row: SampleRow, shift_ms: int = 0) -> ClickEvent:
 def shift_to_now(rows: list[SampleRow], now_ms: int) -> int:
     """The shift that moves the sample's newest minute to the minute before ``now_ms``."""
     newest = max(row.minute_ms for row in rows)
-    return (now_ms // 60_000 - 1) * 60_000 - newest
+    return (now_ms // MINUTE_MS - 1) * MINUTE_MS - newest
 
 
 def sample_events(path: Path = DEFAULT_SAMPLE, shift_ms: int = 0) -> Iterator[ClickEvent]:

@@ -21,7 +21,31 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any
+
+
+class DeadLetterReason(StrEnum):
+    """Why a message is dead-lettered: the dead letter's ``reason``, and the ``reason``
+    label of the ingest's and the collector's dead-letter metrics. Stable codes: alerts
+    and dashboards key on them."""
+
+    MALFORMED = "malformed"  # not JSON, not a log line, no value, not UTF-8
+    MISSING_FIELD = "missing_field"
+    INVALID_FIELD = "invalid_field"
+    TOO_LARGE = "too_large"  # a line over the limit, a click the broker refused as too large
+    TOO_FAR_IN_FUTURE = "too_far_in_future"
+    # Older than the stream's dedup horizon: it could not be deduplicated.
+    BEYOND_DEDUP_HORIZON = "beyond_dedup_horizon"
+    # Older than the ingest floor: its range is tiered to cold storage (or being tiered),
+    # so it can neither be deduplicated nor written (docs/lifecycle.md).
+    ALREADY_TIERED = "already_tiered"
+    REJECTED_BY_DATABASE = "rejected_by_database"
+    # The parser raised something other than its own InvalidEventError: a bug to fix,
+    # counted and logged once per kind; the message is dead-lettered like any other
+    # rather than stopping the process.
+    PARSER_FAILED = "parser_failed"
+
 
 MAX_PAYLOAD_BYTES = 16 * 1024
 MAX_DETAIL_CHARS = 1000

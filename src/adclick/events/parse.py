@@ -16,12 +16,10 @@ import orjson
 
 from adclick.errors import InvalidEventError
 from adclick.events.click_id import derive_click_id
+from adclick.events.dead_letter import DeadLetterReason
 from adclick.events.model import ClickEvent
 
 # Reason codes, as written to the dead-letter topic.
-MALFORMED = "malformed"
-MISSING_FIELD = "missing_field"
-INVALID_FIELD = "invalid_field"
 
 MAX_ID_LENGTH = 128
 MAX_ATTRIBUTES = 32
@@ -38,7 +36,9 @@ _KNOWN = frozenset((*_REQUIRED, "click_id"))
 def parse_timestamp_ms(value: object) -> int:
     """Epoch milliseconds from ISO-8601 text (no offset means UTC) or epoch milliseconds."""
     if isinstance(value, bool):
-        raise InvalidEventError(INVALID_FIELD, "timestamp must be ISO-8601 text or epoch ms")
+        raise InvalidEventError(
+            DeadLetterReason.INVALID_FIELD, "timestamp must be ISO-8601 text or epoch ms"
+        )
     if isinstance(value, int):
         ts_ms = value
     elif isinstance(value, str):
@@ -46,7 +46,7 @@ def parse_timestamp_ms(value: object) -> int:
             parsed = datetime.fromisoformat(value.strip())
         except ValueError:
             raise InvalidEventError(
-                INVALID_FIELD, f"timestamp {value[:40]!r} is not ISO-8601"
+                DeadLetterReason.INVALID_FIELD, f"timestamp {value[:40]!r} is not ISO-8601"
             ) from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
@@ -56,9 +56,13 @@ def parse_timestamp_ms(value: object) -> int:
             + (parsed - _EPOCH).microseconds // 1000
         )
     else:
-        raise InvalidEventError(INVALID_FIELD, "timestamp must be ISO-8601 text or epoch ms")
+        raise InvalidEventError(
+            DeadLetterReason.INVALID_FIELD, "timestamp must be ISO-8601 text or epoch ms"
+        )
     if not _MIN_TS_MS <= ts_ms < _MAX_TS_MS:
-        raise InvalidEventError(INVALID_FIELD, f"timestamp {value!r} is outside 2000..2100")
+        raise InvalidEventError(
+            DeadLetterReason.INVALID_FIELD, f"timestamp {value!r} is outside 2000..2100"
+        )
     return ts_ms
 
 
@@ -83,17 +87,19 @@ def _text(value: object, name: str) -> str:
 
 def _identifier_value(value: object, name: str) -> str:
     if value is None:
-        raise InvalidEventError(MISSING_FIELD, name)
+        raise InvalidEventError(DeadLetterReason.MISSING_FIELD, name)
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
-        raise InvalidEventError(INVALID_FIELD, f"{name} must be a string")
+        raise InvalidEventError(DeadLetterReason.INVALID_FIELD, f"{name} must be a string")
     # Control characters are refused before trimming, which would take some of them
     # (U+001C..U+001F count as white space) for white space.
     _refuse_control_characters(value, name)
     value = value.strip()
     if not value or len(value) > MAX_ID_LENGTH:
-        raise InvalidEventError(INVALID_FIELD, f"{name} must have 1..{MAX_ID_LENGTH} characters")
+        raise InvalidEventError(
+            DeadLetterReason.INVALID_FIELD, f"{name} must have 1..{MAX_ID_LENGTH} characters"
+        )
     return value
 
 
@@ -104,7 +110,8 @@ def _refuse_control_characters(value: str, what: str) -> None:
     found = _CONTROL.search(value)
     if found is not None:
         raise InvalidEventError(
-            INVALID_FIELD, f"{what} contains the control character U+{ord(found.group()):04X}"
+            DeadLetterReason.INVALID_FIELD,
+            f"{what} contains the control character U+{ord(found.group()):04X}",
         )
 
 
@@ -120,7 +127,9 @@ def _ip(value: str) -> str:
     try:
         socket.inet_pton(socket.AF_INET6 if ":" in value else socket.AF_INET, value)
     except OSError:
-        raise InvalidEventError(INVALID_FIELD, f"ip {value[:40]!r} is not an IP address") from None
+        raise InvalidEventError(
+            DeadLetterReason.INVALID_FIELD, f"ip {value[:40]!r} is not an IP address"
+        ) from None
     return value
 
 
@@ -128,7 +137,7 @@ def _country(value: str) -> str:
     code = value.upper()
     if not (2 <= len(code) <= 3 and code.isascii() and code.isalpha()):
         raise InvalidEventError(
-            INVALID_FIELD, f"country {value[:40]!r} is not a 2 or 3 letter code"
+            DeadLetterReason.INVALID_FIELD, f"country {value[:40]!r} is not a 2 or 3 letter code"
         )
     return code
 
@@ -140,7 +149,9 @@ def _attributes(data: dict[str, Any]) -> dict[str, str]:
         return {}
     names = data.keys() - _KNOWN
     if len(names) > MAX_ATTRIBUTES:
-        raise InvalidEventError(INVALID_FIELD, f"more than {MAX_ATTRIBUTES} attributes")
+        raise InvalidEventError(
+            DeadLetterReason.INVALID_FIELD, f"more than {MAX_ATTRIBUTES} attributes"
+        )
     attributes: dict[str, str] = {}
     for name in sorted(names):
         value = data[name]
@@ -151,9 +162,13 @@ def _attributes(data: dict[str, Any]) -> dict[str, str]:
         elif isinstance(value, int | float):
             value = str(value)
         elif not isinstance(value, str):
-            raise InvalidEventError(INVALID_FIELD, f"attribute {name[:40]!r} must be a scalar")
+            raise InvalidEventError(
+                DeadLetterReason.INVALID_FIELD, f"attribute {name[:40]!r} must be a scalar"
+            )
         if len(value) > MAX_ID_LENGTH or len(name) > MAX_ID_LENGTH:
-            raise InvalidEventError(INVALID_FIELD, f"attribute {name[:40]!r} is too long")
+            raise InvalidEventError(
+                DeadLetterReason.INVALID_FIELD, f"attribute {name[:40]!r} is too long"
+            )
         _refuse_control_characters(name, f"attribute name {name[:40]!r}")
         _refuse_control_characters(value, f"attribute {name[:40]!r}")
         attributes[name] = value
@@ -187,7 +202,7 @@ def _validated(
     # when it may hold further attributes; None when it is known to hold none.
     ad_id = _text(ad_id_value, "ad_id")
     if timestamp is None:
-        raise InvalidEventError(MISSING_FIELD, "timestamp")
+        raise InvalidEventError(DeadLetterReason.MISSING_FIELD, "timestamp")
     if type(timestamp) is int and _MIN_TS_MS <= timestamp < _MAX_TS_MS:
         ts_ms = timestamp
     else:
@@ -245,9 +260,9 @@ def _parse_general(payload: bytes | str) -> ClickEvent:
     try:
         data = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
-        raise InvalidEventError(MALFORMED, f"not JSON: {exc}") from None
+        raise InvalidEventError(DeadLetterReason.MALFORMED, f"not JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise InvalidEventError(MALFORMED, "not a JSON object")
+        raise InvalidEventError(DeadLetterReason.MALFORMED, "not a JSON object")
     return event_from_dict(data)
 
 
@@ -257,10 +272,13 @@ def parse_log_line(line: str) -> ClickEvent:
     # which refuse control characters first, exactly as for a JSON click.
     text = line.strip(" \r\n")
     if not text.startswith(LOG_LINE_PREFIX):
-        raise InvalidEventError(MALFORMED, f"log line does not start with {LOG_LINE_PREFIX}")
+        raise InvalidEventError(
+            DeadLetterReason.MALFORMED, f"log line does not start with {LOG_LINE_PREFIX}"
+        )
     fields = text[len(LOG_LINE_PREFIX) :].split(",")
     if len(fields) != len(_REQUIRED):
         raise InvalidEventError(
-            MALFORMED, f"log line has {len(fields)} fields, expected {len(_REQUIRED)}"
+            DeadLetterReason.MALFORMED,
+            f"log line has {len(fields)} fields, expected {len(_REQUIRED)}",
         )
     return event_from_dict(dict(zip(_REQUIRED, fields, strict=True)))

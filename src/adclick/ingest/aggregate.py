@@ -14,8 +14,7 @@ from operator import itemgetter
 
 from adclick.db.rollups import FilteredRollup
 from adclick.ingest.batch import StagingRow
-
-MINUTE_MS = 60_000
+from adclick.time_units import MINUTE_MS
 
 DeltaKey = tuple[int | str, ...]  # (minute in epoch ms, ad_id, *dimension values)
 

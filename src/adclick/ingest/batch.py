@@ -13,20 +13,10 @@ from typing import Protocol
 import orjson
 
 from adclick.errors import InvalidEventError
-from adclick.events.dead_letter import dead_letter, without_payload
-from adclick.events.parse import MALFORMED, parse_json_event
+from adclick.events.dead_letter import DeadLetterReason, dead_letter, without_payload
+from adclick.events.parse import parse_json_event
 from adclick.ingest.clock import PartitionClocks, Timeliness
 from adclick.ingest.recent import ClickKey, RecentClicks
-
-BEYOND_DEDUP_HORIZON = "beyond_dedup_horizon"
-TOO_FAR_IN_FUTURE = "too_far_in_future"
-DATABASE_REJECTED = "rejected_by_database"
-# Older than the ingest floor: its range is tiered to cold storage (or being tiered), so
-# it can neither be deduplicated nor written (docs/lifecycle.md).
-ALREADY_TIERED = "already_tiered"
-# The parser raised something other than its own InvalidEventError: a bug to fix, counted
-# in adclick_ingest_parser_failures_total and logged once per kind by the worker.
-PARSER_FAILED = "parser_failed"
 
 # One row of the staging table, in the column order of sql/ingest/create_staging.sql.
 StagingRow = tuple[int, str, str, str, str, str, str, int, int]
@@ -143,28 +133,34 @@ def assemble_batch(
         payload = record.value()
         reason = detail = ""
         if payload is None:
-            reason, detail = MALFORMED, "message has no value"
+            reason, detail = DeadLetterReason.MALFORMED, "message has no value"
         else:
             try:
                 event = parse_json_event(payload)
             except InvalidEventError as exc:
                 reason, detail = exc.reason, exc.detail
-            except Exception as exc:  # the last resort, see PARSER_FAILED
+            except Exception as exc:  # the last resort, see DeadLetterReason.PARSER_FAILED
                 # A failure the parser did not foresee must not stop the worker: on restart
                 # it would read the same offset and stop again, and so would every worker
                 # the partition moves to. The message is dead-lettered like any bad one.
                 kind = type(exc).__name__
                 batch.parser_failures[kind] += 1
-                reason, detail = PARSER_FAILED, f"{kind}: {exc}"
+                reason, detail = DeadLetterReason.PARSER_FAILED, f"{kind}: {exc}"
             else:
                 # The future check comes first: a skewed clock must not move the partition's
                 # event time forward and make good events look late.
                 if event.ts_ms > future_limit:
-                    reason, detail = TOO_FAR_IN_FUTURE, f"{event.timestamp.isoformat()}"
+                    reason, detail = (
+                        DeadLetterReason.TOO_FAR_IN_FUTURE,
+                        f"{event.timestamp.isoformat()}",
+                    )
                 else:
                     timeliness = clocks.observe(partition, event.ts_ms)
                     if timeliness is Timeliness.BEYOND_HORIZON:
-                        reason, detail = BEYOND_DEDUP_HORIZON, f"{event.timestamp.isoformat()}"
+                        reason, detail = (
+                            DeadLetterReason.BEYOND_DEDUP_HORIZON,
+                            f"{event.timestamp.isoformat()}",
+                        )
                     else:
                         batch.late += timeliness is Timeliness.LATE
                         key = (event.ts_ms, event.click_id)

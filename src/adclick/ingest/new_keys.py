@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from adclick.ingest.aggregate import MINUTE_MS
+from adclick.time_units import MINUTE_MS
 
 # Minutes of stream time remembered behind the newest: later arrivals for older minutes
 # (late events) take the upsert. Memory is 8 bytes per (minute, ad) in this window.

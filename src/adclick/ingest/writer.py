@@ -31,10 +31,9 @@ from psycopg import sql
 from adclick.db.array_literal import bool_array_literal, int_array_literal, text_array_literal
 from adclick.db.connect import Connection
 from adclick.db.rollups import FilteredRollup, ensure_filtered_rollups, filtered_rollups
+from adclick.events.dead_letter import DeadLetterReason
 from adclick.ingest.aggregate import DeltaColumns, aggregate, delta_dimensions
 from adclick.ingest.batch import (
-    ALREADY_TIERED,
-    DATABASE_REJECTED,
     Batch,
     DeadLetter,
     StagingRow,
@@ -212,7 +211,7 @@ class BatchWriter:
         floor = datetime.fromtimestamp(floor_ms / 1000, UTC).isoformat()
         return above, batch.dead_letters_at(
             below,
-            ALREADY_TIERED,
+            DeadLetterReason.ALREADY_TIERED,
             f"event time before {floor}, up to which raw clicks are in cold storage: "
             "it can no longer be deduplicated",
         )
@@ -263,7 +262,11 @@ class BatchWriter:
             return new, careful, []
         except _REFUSED as exc:
             if len(indexes) == 1:
-                return [], False, batch.dead_letters_at(indexes, DATABASE_REJECTED, str(exc))
+                return (
+                    [],
+                    False,
+                    batch.dead_letters_at(indexes, DeadLetterReason.REJECTED_BY_DATABASE, str(exc)),
+                )
             middle = len(indexes) // 2
             first, first_careful, first_rejected = self._insert_isolating(batch, indexes[:middle])
             second, second_careful, second_rejected = self._insert_isolating(

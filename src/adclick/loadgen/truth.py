@@ -35,9 +35,9 @@ import numpy as np
 from adclick.errors import InvalidInputError
 from adclick.events import ClickEvent
 from adclick.loadgen.generator import Block, IntArray, LoadSpec, ad_id
+from adclick.time_units import MINUTE_MS
 
 HEADER = ("minute", "ad_id", "country", "clicks")
-_MINUTE_MS = 60_000
 # Pending per-click keys are merged into the sorted counts once this many pile up: bounds
 # memory on long paced runs while keeping the merge (a sort) off the per-block path.
 _MERGE_EVERY = 4_000_000
@@ -64,7 +64,7 @@ class Truth:
         """Count events that are already valid and unique (e.g. parsed and deduplicated)."""
         by_country: Counter[tuple[str, int, str]] = Counter()
         for event in events:
-            minute_s = event.ts_ms // _MINUTE_MS * 60
+            minute_s = event.ts_ms // MINUTE_MS * 60
             by_country[(event.ad_id, minute_s, event.country)] += 1
         by_ad: Counter[tuple[str, int]] = Counter()
         for (ad, minute_s, _country), clicks in by_country.items():
@@ -101,7 +101,7 @@ class TruthAccumulator:
         """Count clicks given as ad numbers, event times (epoch ms) and country indexes."""
         if not len(ad):
             return
-        minute = ts_ms // _MINUTE_MS
+        minute = ts_ms // MINUTE_MS
         keys = (minute * self.ads + (ad - 1)) * len(self.country_codes) + country
         self._pending.append(keys.astype(np.int64, copy=False))
         self._pending_size += len(keys)

@@ -12,8 +12,9 @@ from datetime import UTC, datetime, timedelta
 
 from adclick.query.errors import ErrorCode, QueryError
 
-MINUTE_MS = 60_000
-HOUR_MS = 3_600_000
+# Re-exported: query code names the buckets through this module.
+from adclick.time_units import HOUR_MS as HOUR_MS
+from adclick.time_units import MINUTE_MS as MINUTE_MS
 
 
 def to_ms(moment: datetime) -> int:
