@@ -12,8 +12,9 @@ know (the socket is in Linux's abstract namespace: see Address).
 An answer from the index is the same whichever process computes it, so workers answer
 exactly what one process would. Only the request's budget (query/budget.py) spans
 fields: the supervisor charges a copy of it, refusing before any database work as
-before, and the worker charges its own with the same amounts once the answer is back,
-so fields resolved in parallel cannot overspend it together.
+before, and answers with the copy as charged; the worker adds that to its own budget
+(``RequestBudget.add_charged``, which checks the sum again), so fields resolved in
+parallel cannot overspend it together and the charging rules live in one place.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -81,6 +82,17 @@ class Address:
         return cls(environ[ADDRESS_VARIABLE], bytes.fromhex(environ[KEY_VARIABLE]))
 
 
+def _returning_budget(method: Callable[..., Any]) -> Callable[..., tuple[Any, Any]]:
+    """A query method whose last argument is the request's budget (a copy, charged
+    here), answering with the budget as charged: the worker adds what it was charged to
+    its own, so the charging rules are applied in one place, ClickQueries."""
+
+    def call(*args: Any) -> tuple[Any, Any]:
+        return method(*args), args[-1]
+
+    return call
+
+
 class _Served:
     """The query host's calls, as the supervisor serves them."""
 
@@ -88,10 +100,10 @@ class _Served:
         self._host = host
         self._metrics_shared = metrics_shared
         queries = host.queries
-        self.ad_clicks = queries.ad_clicks
-        self.ads_clicks = queries.ads_clicks
-        self.top_ads = queries.top_ads
-        self.top_list_history = queries.top_list_history
+        self.ad_clicks = _returning_budget(queries.ad_clicks)
+        self.ads_clicks = _returning_budget(queries.ads_clicks)
+        self.top_ads = _returning_budget(queries.top_ads)
+        self.top_list_history = _returning_budget(queries.top_list_history)
         self.ingest_status = queries.ingest_status
 
     def index_problem(self) -> str | None:
@@ -156,6 +168,15 @@ class RemoteQueries:
                 self._proxy = client.queries()  # type: ignore[attr-defined]
             return self._proxy
 
+    def _charged(self, method: str, *args: Any, budget: RequestBudget | None) -> Any:
+        """Call ``method`` with a copy of ``budget``; add what the supervisor charged it."""
+        if budget is None:
+            return getattr(self._remote(), method)(*args, None)[0]
+        sent = budget.copy()
+        answer, charged = getattr(self._remote(), method)(*args, sent)
+        budget.add_charged(sent, charged)
+        return answer
+
     def ad_clicks(
         self,
         ad_id: str,
@@ -164,12 +185,9 @@ class RemoteQueries:
         granularity: Granularity = Granularity.MINUTE,
         budget: RequestBudget | None = None,
     ) -> AdClicks:
-        answer: AdClicks = self._remote().ad_clicks(
-            ad_id, window_args, filter_args, granularity, budget
+        answer: AdClicks = self._charged(
+            "ad_clicks", ad_id, window_args, filter_args, granularity, budget=budget
         )
-        if budget is not None:
-            budget.charge_filter(filter_args)
-            budget.charge("adClicks", answer.window, answer.source)
         return answer
 
     def ads_clicks(
@@ -180,12 +198,9 @@ class RemoteQueries:
         granularity: Granularity = Granularity.MINUTE,
         budget: RequestBudget | None = None,
     ) -> AdsClicks:
-        answer: AdsClicks = self._remote().ads_clicks(
-            list(ad_ids), window_args, filter_args, granularity, budget
+        answer: AdsClicks = self._charged(
+            "ads_clicks", list(ad_ids), window_args, filter_args, granularity, budget=budget
         )
-        if budget is not None:
-            budget.charge_filter(filter_args)
-            budget.charge("adClicks", answer.window, answer.source, len(ad_ids))
         return answer
 
     def top_ads(
@@ -195,10 +210,7 @@ class RemoteQueries:
         filter_args: Mapping[str, Sequence[str] | None],
         budget: RequestBudget | None = None,
     ) -> TopAds:
-        answer: TopAds = self._remote().top_ads(limit, window_args, filter_args, budget)
-        if budget is not None:
-            budget.charge_filter(filter_args)
-            budget.charge("topAds", answer.window, answer.source)
+        answer: TopAds = self._charged("top_ads", limit, window_args, filter_args, budget=budget)
         return answer
 
     def top_list_history(
@@ -211,11 +223,10 @@ class RemoteQueries:
         all_revisions: bool,
         budget: RequestBudget | None = None,
     ) -> list[TopList]:
-        lists: list[TopList] = self._remote().top_list_history(
-            window_minutes, start, end, filter_args, limit, all_revisions, budget
-        )
-        if budget is not None:
-            budget.charge_filter(filter_args)
+        lists: list[TopList] = self._charged(
+            "top_list_history", window_minutes, start, end, filter_args, limit, all_revisions,
+            budget=budget,
+        )  # fmt: skip
         return lists
 
     def check_list_limit(self, limit: int) -> None:

@@ -40,6 +40,35 @@ class RequestBudget:
         self.__dict__.update(state)
         self._lock = threading.Lock()
 
+    def copy(self) -> RequestBudget:
+        """A copy to charge elsewhere (a worker's supervisor, api/index_server.py); what
+        it is charged comes back through ``add_charged``."""
+        with self._lock:
+            copy = RequestBudget(self.max_cost, self.raw_filter_cost, self.max_filter_values)
+            copy.cost, copy.filter_values = self.cost, self.filter_values
+        return copy
+
+    def add_charged(self, sent: RequestBudget, charged: RequestBudget) -> None:
+        """Add what ``sent`` (a ``copy`` of this budget) was charged, now ``charged``.
+
+        The copy was charged by the same rules against what this budget held when it was
+        made; fields resolved in parallel may have been charged here since, so the sum is
+        checked again.
+        """
+        cost = charged.cost - sent.cost
+        values = charged.filter_values - sent.filter_values
+        with self._lock:
+            self._check_filter_values(values)
+            if self.cost + cost > self.max_cost:
+                raise QueryError(
+                    ErrorCode.QUERY_TOO_EXPENSIVE,
+                    f"this request's fields together would cost {self.cost + cost:,}, above "
+                    f"its budget of {self.max_cost:,}: ask for shorter windows, fewer fields "
+                    "per request, or filter by a dimension set",
+                )
+            self.cost += cost
+            self.filter_values += values
+
     @classmethod
     def of(cls, settings: Settings) -> RequestBudget:
         return cls(
@@ -76,10 +105,13 @@ class RequestBudget:
         """Count a field's filter values against the request's maximum."""
         values = sum(len(v) for v in filter_args.values() if v is not None)
         with self._lock:
-            if self.filter_values + values > self.max_filter_values:
-                raise QueryError(
-                    ErrorCode.TOO_MANY_FILTER_VALUES,
-                    f"this request lists {self.filter_values + values:,} filter values, "
-                    f"more than {self.max_filter_values:,}",
-                )
+            self._check_filter_values(values)
             self.filter_values += values
+
+    def _check_filter_values(self, values: int) -> None:
+        if self.filter_values + values > self.max_filter_values:
+            raise QueryError(
+                ErrorCode.TOO_MANY_FILTER_VALUES,
+                f"this request lists {self.filter_values + values:,} filter values, "
+                f"more than {self.max_filter_values:,}",
+            )
