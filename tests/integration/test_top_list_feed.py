@@ -133,7 +133,7 @@ def test_readiness_fails_when_the_feed_stops(settings: Settings) -> None:
     app = create_app(settings.model_copy(update={"api_refresh_interval_s": 0.2}))
     with TestClient(app) as http:
         wait_for(lambda: http.get("/readyz").status_code == 200, 30, "the API to be ready")
-        app.state.feed.stop()  # as if its thread had died
+        app.state.served.feed.stop()  # as if its thread had died
         answer = http.get("/readyz")
         assert answer.status_code == 503
         assert answer.json()["problems"] == {"top_list_feed": "the feed stopped"}

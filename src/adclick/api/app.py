@@ -16,6 +16,7 @@ import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cross_web import HTTPException  # strawberry raises its refusals as this
@@ -229,99 +230,121 @@ def create_worker_app() -> Starlette:
     return _app(settings, WorkerBackend(settings, worker_address()))
 
 
+@dataclass(frozen=True)
+class Served:
+    """What the routes share (``app.state.served``), as starlette keeps shared objects."""
+
+    settings: Settings
+    backend: QueryBackend
+    feed: TopListFeed
+    expected_revision: str | None
+
+
+def _served(request: Request) -> Served:
+    served: Served = request.app.state.served
+    return served
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def readiness(served: Served) -> dict[str, str]:
+    """What keeps this process from answering correctly now (empty: nothing)."""
+    settings, expected = served.settings, served.expected_revision
+    problems = {}
+    try:
+        with served.backend.pool.connection(timeout=2) as conn:
+            row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+            replica = replica_state(conn) if settings.database_read_url else None
+        if row is None or row[0] != expected:
+            found = row[0] if row else None
+            problems["migrations"] = f"database at {found}, code at {expected}"
+        lagging = replica.problem(settings.api_max_replica_lag_s) if replica else None
+        if lagging is not None:
+            problems["replica"] = lagging
+    except Exception as exc:
+        problems["database"] = mask_secrets(str(exc))
+    index = served.backend.index_problem()
+    if index is not None:
+        problems["window_index"] = index
+    feed_problem = served.feed.problem()
+    if feed_problem is not None:
+        problems["top_list_feed"] = feed_problem
+    return problems
+
+
+async def readyz(request: Request) -> Response:
+    problems = await asyncio.to_thread(readiness, _served(request))
+    return JSONResponse(
+        {"ready": not problems, "problems": problems}, status_code=503 if problems else 200
+    )
+
+
+def reconciliation_metrics(background: ConnectionPool[Connection]) -> bytes:
+    """From the database, at scrape time: `adclick reconcile` is a short-lived command."""
+    registry = CollectorRegistry()
+    discrepancies = Gauge(
+        "adclick_reconcile_discrepancies",
+        "Rollup rows that differed from raw clicks in the newest reconciliation.",
+        registry=registry,
+    )
+    ran_at = Gauge(
+        "adclick_reconcile_last_run_timestamp_seconds",
+        "When the newest reconciliation ran (Unix time).",
+        registry=registry,
+    )
+    try:
+        with background.connection(timeout=2) as conn:
+            newest = last_run(conn)
+    except Exception as exc:  # a scrape must not fail because the database is away
+        log.warning("cannot read the last reconciliation: %s", exc)
+        return b""
+    if newest is None:
+        return b""
+    ran_at.set(newest[0].timestamp())
+    discrepancies.set(newest[1])
+    return generate_latest(registry)
+
+
+async def metrics(request: Request) -> Response:
+    backend = _served(request).backend
+    registry: CollectorRegistry = REGISTRY
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:  # ingest workers on this host write their counters there
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    body = generate_latest(registry) + await asyncio.to_thread(
+        lambda: reconciliation_metrics(backend.background) + backend.index_metrics()
+    )
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+@asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    served: Served = app.state.served
+    # Resolvers run in the loop's default executor (6 threads on 2 cores): fields
+    # waiting for the database must not hold every thread while the window index
+    # could answer others from memory.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=RESOLVER_THREADS, thread_name_prefix="api-field")
+    )
+    served.backend.start()
+    served.feed.start()
+    try:
+        yield
+    finally:
+        # After the server's graceful part (cli/api.py): at most STOP_WAIT_S for each
+        # of these. The threads are daemons, so one still loading an hour of the index
+        # or waiting on the database does not hold the exit.
+        served.feed.stop(timeout_s=STOP_WAIT_S)
+        served.backend.stop(STOP_WAIT_S)
+
+
 def _app(settings: Settings, backend: QueryBackend) -> Starlette:
     """The routes, with ``backend`` answering the fields and started and stopped with them."""
-    queries, pool, background = backend.queries, backend.pool, backend.background
     feed = TopListFeed(settings)
-    graphql = AdclickGraphQL(settings, queries, feed, Admin(settings, backend.writes))
-    expected_revision = head_revision(settings)
-
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    def readiness() -> dict[str, str]:
-        problems = {}
-        try:
-            with pool.connection(timeout=2) as conn:
-                row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-                replica = replica_state(conn) if settings.database_read_url else None
-            if row is None or row[0] != expected_revision:
-                found = row[0] if row else None
-                problems["migrations"] = f"database at {found}, code at {expected_revision}"
-            lagging = replica.problem(settings.api_max_replica_lag_s) if replica else None
-            if lagging is not None:
-                problems["replica"] = lagging
-        except Exception as exc:
-            problems["database"] = mask_secrets(str(exc))
-        index = backend.index_problem()
-        if index is not None:
-            problems["window_index"] = index
-        feed_problem = feed.problem()
-        if feed_problem is not None:
-            problems["top_list_feed"] = feed_problem
-        return problems
-
-    async def readyz(request: Request) -> Response:
-        problems = await asyncio.to_thread(readiness)
-        return JSONResponse(
-            {"ready": not problems, "problems": problems}, status_code=503 if problems else 200
-        )
-
-    def reconciliation_metrics() -> bytes:
-        # From the database, at scrape time: `adclick reconcile` is a short-lived command.
-        registry = CollectorRegistry()
-        discrepancies = Gauge(
-            "adclick_reconcile_discrepancies",
-            "Rollup rows that differed from raw clicks in the newest reconciliation.",
-            registry=registry,
-        )
-        ran_at = Gauge(
-            "adclick_reconcile_last_run_timestamp_seconds",
-            "When the newest reconciliation ran (Unix time).",
-            registry=registry,
-        )
-        try:
-            with background.connection(timeout=2) as conn:
-                newest = last_run(conn)
-        except Exception as exc:  # a scrape must not fail because the database is away
-            log.warning("cannot read the last reconciliation: %s", exc)
-            return b""
-        if newest is None:
-            return b""
-        ran_at.set(newest[0].timestamp())
-        discrepancies.set(newest[1])
-        return generate_latest(registry)
-
-    async def metrics(request: Request) -> Response:
-        registry: CollectorRegistry = REGISTRY
-        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-        if directory:  # ingest workers on this host write their counters there
-            registry = CollectorRegistry()
-            MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
-        body = generate_latest(registry) + await asyncio.to_thread(
-            lambda: reconciliation_metrics() + backend.index_metrics()
-        )
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # Resolvers run in the loop's default executor (6 threads on 2 cores): fields
-        # waiting for the database must not hold every thread while the window index
-        # could answer others from memory.
-        asyncio.get_running_loop().set_default_executor(
-            ThreadPoolExecutor(max_workers=RESOLVER_THREADS, thread_name_prefix="api-field")
-        )
-        backend.start()
-        feed.start()
-        try:
-            yield
-        finally:
-            # After the server's graceful part (cli/api.py): at most STOP_WAIT_S for each
-            # of these. The threads are daemons, so one still loading an hour of the index
-            # or waiting on the database does not hold the exit.
-            feed.stop(timeout_s=STOP_WAIT_S)
-            backend.stop(STOP_WAIT_S)
-
+    graphql = AdclickGraphQL(settings, backend.queries, feed, Admin(settings, backend.writes))
     # Pages on other origins (a frontend served elsewhere) may call the API when listed;
     # the browser sends the bearer token only if the page's script sets it.
     middleware = (
@@ -350,5 +373,5 @@ def _app(settings: Settings, backend: QueryBackend) -> Starlette:
         ],
         lifespan=lifespan,
     )
-    app.state.feed = feed  # what /readyz watches, for tests and operators' tools
+    app.state.served = Served(settings, backend, feed, head_revision(settings))
     return app
