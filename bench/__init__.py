@@ -1,1 +1,2 @@
-"""Benchmarks (``adclick bench ...``): measured, never asserted; see docs/benchmarks.md."""
+"""Benchmarks (``uv run python -m bench ...``): measured, never asserted; see
+docs/benchmarks.md."""

@@ -1,4 +1,4 @@
-"""``adclick bench close``: time to close one minute at the design scale.
+"""``python -m bench close``: time to close one minute at the design scale.
 
 On the query benchmark's dataset (bench/query_dataset.py: hours of per-minute rollups of
 2 million ads at 700,000 clicks a minute), the minute closer first catches up to a

@@ -1,4 +1,4 @@
-"""``adclick bench day``: ingest late in a design-scale day.
+"""``python -m bench day``: ingest late in a design-scale day.
 
 The rollups of one UTC day up to hour H are built with binary COPY by the query
 benchmark's writer (bench/query_dataset.py), in a database of their own that is kept

@@ -1,4 +1,4 @@
-"""``adclick bench day --history-days N``: the API's rollup queries with months of chunks.
+"""``python -m bench day --history-days N``: the API's rollup queries with months of chunks.
 
 Retention keeps 90 days of per-minute rollups hot; with hour chunks that is 2,160 chunks
 per rollup table, and the planner (TimescaleDB's chunk exclusion) sees all of them. The
@@ -129,9 +129,7 @@ def query_times(
                 cases.append(
                     (
                         f"adClicks_random_{name}{plan_name}",
-                        lambda w=window, p=plan, f=flt, b=bucket: sql_source.ads_series_statement(
-                            [random_ad()], w, p, f, b
-                        ),
+                        _random_ad_statement(random_ad, window, plan, flt, bucket),
                         repeat,
                     )
                 )
@@ -162,6 +160,17 @@ def query_times(
             say(f"{name}: planning and {times} runs")
             results["queries"][name] = _measure(conn, statement, times)
     return results
+
+
+def _random_ad_statement(
+    random_ad: Callable[[], str], window: Window, plan: Plan, flt: Filter, bucket_ms: int
+) -> Callable[[], sql_source.Statement]:
+    """The adClicks statement for another random ad at every call."""
+
+    def statement() -> sql_source.Statement:
+        return sql_source.ads_series_statement([random_ad()], window, plan, flt, bucket_ms)
+
+    return statement
 
 
 def _bind(

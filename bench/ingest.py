@@ -1,4 +1,4 @@
-"""``adclick bench ingest``: sustained ingest throughput and end-to-end freshness.
+"""``python -m bench ingest``: sustained ingest throughput and end-to-end freshness.
 
 Throughput: preload a topic with loadgen traffic (1% duplicates, 1% late), then run the
 workers until the topic is drained; events/s = events / (last commit - first batch start),
@@ -14,6 +14,7 @@ import multiprocessing
 import statistics
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
 
@@ -43,7 +44,7 @@ def _worker(settings: Settings, name: str, freshness: bool, results: Queue[Worke
 
 def _run_workers(
     settings: Settings, count: int, freshness: bool
-) -> tuple[list[multiprocessing.process.BaseProcess], Queue[WorkerResult]]:
+) -> tuple[list[multiprocessing.context.SpawnProcess], Queue[WorkerResult]]:
     context = multiprocessing.get_context("spawn")
     results: Queue[WorkerResult] = context.Queue()
     processes = [
@@ -56,7 +57,7 @@ def _run_workers(
 
 
 def _collect(
-    processes: list[multiprocessing.process.BaseProcess], results: Queue[WorkerResult]
+    processes: Sequence[multiprocessing.process.BaseProcess], results: Queue[WorkerResult]
 ) -> list[WorkerResult]:
     collected = [results.get(timeout=3600) for _ in processes]
     for process in processes:

@@ -1,5 +1,5 @@
-"""``adclick bench load``: read load at the seeds' scale, against one API on the
-design-scale dataset of ``adclick bench query``.
+"""``python -m bench load``: read load at the seeds' scale, against one API on the
+design-scale dataset of ``python -m bench query``.
 
 Dashboards fetch every ad's latest counts every minute: 2 million ads are over 30,000 ad
 reads a second, besides the top lists. Here a bounded number of clients on loopback send
@@ -27,11 +27,12 @@ from typing import Any
 
 import aiohttp
 
+from adclick.loadgen.generator import ad_id, ad_id_width
 from adclick.query.window import MINUTE_MS
 from adclick.settings import Settings
 from bench.latency import percentiles
 from bench.query import OPERATIONS_DIR, running_api
-from bench.query_dataset import Dataset, ad_id, ad_id_width
+from bench.query_dataset import Dataset
 
 Emit = Callable[[dict[str, Any]], None]
 # (operation label, request body, ads read)

@@ -1,4 +1,4 @@
-"""``adclick bench query``: GraphQL latency of adClicks and topAds at design scale.
+"""``python -m bench query``: GraphQL latency of adClicks and topAds at design scale.
 
 The dataset (bench/query_dataset.py) holds hours of per-minute rollups. The API runs as
 its own process (``python -m adclick api``) on that database, exactly as deployed; the

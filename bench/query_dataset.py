@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from itertools import repeat
-from typing import Any, LiteralString, cast
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -482,7 +482,7 @@ def _restore_keys(conn: Connection, table: str, keys: list[tuple[str, str, str]]
     for kind, name, definition in keys:
         started = time.perf_counter()
         # The definitions are the catalog's own DDL, read back by _drop_keys.
-        ddl = sql.SQL(cast(LiteralString, definition))
+        ddl = sql.SQL(definition)
         if kind == "constraint":
             conn.execute(
                 sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(

@@ -1,4 +1,4 @@
-"""``adclick bench soak``: a production day, compressed, with faults.
+"""``python -m bench soak``: a production day, compressed, with faults.
 
 Every process as in production runs at once on the local stack, in a database and topics
 of its own: ``adclick ingest --workers 2``, ``adclick close``, two ``adclick api``,
@@ -352,9 +352,10 @@ def _back(
 ) -> float | None:
     for row in rows:
         fresh, closer = row.get("freshness_p99_s"), row.get("closer_lag_wall_s")
-        known = fresh is not None and closer is not None
-        if row["t_s"] >= since_s and known and fresh <= fresh_s and closer < closer_s:
-            return round(row["t_s"] - since_s, 1)
+        if fresh is None or closer is None or row["t_s"] < since_s:
+            continue
+        if float(fresh) <= fresh_s and float(closer) < closer_s:
+            return round(float(row["t_s"]) - since_s, 1)
     return None
 
 

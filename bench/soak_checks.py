@@ -141,13 +141,13 @@ def dead_letters(
                 break
             continue
         idle_since = time.monotonic()
-        reasons[str(orjson.loads(message.value()).get("reason"))] += 1
+        reasons[str(orjson.loads(message.value() or b"{}").get("reason"))] += 1
     consumer.close()
     return reasons
 
 
 def subscription_in_order(
-    received: list[tuple[str, int]], published: list[tuple[str, int]]
+    received: list[tuple[int, int]], published: list[tuple[int, int]]
 ) -> dict[str, Any]:
     """Whether the subscriber got each published (window end, revision) once, in order."""
     seen = Counter(received)

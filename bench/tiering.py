@@ -1,4 +1,4 @@
-"""``adclick bench tiering``: export throughput to cold storage, and cold size vs hot size.
+"""``python -m bench tiering``: export throughput to cold storage, and cold size vs hot size.
 
 Fills one day-chunk of raw_clicks with synthetic clicks shaped like the loadgen's (Zipf
 ads, the country mix, 32-character click ids, IPv4 addresses, a few attributes on some

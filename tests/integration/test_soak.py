@@ -1,6 +1,6 @@
 """The soak's short form (issue 14): every process at once, traffic with bursts, queries,
 a subscriber, and every fault kind once; at the end nothing is lost or counted twice and
-no process exited that was not killed on purpose. `adclick bench soak` is the long form."""
+no process exited that was not killed on purpose. `python -m bench soak` is the long form."""
 
 from __future__ import annotations
 

@@ -6,7 +6,6 @@ import sys
 
 from adclick.cli import (  # noqa: F401  (each module registers its commands)
     api,
-    bench,
     close,
     collect,
     config,

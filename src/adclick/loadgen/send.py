@@ -9,12 +9,17 @@ from typing import Any, Protocol
 
 from adclick.errors import DependencyUnavailableError
 from adclick.loadgen.generator import Block
-from adclick.loadgen.truth import TruthAccumulator
 
 # Serving delivery reports (and progress) this often keeps librdkafka's queue moving
 # without paying a poll() per message.
 _POLL_EVERY = 4096
 _BUFFER_FULL_WAIT_S = 0.05
+
+
+class BlockSink(Protocol):
+    """What a sent block is added to: the truth of what was sent (TruthAccumulator)."""
+
+    def add(self, block: Block) -> None: ...
 
 
 class ProducerLike(Protocol):
@@ -78,7 +83,7 @@ def send_blocks(
     topic: str,
     *,
     rate: float | None = None,
-    truth: TruthAccumulator | None = None,
+    truth: BlockSink | None = None,
     on_progress: Callable[[int], None] | None = None,
     flush_timeout_s: float = 120.0,
     delivery_errors: DeliveryErrors | None = None,

@@ -43,7 +43,7 @@ Statement = tuple[sql.SQL | sql.Composed, dict[str, object]]
 def ads_series_statement(
     ad_ids: list[str], window: Window, plan: Plan, query_filter: Filter, bucket_ms: int
 ) -> Statement:
-    """The statement of ``ads_series`` and its parameters (``adclick bench day`` explains it)."""
+    """The statement of ``ads_series`` and its parameters (``python -m bench day`` explains it)."""
     hours = _whole_hours(window)
     if plan.source is Source.ROLLUP and bucket_ms == HOUR_MS and hours:
         return sql.SQL(load_sql("query/ads_hours")), {
@@ -109,7 +109,7 @@ def ads_clicks_between(
 
 
 def top_ads_statement(window: Window, plan: Plan, query_filter: Filter, limit: int) -> Statement:
-    """The statement of ``top_ads`` and its parameters (``adclick bench day`` explains it)."""
+    """The statement of ``top_ads`` and its parameters (``python -m bench day`` explains it)."""
     params: dict[str, object] = {
         "start": from_ms(window.start_ms),
         "end": from_ms(window.end_ms),

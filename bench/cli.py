@@ -1,4 +1,10 @@
-"""``adclick bench``: benchmarks against the local stack (code in the repository's bench/)."""
+"""``python -m bench``: the benchmarks' command line, against the local stack.
+
+Benchmarks are tools of the repository, not the product: they are not in the installed
+package, and ``adclick`` has no bench command. Run them from the repository's root with
+``uv run python -m bench <benchmark> [options]``. Each command imports its benchmark
+when it runs, so one benchmark's dependencies (matplotlib, psutil) load only for it.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,12 @@ from typing import Annotated, Any
 
 import typer
 
-from adclick.cli.app import app
+from adclick.errors import AdclickError
 from adclick.loadgen.generator import DEFAULT_ZIPF
 from adclick.logs import configure_logging
-from adclick.resources import REPO_ROOT
 from adclick.settings import get_settings
 from adclick.stack import stack_up
+from bench.environment import this_machine
 
 # The design-scale dataset's options, shared by `bench query` and `bench close`.
 DatasetHours = Annotated[int, typer.Option(min=1, help="Hours of per-minute rollups.")]
@@ -22,15 +28,11 @@ DatasetAds = Annotated[int, typer.Option(min=1, help="Distinct ads.")]
 DatasetClicks = Annotated[int, typer.Option(min=1, help="Clicks per minute.")]
 Skew = Annotated[float, typer.Option(min=0, help="Ad popularity skew (0: uniform).")]
 
-bench_app = typer.Typer(help="Benchmarks: measured figures, never asserted (docs/benchmarks.md).")
-app.add_typer(bench_app, name="bench")
-
-
-def _bench_module(name: str) -> Any:
-    # Benchmarks live beside the package, not in it: they are tools, not the product.
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    return __import__(f"bench.{name}", fromlist=[name])
+bench_app = typer.Typer(
+    name="python -m bench",
+    help="Benchmarks: measured figures, never asserted (docs/benchmarks.md).",
+    no_args_is_help=True,
+)
 
 
 @bench_app.command("ingest")
@@ -50,7 +52,8 @@ def bench_ingest(
     Prints one JSON line per run, with the machine it ran on.
     """
     configure_logging()
-    module = _bench_module("ingest")
+    from bench import ingest as module
+
     settings = get_settings()
     machine = module.machine_line()
     result = module.throughput(settings, events, workers, zipf, ads, partitions)
@@ -90,10 +93,11 @@ def bench_query(
     line per query kind (p50/p99 in ms, and what ranked it), with the machine it ran on.
     """
     configure_logging()
-    dataset_module = _bench_module("query_dataset")
-    module = _bench_module("query")
+    from bench import query as module
+    from bench import query_dataset as dataset_module
+
     base = get_settings()
-    machine = _bench_module("environment").this_machine().describe()
+    machine = this_machine().describe()
     spec = dataset_module.DatasetSpec(hours, ads, clicks_per_minute, zipf)
     settings, dataset = dataset_module.ensure_dataset(base, spec, rebuild=rebuild)
 
@@ -133,7 +137,7 @@ def bench_load(
                      "(--workers 1 --workers 2)."),
     ] = None,
 ) -> None:  # fmt: skip
-    """Read load: concurrent clients against the API on the dataset of `adclick bench query`.
+    """Read load: concurrent clients against the API on the dataset of `python -m bench query`.
 
     Builds (or keeps) that dataset, starts the API on it, and for each phase has
     --clients clients on loopback send requests back to back for --seconds: single-ad
@@ -142,9 +146,10 @@ def bench_load(
     requests/s, ad reads/s, p50/p99/max per operation, and the API's CPU per request.
     """
     configure_logging()
-    dataset_module = _bench_module("query_dataset")
-    module = _bench_module("load")
-    machine = _bench_module("environment").this_machine().describe()
+    from bench import load as module
+    from bench import query_dataset as dataset_module
+
+    machine = this_machine().describe()
     unknown = sorted(set(phase or []) - set(module.PHASES))
     if unknown:
         raise typer.BadParameter(f"no phase {unknown[0]!r}", param_hint="--phase")
@@ -176,17 +181,20 @@ def bench_close(
 ) -> None:
     """Time to close one minute (every window and filter) at the design scale.
 
-    Uses the dataset of `adclick bench query` (built first if missing): the closer catches
+    Uses the dataset of `python -m bench query` (built first if missing): the closer catches
     up to a watermark ten minutes back, then the watermark advances a minute at a time
     and each close is timed, index refresh included. Prints one JSON line.
     """
     configure_logging()
-    dataset_module = _bench_module("query_dataset")
-    machine = _bench_module("environment").this_machine().describe()
+    from bench import query_dataset as dataset_module
+
+    machine = this_machine().describe()
     spec = dataset_module.DatasetSpec(hours, ads, clicks_per_minute, zipf)
     settings, _dataset = dataset_module.ensure_dataset(get_settings(), spec, rebuild=False)
     filters = [{"country": [code]} for code in country]
-    result = _bench_module("close").close_minutes(settings, filters)
+    from bench.close import close_minutes
+
+    result = close_minutes(settings, filters)
     typer.echo(json.dumps({**result, "zipf": zipf, "hours": hours, "ads": ads,
                            "clicks_per_minute": clicks_per_minute,
                            "machine": machine}))  # fmt: skip
@@ -204,10 +212,12 @@ def bench_tiering(
     maintain` exporting, verifying, cataloguing and dropping it. Prints one JSON line.
     """
     configure_logging()
-    machine = _bench_module("environment").this_machine().describe()
+    machine = this_machine().describe()
     base = get_settings()
     cold_dir = (base.state_dir / "bench-cold").resolve()
-    result = _bench_module("tiering").tiering(base, events, ads, zipf, cold_dir)
+    from bench.tiering import tiering
+
+    result = tiering(base, events, ads, zipf, cold_dir)
     typer.echo(json.dumps({**result, "zipf": zipf, "machine": machine}))
 
 
@@ -265,9 +275,10 @@ def bench_day(
     with the machine it ran on.
     """
     configure_logging()
-    module = _bench_module("day")
-    dataset_module = _bench_module("query_dataset")
-    machine = _bench_module("environment").this_machine().describe()
+    from bench import day as module
+    from bench import query_dataset as dataset_module
+
+    machine = this_machine().describe()
     settings = get_settings()
 
     def measure(at_hour: int, at_minute: int) -> dict[str, Any]:
@@ -323,8 +334,9 @@ def bench_soak(
     planned. Prints one JSON line; writes timeline.json and timeline.png under --out.
     """
     configure_logging()
-    module = _bench_module("soak")
-    machine = _bench_module("environment").this_machine().describe()
+    from bench import soak as module
+
+    machine = this_machine().describe()
     plan = module.SoakPlan(
         minutes=minutes, rate=rate, speedup=speedup, burst_rate=max(burst_rate, rate),
         ads=ads, query_clients=query_clients, query_rate=query_rate, faults=faults,
@@ -334,3 +346,12 @@ def bench_soak(
     out_dir = out if out is not None else settings.state_dir / "bench-soak"
     result = module.run_soak(settings, plan, out_dir, say=lambda line: typer.echo(line, err=True))
     typer.echo(json.dumps({"run": "soak", **result, "machine": machine}, default=str))
+
+
+def main() -> None:
+    """Run the benchmarks' CLI; adclick's errors as one clear line and exit 1."""
+    try:
+        bench_app()
+    except AdclickError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        sys.exit(1)
