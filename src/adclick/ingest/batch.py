@@ -14,6 +14,7 @@ import orjson
 
 from adclick.errors import InvalidEventError
 from adclick.events.dead_letter import DeadLetterReason, dead_letter, without_payload
+from adclick.events.model import ClickEvent
 from adclick.events.parse import parse_json_event
 from adclick.ingest.clock import PartitionClocks, Timeliness
 from adclick.ingest.recent import ClickKey, RecentClicks
@@ -131,61 +132,62 @@ def assemble_batch(
         offset = record.offset() or 0
         batch.next_offsets[partition] = offset + 1
         payload = record.value()
-        reason = detail = ""
-        if payload is None:
-            reason, detail = DeadLetterReason.MALFORMED, "message has no value"
-        else:
-            try:
-                event = parse_json_event(payload)
-            except InvalidEventError as exc:
-                reason, detail = exc.reason, exc.detail
-            except Exception as exc:  # the last resort, see DeadLetterReason.PARSER_FAILED
-                # A failure the parser did not foresee must not stop the worker: on restart
-                # it would read the same offset and stop again, and so would every worker
-                # the partition moves to. The message is dead-lettered like any bad one.
-                kind = type(exc).__name__
-                batch.parser_failures[kind] += 1
-                reason, detail = DeadLetterReason.PARSER_FAILED, f"{kind}: {exc}"
-            else:
-                # The future check comes first: a skewed clock must not move the partition's
-                # event time forward and make good events look late.
-                if event.ts_ms > future_limit:
-                    reason, detail = (
-                        DeadLetterReason.TOO_FAR_IN_FUTURE,
-                        f"{event.timestamp.isoformat()}",
-                    )
-                else:
-                    timeliness = clocks.observe(partition, event.ts_ms)
-                    if timeliness is Timeliness.BEYOND_HORIZON:
-                        reason, detail = (
-                            DeadLetterReason.BEYOND_DEDUP_HORIZON,
-                            f"{event.timestamp.isoformat()}",
-                        )
-                    else:
-                        batch.late += timeliness is Timeliness.LATE
-                        key = (event.ts_ms, event.click_id)
-                        if key in in_batch or key in known:
-                            batch.known_duplicates += 1
-                            continue
-                        in_batch.add(key)
-                        batch.attributes.append(event.attributes)
-                        batch.rows.append(
-                            (
-                                event.ts_ms,
-                                event.click_id,
-                                event.ad_id,
-                                event.user_id,
-                                event.ip,
-                                event.country,
-                                orjson.dumps(event.attributes).decode()
-                                if event.attributes
-                                else "{}",
-                                partition,
-                                offset,
-                            )
-                        )
-                        continue
-        batch.dead_letters.append(
-            DeadLetter(reason, detail, topic, partition, offset, record.key(), payload or b"")
-        )
+        try:
+            event = _parse(payload, batch.parser_failures)
+            timeliness = _admit(event, partition, clocks, future_limit)
+        except InvalidEventError as exc:
+            batch.dead_letters.append(
+                DeadLetter(
+                    exc.reason, exc.detail, topic, partition, offset, record.key(), payload or b""
+                )
+            )
+            continue
+        batch.late += timeliness is Timeliness.LATE
+        key = (event.ts_ms, event.click_id)
+        if key in in_batch or key in known:
+            batch.known_duplicates += 1
+            continue
+        in_batch.add(key)
+        batch.attributes.append(event.attributes)
+        batch.rows.append(_staging_row(event, partition, offset))
     return batch
+
+
+def _parse(payload: bytes | None, parser_failures: Counter[str]) -> ClickEvent:
+    """The click a message holds; InvalidEventError (its dead letter's reason) if none."""
+    if payload is None:
+        raise InvalidEventError(DeadLetterReason.MALFORMED, "message has no value")
+    try:
+        return parse_json_event(payload)
+    except InvalidEventError:
+        raise
+    except Exception as exc:  # the last resort, see DeadLetterReason.PARSER_FAILED
+        # A failure the parser did not foresee must not stop the worker: on restart it
+        # would read the same offset and stop again, and so would every worker the
+        # partition moves to. The message is dead-lettered like any bad one.
+        kind = type(exc).__name__
+        parser_failures[kind] += 1
+        raise InvalidEventError(DeadLetterReason.PARSER_FAILED, f"{kind}: {exc}") from None
+
+
+def _admit(
+    event: ClickEvent, partition: int, clocks: PartitionClocks, future_limit_ms: int
+) -> Timeliness:
+    """Whether the click is on time or late, advancing its partition's clock;
+    InvalidEventError if it is too far in the future or beyond the dedup horizon."""
+    # The future check comes first: a skewed clock must not move the partition's event
+    # time forward and make good events look late.
+    if event.ts_ms > future_limit_ms:
+        raise InvalidEventError(DeadLetterReason.TOO_FAR_IN_FUTURE, event.timestamp.isoformat())
+    timeliness = clocks.observe(partition, event.ts_ms)
+    if timeliness is Timeliness.BEYOND_HORIZON:
+        raise InvalidEventError(DeadLetterReason.BEYOND_DEDUP_HORIZON, event.timestamp.isoformat())
+    return timeliness
+
+
+def _staging_row(event: ClickEvent, partition: int, offset: int) -> StagingRow:
+    attributes = orjson.dumps(event.attributes).decode() if event.attributes else "{}"
+    return (
+        event.ts_ms, event.click_id, event.ad_id, event.user_id, event.ip, event.country,
+        attributes, partition, offset,
+    )  # fmt: skip
