@@ -8,6 +8,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
+import pytest
+
+from adclick.db.connect import connect
+from adclick.ingest.batch import assemble_batch
+from adclick.ingest.clock import PartitionClocks
+from adclick.ingest.writer import BatchWriter
+from adclick.lifecycle import recalculate as recalculation
 from adclick.lifecycle.recalculate import recalculate
 from adclick.lifecycle.reconcile import reconcile
 from adclick.lifecycle.tiering import Maintainer
@@ -21,6 +29,7 @@ from tests.integration.test_lifecycle import (
     replay_sample,
     stream_now,
 )
+from tests.kafka_records import FakeRecord
 
 ROLLUPS = {
     "clicks_1m": "SELECT minute, ad_id, '', clicks FROM clicks_1m",
@@ -112,3 +121,46 @@ def test_recalculating_one_rollup_leaves_the_others_alone(
     after = snapshot(settings)
     assert after["clicks_1h"] == truth["clicks_1h"]
     assert after["clicks_1m_by_country"] != truth["clicks_1m_by_country"]
+
+
+def test_clicks_ingested_while_a_rollup_is_recomputed_are_kept(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recalculation recomputes rows before it locks the rollup (ingest goes on
+    meanwhile); a click ingested in between must not be lost when the repaired rows are
+    written: the rows are recomputed under the lock when the minutes' revisions moved."""
+    replay_sample(settings)
+    settings = lifecycle_settings(settings, tmp_path)
+    start, end = whole_range(settings)
+    minute, ad, clicks = query(
+        settings, "SELECT minute, ad_id, clicks FROM clicks_1m ORDER BY minute DESC, ad_id LIMIT 1"
+    )[0]
+    execute(settings, "UPDATE clicks_1m SET clicks = clicks + 5"
+            " WHERE minute = %s AND ad_id = %s", minute, ad)  # fmt: skip
+    late_click = orjson.dumps({
+        "ad_id": ad, "timestamp": int(minute.timestamp() * 1000) + 30_000, "user_id": "u",
+        "ip": "1.2.3.4", "country": "US", "click_id": "ingested-while-recalculating",
+    })  # fmt: skip
+    staged = recalculation.stage_expected
+    ingested: list[int] = []
+
+    def stage_then_ingest(conn: Any, *args: Any) -> None:
+        staged(conn, *args)
+        _settings, _rollup, step_start, step_end = args
+        if step_start <= minute < step_end and not ingested:
+            # Ingest commits a click of that minute and ad right after its day's rows were
+            # recomputed, before the rollup is locked.
+            now_ms = int(minute.timestamp() * 1000) + 60_000
+            clocks = PartitionClocks(lateness_ms=60_000, horizon_ms=7 * 86_400_000)
+            batch = assemble_batch([FakeRecord(0, 0, late_click)], "t", clocks, now_ms, 0)
+            with connect(settings) as writer_conn:
+                result = BatchWriter(writer_conn, settings).write(batch, clocks, lambda _: None)
+            ingested.append(result.inserted)
+
+    monkeypatch.setattr(recalculation, "stage_expected", stage_then_ingest)
+    report = recalculate(settings, start, end, only="clicks_1m")
+    assert ingested == [1]
+    assert report.rows_changed == 1
+    assert query(settings, "SELECT clicks FROM clicks_1m WHERE minute = %s AND ad_id = %s",
+                 minute, ad) == [(clicks + 1,)]  # fmt: skip
+    assert reconcile(settings, start, end).discrepancies == []

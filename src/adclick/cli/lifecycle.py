@@ -275,8 +275,8 @@ def recalculate(
 
         report = run_recalculation(settings, _moment(start), _moment(end), rollup, on_step)
     typer.echo(
-        f"recalculated: {report.rows_written:,} rollup rows written, "
-        f"{report.rows_changed:,} of them differed",
+        f"recalculated: {report.rows_changed:,} rollup rows differed from raw clicks and "
+        f"were replaced ({report.rows_written:,} rows written)",
         err=True,
     )
 

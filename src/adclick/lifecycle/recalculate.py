@@ -1,10 +1,15 @@
 """``adclick recalculate``: rebuild rollups from raw clicks, hot and cold.
 
-One day at a time, one rollup at a time, in one transaction each: the rollup is locked
-against ingest's upserts (which wait, briefly), its rows are recomputed from raw clicks
-and replace the old ones, and the minutes' revisions move so that the API and the
+One day at a time, one rollup at a time, in one transaction each. The expected rows are
+recomputed from raw clicks (hot and cold) and compared with the rollup's before anything
+is locked: that is the long part (tens of seconds for an hour at the design scale), and
+ingest must not wait for it. Then the rollup is locked against ingest's upserts and the
+minutes' revisions (rollup_changes, raised by every ingest batch that changes a minute)
+are read again: unchanged, nothing was written to those minutes since, and only the rows
+that differ are replaced; changed (late clicks came in), the rows are recomputed once
+more under the lock. The changed minutes' revisions then move so that the API and the
 minute closer reload them. Readers see the old rows until the commit, then the new ones.
-Recalculating correct rollups changes nothing.
+Recalculating correct rollups changes nothing and holds the lock for milliseconds.
 """
 
 from __future__ import annotations
@@ -12,11 +17,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import LiteralString
 
 from psycopg import sql
 
-from adclick.db.connect import connect
-from adclick.lifecycle.recompute import Rollup, check_range, differences, rollups, stage_expected
+from adclick.db.connect import Connection, connect
+from adclick.lifecycle.recompute import (
+    Rollup,
+    check_range,
+    differences,
+    key_columns,
+    rollups,
+    stage_expected,
+)
 from adclick.resources import load_sql
 from adclick.settings import Settings
 
@@ -47,25 +60,68 @@ def recalculate(
                 if on_step is not None:
                     on_step(rollup, day)
                 with conn.transaction():
-                    table = sql.Identifier(rollup.table)
-                    conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(table))
-                    stage_expected(conn, settings, rollup, day, step_end)
-                    params = {"start": day, "end": step_end}
-                    report.rows_changed += len(conn.execute(differences(rollup), params).fetchall())
-                    time = sql.Identifier(rollup.time_column)
-                    conn.execute(
-                        sql.SQL("DELETE FROM {} WHERE {} >= %(start)s AND {} < %(end)s").format(
-                            table, time, time
-                        ),
-                        params,
-                    )
-                    columns = sql.SQL(", ").join(sql.Identifier(c) for c in rollup.key)
-                    written = conn.execute(
-                        sql.SQL("INSERT INTO {} ({}, clicks) SELECT * FROM expected").format(
-                            table, columns
-                        )
-                    )
-                    report.rows_written += written.rowcount
-                    conn.execute(load_sql("lifecycle/raise_minute_revisions"), params)
+                    changed, written = _recalculate_step(conn, settings, rollup, day, step_end)
+                report.rows_changed += changed
+                report.rows_written += written
                 day = step_end
     return report
+
+
+def _recalculate_step(
+    conn: Connection, settings: Settings, rollup: Rollup, start: datetime, end: datetime
+) -> tuple[int, int]:
+    """One rollup over [start, end), inside the caller's transaction: (rows that
+    differed, rows written)."""
+    params = {"start": start, "end": end}
+    seen = _revisions(conn, params)
+    stage_expected(conn, settings, rollup, start, end)  # unlocked: ingest goes on
+    _stage_changes(conn, rollup, params)
+    table = sql.Identifier(rollup.table)
+    conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(table))
+    if _revisions(conn, params) != seen:  # ingest wrote to these minutes meanwhile
+        stage_expected(conn, settings, rollup, start, end)
+        _stage_changes(conn, rollup, params)
+    changed = _count(conn, "SELECT count(*) FROM changes")
+    if not changed:
+        return 0, 0
+    keys = ["t", "ad_id", *rollup.dimensions]
+    columns = [rollup.time_column, "ad_id", *rollup.dimensions]
+    match = sql.SQL(" AND ").join(
+        sql.SQL("r.{} = c.{}").format(sql.Identifier(column), sql.Identifier(key))
+        for column, key in zip(columns, keys, strict=True)
+    )
+    # Every differing key's row goes (a stored row may hold 0 clicks: a corruption too),
+    # then the expected rows with clicks come in.
+    conn.execute(sql.SQL("DELETE FROM {} AS r USING changes AS c WHERE {}").format(table, match))
+    written = conn.execute(
+        sql.SQL(
+            "INSERT INTO {} ({}, clicks) SELECT {}, expected FROM changes WHERE expected > 0"
+        ).format(
+            table,
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.SQL(", ").join(map(sql.Identifier, keys)),
+        )
+    ).rowcount
+    conn.execute(load_sql("lifecycle/raise_minute_revisions"), params)
+    return changed, written
+
+
+def _stage_changes(conn: Connection, rollup: Rollup, params: dict[str, datetime]) -> None:
+    """Temporary table ``changes``: the rows where ``expected`` and the rollup differ."""
+    conn.execute("DROP TABLE IF EXISTS changes")
+    conn.execute(
+        sql.SQL("CREATE TEMP TABLE changes ({}, expected bigint, stored bigint)").format(
+            key_columns(rollup)
+        )
+    )
+    conn.execute(sql.SQL("INSERT INTO changes {}").format(differences(rollup)), params)
+
+
+def _revisions(conn: Connection, params: dict[str, datetime]) -> list[tuple[object, ...]]:
+    """Every (minute, partition, revision) of the range: what ingest has changed."""
+    return conn.execute(load_sql("lifecycle/range_revisions"), params).fetchall()
+
+
+def _count(conn: Connection, statement: LiteralString) -> int:
+    row = conn.execute(statement).fetchone()
+    return 0 if row is None else int(row[0])

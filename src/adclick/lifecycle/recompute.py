@@ -82,18 +82,23 @@ def check_range(conn: Connection, settings: Settings, start: datetime, end: date
     conn.commit()
 
 
+def key_columns(rollup: Rollup) -> sql.Composed:
+    """A rollup's key as the temporary tables' columns: t, ad_id and its dimensions."""
+    return sql.SQL(", ").join(
+        [sql.SQL('t timestamptz, ad_id text COLLATE "C"')]
+        + [sql.SQL('{} text COLLATE "C"').format(sql.Identifier(d)) for d in rollup.dimensions]
+    )
+
+
 def stage_expected(
     conn: Connection, settings: Settings, rollup: Rollup, start: datetime, end: datetime
 ) -> None:
     """Fill temporary table ``expected`` with the rollup's rows recomputed for [start, end)."""
     dims = rollup.dimensions
-    columns = sql.SQL(", ").join(
-        [sql.SQL('t timestamptz, ad_id text COLLATE "C"')]
-        + [sql.SQL('{} text COLLATE "C"').format(sql.Identifier(d)) for d in dims]
-        + [sql.SQL("clicks bigint")]
-    )
     conn.execute("DROP TABLE IF EXISTS expected")
-    conn.execute(sql.SQL("CREATE TEMP TABLE expected ({})").format(columns))
+    conn.execute(
+        sql.SQL("CREATE TEMP TABLE expected ({}, clicks bigint)").format(key_columns(rollup))
+    )
     values = [raw_dimension(d) for d in dims]
     group = sql.SQL(", ").join(sql.Literal(i) for i in range(1, len(dims) + 3))
     conn.execute(
