@@ -261,11 +261,13 @@ def _soak(
     end = datetime.fromtimestamp((event_start_ms + plan.seconds * plan.speedup * 1000) / 1000
                                  + 600, tz=UTC)  # fmt: skip
     start = datetime.fromtimestamp(event_start_ms / 1000 - 600, tz=UTC)
+    letters, letter_repeats = dead_letters(settings, traffic.invalid)
     checks = {
         "drained": drained,
         "rollups": rollups_equal_truth(settings, truth),
         "reconcile": reconciled(settings, _minute(start), _minute(end)),
-        "dead_letters": dict(dead_letters(settings, traffic.invalid)),
+        "dead_letters": dict(letters),
+        "dead_letter_repeats": letter_repeats,
         "invalid_sent": traffic.invalid,
         "subscription": subscription_in_order(
             [(_epoch(end_), rev) for end_, rev in subscriber.received],

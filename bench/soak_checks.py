@@ -123,8 +123,14 @@ def reconciled(settings: Settings, start: datetime, end: datetime) -> dict[str, 
 
 def dead_letters(
     settings: Settings, expected_at_least: int, timeout_s: float = 60.0
-) -> Counter[str]:
-    """The dead-letter topic's messages by reason (read from its beginning)."""
+) -> tuple[Counter[str], int]:
+    """The dead-letter topic's messages (read from its beginning) by reason, one per origin
+    (topic, partition, offset of the rejected message), and how many repeated an origin.
+
+    Dead letters are delivered at least once (docs/events.md): a batch read again after a
+    crash publishes its dead letters again, each naming its origin, which is how a
+    consumer (and this check) recognises the repeat.
+    """
     consumer: Consumer = make_consumer(
         settings, **{"group.id": f"soak-dlq-check-{id(settings)}", "enable.auto.commit": False}
     )
@@ -132,18 +138,26 @@ def dead_letters(
     partitions = list(metadata.topics[settings.dlq_topic].partitions)
     consumer.assign([TopicPartition(settings.dlq_topic, p, OFFSET_BEGINNING) for p in partitions])
     reasons: Counter[str] = Counter()
+    origins: set[tuple[Any, Any, Any]] = set()
+    repeats = 0
     deadline = time.monotonic() + timeout_s
     idle_since = time.monotonic()
     while time.monotonic() < deadline:
         message = consumer.poll(0.5)
         if message is None or message.error():
-            if sum(reasons.values()) >= expected_at_least and time.monotonic() - idle_since > 5:
+            if len(origins) >= expected_at_least and time.monotonic() - idle_since > 5:
                 break
             continue
         idle_since = time.monotonic()
-        reasons[str(orjson.loads(message.value() or b"{}").get("reason"))] += 1
+        letter = orjson.loads(message.value() or b"{}")
+        origin = (letter.get("topic"), letter.get("partition"), letter.get("offset"))
+        if origin in origins:
+            repeats += 1
+            continue
+        origins.add(origin)
+        reasons[str(letter.get("reason"))] += 1
     consumer.close()
-    return reasons
+    return reasons, repeats
 
 
 def subscription_in_order(
