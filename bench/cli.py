@@ -9,13 +9,12 @@ when it runs, so one benchmark's dependencies (matplotlib, psutil) load only for
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from adclick.errors import AdclickError
+from adclick.cli.app import run
 from adclick.loadgen.generator import DEFAULT_ZIPF
 from adclick.logs import configure_logging
 from adclick.settings import get_settings
@@ -350,8 +349,4 @@ def bench_soak(
 
 def main() -> None:
     """Run the benchmarks' CLI; adclick's errors as one clear line and exit 1."""
-    try:
-        bench_app()
-    except AdclickError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run(bench_app, "bench")

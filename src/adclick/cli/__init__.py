@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from adclick.cli import (  # noqa: F401  (each module registers its commands)
     api,
     close,
@@ -16,14 +14,9 @@ from adclick.cli import (  # noqa: F401  (each module registers its commands)
     stack,
     verify,
 )
-from adclick.cli.app import app
-from adclick.errors import AdclickError
+from adclick.cli.app import app, run
 
 
 def main() -> None:
     """Entry point: run the CLI and turn adclick errors into one clear line and exit 1."""
-    try:
-        app()
-    except AdclickError as exc:
-        print(f"adclick: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run(app, "adclick")
