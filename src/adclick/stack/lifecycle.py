@@ -23,7 +23,8 @@ from adclick.stack.timescaledb import (
 )
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-_LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+# The names the local stack answers on (it listens on the loopback only).
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ def local_targets(settings: Settings) -> LocalTargets:
     """Check that the settings point at this machine, and return the ports and names."""
     db = urlsplit(settings.database_url)
     kafka_host, _, kafka_port = settings.kafka_bootstrap_servers.partition(":")
-    if db.hostname not in _LOCAL_HOSTS or kafka_host not in _LOCAL_HOSTS or "," in kafka_port:
+    if db.hostname not in LOCAL_HOSTS or kafka_host not in LOCAL_HOSTS or "," in kafka_port:
         raise ConfigurationError(
             "the local stack runs on 127.0.0.1: ADCLICK_DATABASE_URL and "
             "ADCLICK_KAFKA_BOOTSTRAP_SERVERS must point there (unset them for the defaults)"

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from adclick.errors import ConfigurationError
 from adclick.settings import PROCESS_ROLES, ProcessKind, Settings
-from adclick.stack.lifecycle import local_targets
+from adclick.stack.lifecycle import LOCAL_HOSTS, local_targets
 from adclick.stack.secrets import ensure_passwords
 from adclick.stack.timescaledb import REPLICATOR, Say, TimescaleCluster
 
@@ -29,7 +29,7 @@ def replica_port(settings: Settings) -> int:
     if settings.database_read_url is None:
         return primary_port + 1
     url = urlsplit(settings.database_read_url)
-    if url.hostname not in ("127.0.0.1", "localhost") or url.port in (None, primary_port):
+    if url.hostname not in LOCAL_HOSTS or url.port in (None, primary_port):
         raise ConfigurationError(
             "the local replica runs on 127.0.0.1 on a port of its own: "
             "ADCLICK_DATABASE_READ_URL must name one (or be unset for the primary's port + 1)"
