@@ -84,8 +84,8 @@ def _recalculate_step(
     changed = _count(conn, "SELECT count(*) FROM changes")
     if not changed:
         return 0, 0
-    keys = ["t", "ad_id", *rollup.dimensions]
-    columns = [rollup.time_column, "ad_id", *rollup.dimensions]
+    keys = ["t", "ad_id", *rollup.dimensions]  # the columns of ``changes`` (key_columns)
+    columns = rollup.key
     match = sql.SQL(" AND ").join(
         sql.SQL("r.{} = c.{}").format(sql.Identifier(column), sql.Identifier(key))
         for column, key in zip(columns, keys, strict=True)
