@@ -30,7 +30,7 @@ from datetime import datetime
 from multiprocessing.managers import BaseManager, BaseProxy
 from typing import Any
 
-from adclick.api.query_host import QueryHost, request_pool
+from adclick.api.query_host import QueryHost, distinct, request_pool, write_pool
 from adclick.query.budget import RequestBudget
 from adclick.query.service import (
     AdClicks,
@@ -252,19 +252,16 @@ class WorkerBackend:
 
     def __init__(self, settings: Settings, address: Address) -> None:
         self.queries = RemoteQueries(settings, address)
-        reads = settings.for_reads()
-        self.pool = self.background = request_pool(reads, max_size=2)
-        self.writes = self.pool if reads is settings else request_pool(settings, max_size=1)
+        self.pool = self.background = request_pool(settings.for_reads(), max_size=2)
+        self.writes = write_pool(settings, self.pool, max_size=1)
 
     def start(self) -> None:
-        self.pool.open(wait=False)
-        if self.writes is not self.pool:
-            self.writes.open(wait=False)
+        for pool in distinct(self.pool, self.writes):
+            pool.open(wait=False)
 
     def stop(self, timeout_s: float) -> None:
-        self.pool.close(timeout=timeout_s)
-        if self.writes is not self.pool:
-            self.writes.close(timeout=timeout_s)
+        for pool in distinct(self.pool, self.writes):
+            pool.close(timeout=timeout_s)
 
     def index_problem(self) -> str | None:
         return self.queries.index_problem()

@@ -138,6 +138,21 @@ def background_pool(settings: Settings) -> ConnectionPool[Connection]:
     )
 
 
+def write_pool(
+    settings: Settings, reads: ConnectionPool[Connection], max_size: int
+) -> ConnectionPool[Connection]:
+    """Where retention changes go: the primary. That is the read pool itself unless the
+    API reads a replica (ADCLICK_DATABASE_READ_URL), then a small pool of its own."""
+    if settings.database_read_url is None:
+        return reads
+    return request_pool(settings, max_size=max_size)
+
+
+def distinct(*pools: ConnectionPool[Connection]) -> list[ConnectionPool[Connection]]:
+    """Each pool once (a pool may serve several purposes), to open or close them."""
+    return list({id(pool): pool for pool in pools}.values())
+
+
 class QueryHost:
     """The query service, its pools and its refresher, started and stopped together."""
 
@@ -147,15 +162,12 @@ class QueryHost:
         reads = settings.for_reads()
         self.pool = request_pool(reads)
         self.background = background_pool(reads)
-        self.writes = self.pool if reads is settings else request_pool(settings, max_size=2)
+        self.writes = write_pool(settings, self.pool, max_size=2)
         self.queries = ClickQueries(settings, self.pool, self.background)
         self.refresher = Refresher(self.queries, settings.api_refresh_interval_s)
 
-    def _pools(self) -> list[ConnectionPool[Connection]]:
-        return list({id(p): p for p in (self.pool, self.background, self.writes)}.values())
-
     def start(self) -> None:
-        for pool in self._pools():
+        for pool in distinct(self.pool, self.background, self.writes):
             pool.open(wait=False)
         self.refresher.start()
 
@@ -163,7 +175,7 @@ class QueryHost:
         """At most ``timeout_s`` for each part: the refresher's threads are daemons, so
         one still loading an hour of the index does not hold the exit."""
         self.refresher.stop(timeout_s=timeout_s)
-        for pool in self._pools():
+        for pool in distinct(self.pool, self.background, self.writes):
             pool.close(timeout=timeout_s)
 
     def index_metrics(self) -> bytes:
