@@ -32,6 +32,7 @@ from adclick.query import sql_source
 from adclick.query.filters import Filter, Plan, Source
 from adclick.query.window import HOUR_MS, MINUTE_MS, Window
 from adclick.settings import Settings
+from bench.query_dataset import one_row_per_hour
 
 HISTORY_AD = "ad-history"
 TOP_LIMIT = 100
@@ -44,7 +45,8 @@ def add_history(
     days: int,
 ) -> int:
     """One row per hour and rollup for the ``days - 1`` days before the day; chunks made."""
-    start, end = _dt(day_start_ms - (days - 1) * 24 * HOUR_MS), _dt(day_start_ms)
+    start_ms = day_start_ms - (days - 1) * 24 * HOUR_MS
+    start, end = _dt(start_ms), _dt(day_start_ms)
     hours = sql.SQL("generate_series(%(start)s, %(end)s - INTERVAL '1 hour', INTERVAL '1 hour')")
     before = _chunk_count(admin)
     admin.execute(
@@ -54,16 +56,7 @@ def add_history(
         ).format(hours),
         {"start": start, "end": end, "ad": HISTORY_AD},
     )
-    for table, dimensions in [("clicks_1m", ()), *((r.table, r.dimensions) for r in rollups)]:
-        columns = sql.SQL("").join(sql.SQL(", {}").format(sql.Identifier(d)) for d in dimensions)
-        values = sql.SQL("").join(sql.SQL(", 'XX'") for _ in dimensions)
-        admin.execute(
-            sql.SQL(
-                "INSERT INTO {table} (minute, ad_id{columns}, clicks) "
-                "SELECT h, %(ad)s{values}, 1 FROM {hours} AS h ON CONFLICT DO NOTHING"
-            ).format(table=sql.Identifier(table), columns=columns, values=values, hours=hours),
-            {"start": start, "end": end, "ad": HISTORY_AD},
-        )
+    one_row_per_hour(admin, rollups, start_ms, day_start_ms, HISTORY_AD)
     admin.execute("ANALYZE clicks_1h")
     return _chunk_count(admin) - before
 

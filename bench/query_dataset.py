@@ -286,15 +286,12 @@ def _build(settings: Settings, spec: DatasetSpec, *, end_ms: int | None = None) 
         with _progress() as progress:
             task = progress.add_task("minutes", total=spec.minutes, rows=0)
             full_from_ms = start_ms + spec.sparse_hours * HOUR_MS
+            for table in one_row_per_hour(conn, rollups, start_ms, full_from_ms, SPARSE_AD):
+                rows[table] += spec.sparse_hours
             for sparse_ms in range(start_ms, full_from_ms, HOUR_MS):
                 rows["clicks_1h"] += _write_per_ad(
                     conn, minutes, "clicks_1h", sparse_ms, minutes.draw_hour_per_ad()
                 )
-                for table, dimensions in [
-                    ("clicks_1m", ()),
-                    *((r.table, r.dimensions) for r in rollups),
-                ]:
-                    rows[table] += _write_sparse_hour(conn, table, dimensions, sparse_ms)
                 conn.commit()
                 progress.update(task, advance=60, rows=sum(rows.values()))
                 progress.console.print(
@@ -351,17 +348,30 @@ _TIME_COLUMN = {"clicks_1m": "minute", "clicks_1h": "hour"}
 SPARSE_AD = "ad-sparse"
 
 
-def _write_sparse_hour(
-    conn: Connection, table: str, dimensions: Sequence[str], hour_ms: int
-) -> int:
-    """One row in the hour's first minute, so that its chunk exists (as bench day's history)."""
-    return _copy(
-        conn,
-        table,
-        ["minute", "ad_id", *dimensions, "clicks"],
-        ["timestamptz", "text", *(["text"] * len(dimensions)), "int8"],
-        [(_dt(hour_ms), SPARSE_AD, *(["XX"] * len(dimensions)), 1)],
-    )
+def one_row_per_hour(
+    conn: psycopg.Connection[Any],
+    rollups: Sequence[FilteredRollup],
+    start_ms: int,
+    end_ms: int,
+    ad: str,
+) -> list[str]:
+    """One row of ``ad`` per hour of [start_ms, end_ms) in clicks_1m and every filtered
+    rollup, so that each hour chunk exists: what costs planning and retention is the
+    number of chunks, not their rows (sparse hours here, bench day's history days).
+    Returns the tables written."""
+    hours = sql.SQL("generate_series(%(start)s, %(end)s - INTERVAL '1 hour', INTERVAL '1 hour')")
+    per_minute = [("clicks_1m", ()), *((r.table, r.dimensions) for r in rollups)]
+    for table, dimensions in per_minute:
+        columns = sql.SQL("").join(sql.SQL(", {}").format(sql.Identifier(d)) for d in dimensions)
+        values = sql.SQL("").join(sql.SQL(", 'XX'") for _ in dimensions)
+        conn.execute(
+            sql.SQL(
+                "INSERT INTO {table} (minute, ad_id{columns}, clicks) "
+                "SELECT h, %(ad)s{values}, 1 FROM {hours} AS h ON CONFLICT DO NOTHING"
+            ).format(table=sql.Identifier(table), columns=columns, values=values, hours=hours),
+            {"start": _dt(start_ms), "end": _dt(end_ms), "ad": ad},
+        )
+    return [table for table, _dimensions in per_minute]
 
 
 def _write_per_ad(
