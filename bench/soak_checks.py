@@ -61,9 +61,12 @@ def rollups_equal_truth(settings: Settings, truth: TruthAccumulator) -> dict[str
     out: dict[str, Any] = {"clicks": int(counts.sum())}
     for table, (want_keys, want_counts) in expected.items():
         got_keys, got_counts = stored[table]
+        differing = _differences(want_keys, want_counts, got_keys, got_counts)
         out[table] = {
             "rows": len(want_keys),
-            "differing": _differences(want_keys, want_counts, got_keys, got_counts),
+            "differing": len(differing),
+            # (key as the truth encodes it, sent, stored): where to look when it fails
+            "first_differing": differing[:5],
         }
     return out
 
@@ -106,13 +109,17 @@ def _stored(
     return _summed(keys, n)
 
 
-def _differences(want_keys: IntArray, want: IntArray, got_keys: IntArray, got: IntArray) -> int:
+def _differences(
+    want_keys: IntArray, want: IntArray, got_keys: IntArray, got: IntArray
+) -> list[tuple[int, int, int]]:
+    """(key, sent, stored) of every key whose stored count is not the truth's."""
     every = np.union1d(want_keys, got_keys)
     expected = np.zeros(len(every), dtype=np.int64)
     stored = np.zeros(len(every), dtype=np.int64)
     expected[np.searchsorted(every, want_keys)] = want
     stored[np.searchsorted(every, got_keys)] = got
-    return int(np.count_nonzero(expected != stored))
+    wrong = np.flatnonzero(expected != stored)
+    return [(int(every[i]), int(expected[i]), int(stored[i])) for i in wrong]
 
 
 def reconciled(settings: Settings, start: datetime, end: datetime) -> dict[str, Any]:

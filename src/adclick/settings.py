@@ -16,9 +16,9 @@ from datetime import timedelta
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -28,6 +28,9 @@ from pydantic_settings import (
 from pydantic_settings.exceptions import SettingsError
 
 from adclick.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 # A web origin as browsers send it in the Origin header (RFC 6454).
@@ -92,6 +95,30 @@ class ApiToken(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
+class Shard(BaseModel):
+    """One database of a sharded deployment and the Kafka partitions of the clicks topic
+    it owns (docs/operations.md, Shards).
+
+    ``url`` says where the database is (host, port, database name, options); each process
+    connects there with the user and password of its own URL (ADCLICK_DATABASE_URL or its
+    role's), unless ``url`` names a user itself. ``read_url``: a streaming standby of this
+    shard for the API (as ADCLICK_DATABASE_READ_URL is for one database).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(min_length=1, max_length=2_000)
+    partitions: list[int] = Field(min_length=1)
+    read_url: str | None = Field(None, min_length=1, max_length=2_000)
+
+    @field_validator("url", "read_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError(f"{value!r} is not a postgresql:// URL")
+        return value
+
+
 class Settings(BaseSettings):
     """adclick settings. Each field is read from ``ADCLICK_<FIELD NAME>``."""
 
@@ -141,6 +168,14 @@ class Settings(BaseSettings):
         "role adclick_api (or a member): the API's queries, its window and hour indexes and "
         "its readiness read there; retention changes still go to the primary "
         "(ADCLICK_API_DATABASE_URL). Unset: the API reads the primary.",
+    )
+    shards: list[Shard] = Field(
+        default_factory=list,
+        description="Partition-aligned shards (JSON list of objects with url, partitions and "
+        "optionally read_url): each database holds the clicks of the clicks topic's "
+        "partitions it lists, which together must be 0 .. ADCLICK_TOPIC_PARTITIONS - 1, "
+        "each once. ADCLICK_DATABASE_URL stays the home of what is not per ad (the "
+        "closer's lists). Empty: one database holds everything.",
     )
     database_passfile: Path | None = Field(
         None,
@@ -506,6 +541,27 @@ class Settings(BaseSettings):
             raise ValueError("allowed_lateness must not be longer than dedup_horizon")
         return self
 
+    @model_validator(mode="after")
+    def _check_shards(self) -> Settings:
+        if not self.shards:
+            return self
+        owned = [p for shard in self.shards for p in shard.partitions]
+        if sorted(owned) != list(range(self.topic_partitions)):
+            raise ValueError(
+                "shards: the partitions of all shards must be 0 .. "
+                f"{self.topic_partitions - 1} (ADCLICK_TOPIC_PARTITIONS), each exactly once; "
+                f"they are {sorted(owned)}"
+            )
+        locations = [shard_location(shard.url) for shard in self.shards]
+        if len(set(locations)) != len(locations):
+            raise ValueError("shards: two shards name the same database")
+        if self.database_read_url is not None:
+            raise ValueError(
+                "with shards, each shard names its own standby (read_url); "
+                "ADCLICK_DATABASE_READ_URL must be unset"
+            )
+        return self
+
     @property
     def filter_dimensions(self) -> list[str]:
         """Every dimension a query filter may name: the query dimensions and the rollups'."""
@@ -525,6 +581,59 @@ class Settings(BaseSettings):
         where the API's queries and indexes read."""
         url = self.database_read_url
         return self if url is None else self.model_copy(update={"database_url": url})
+
+    @property
+    def cold_storage_base(self) -> str:
+        """ADCLICK_COLD_STORAGE_URL, or ``<state dir>/cold``; never with a trailing slash."""
+        url = self.cold_storage_url or str((self.state_dir / "cold").resolve())
+        return url.rstrip("/")
+
+    def shard_settings(self) -> list[Settings]:
+        """One copy of these settings per shard, whose ``database_url`` (and read URL) is
+        that shard's, with this process's credentials; ``[self]`` without shards."""
+        if not self.shards:
+            return [self]
+        return [
+            self.model_copy(
+                update={
+                    "database_url": at_location(self.database_url, shard.url),
+                    "database_read_url": None
+                    if shard.read_url is None
+                    else at_location(self.database_url, shard.read_url),
+                    "shards": [],
+                    # Cold files of equal chunk ranges must not collide between shards.
+                    "cold_storage_url": f"{self.cold_storage_base}/shard-{index}",
+                }
+            )
+            for index, shard in enumerate(self.shards)
+        ]
+
+    def every_database(self) -> list[Settings]:
+        """Every shard's database, and ADCLICK_DATABASE_URL's when it is none of them:
+        what ``migrate``, ``maintain`` and retention changes run on."""
+        shards = self.shard_settings()
+        home = shard_location(self.database_url)
+        if any(shard_location(s.database_url) == home for s in shards):
+            return shards
+        return [*shards, self]
+
+    def describe_database(self) -> str:
+        """host:port/database of ``database_url``, for messages (no user, no password)."""
+        host, port, name = shard_location(self.database_url)
+        return f"{host}:{port}/{name}"
+
+    def shard_of(self, partition: int) -> int:
+        """The index in ``shard_settings()`` of the shard that owns a clicks partition."""
+        for index, shard in enumerate(self.shards):
+            if partition in shard.partitions:
+                return index
+        if not self.shards:
+            return 0
+        raise ConfigurationError(
+            f"partition {partition} of {self.clicks_topic} belongs to no shard: the topic "
+            f"has more partitions than ADCLICK_TOPIC_PARTITIONS ({self.topic_partitions}) "
+            "and ADCLICK_SHARDS cover"
+        )
 
     @property
     def passfile(self) -> Path | None:
@@ -638,3 +747,29 @@ def load_settings() -> Settings:
 def _kafka_text(value: Any) -> str:
     """A librdkafka property as librdkafka reads it (True and "true" are one value)."""
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def shard_location(url: str) -> tuple[str | None, int, str | None]:
+    """(host, port, database) of a database URL: what makes two URLs the same database."""
+    parsed = _parse_url(url)
+    return parsed.host, parsed.port or 5432, parsed.database
+
+
+def _parse_url(url: str) -> URL:
+    from sqlalchemy.engine import make_url  # imported when needed: it is slow to import
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise ValueError(f"not a database URL: {exc}") from None
+
+
+def at_location(credentials_url: str, location_url: str) -> str:
+    """``location_url``'s database (host, port, name, options) with the user and password
+    of ``credentials_url`` unless ``location_url`` names a user of its own."""
+    credentials, location = _parse_url(credentials_url), _parse_url(location_url)
+    if location.username is None:
+        location = location.set(username=credentials.username, password=credentials.password)
+    merged = {**credentials.query, **location.query}
+    return location.set(query=merged).render_as_string(hide_password=False)

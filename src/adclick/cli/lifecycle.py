@@ -94,17 +94,22 @@ def retention_set(
     shorter than ADCLICK_MINUTE_ROLLUP_RETENTION, and clicks_1h cold P0D unless --force.
     """
     settings = get_settings().for_process(ProcessKind.MAINTAIN)
-    with connect(settings) as conn:
-        policy = set_policy(
-            conn,
-            settings,
-            relation,
-            parse_retention(hot),
-            parse_retention(cold),
-            getpass.getuser(),
-            force=force,
+    # Every database holds the policies of its own chunks; a refusal comes from the first.
+    for database in settings.every_database():
+        with connect(database) as conn:
+            policy = set_policy(
+                conn,
+                database,
+                relation,
+                parse_retention(hot),
+                parse_retention(cold),
+                getpass.getuser(),
+                force=force,
+            )
+        where = f" on {database.describe_database()}" if settings.shards else ""
+        typer.echo(
+            f"{policy.relation}: hot {describe(policy.hot)}, cold {describe(policy.cold)}{where}"
         )
-    typer.echo(f"{policy.relation}: hot {describe(policy.hot)}, cold {describe(policy.cold)}")
 
 
 @app.command()
@@ -128,7 +133,7 @@ def maintain(
         signal.signal(stop_signal, lambda *_: stop.set())
     while True:
         try:
-            report = _maintain_once(settings, stop)
+            report = _maintain_every_database(settings, stop)
         except (psycopg.OperationalError, DependencyUnavailableError) as exc:
             if every is None:
                 raise
@@ -153,6 +158,21 @@ def maintain(
             raise typer.Exit(1)  # an alert for cron; with --every the log says it each run
         if every is None or stop.wait(every):
             return
+
+
+def _maintain_every_database(settings: Settings, stop: threading.Event) -> MaintenanceReport | None:
+    """One pass over every database (each shard's, and the home's); their reports summed."""
+    from adclick.lifecycle.tiering import MaintenanceReport
+
+    total = MaintenanceReport()
+    for database in settings.every_database():
+        if settings.shards:
+            typer.echo(f"maintaining {database.describe_database()}", err=True)
+        report = _maintain_once(database, stop)
+        if report is None:
+            return None
+        total = total.plus(report)
+    return total
 
 
 def _maintain_once(settings: Settings, stop: threading.Event) -> MaintenanceReport | None:
@@ -262,6 +282,7 @@ def recalculate(
     A day at a time per rollup, each swapped in atomically: queries see the old counts
     until the new ones replace them. On correct rollups it changes nothing.
     """
+    from adclick.lifecycle.recalculate import RecalculationReport
     from adclick.lifecycle.recalculate import recalculate as run_recalculation
 
     configure_logging()
@@ -273,7 +294,12 @@ def recalculate(
         def on_step(target: Rollup, day: datetime) -> None:
             progress.update(task, description=f"{target.table} {day:%Y-%m-%d %H:%M}")
 
-        report = run_recalculation(settings, _moment(start), _moment(end), rollup, on_step)
+        report = RecalculationReport()
+        for shard in settings.shard_settings():  # each holds the clicks of its partitions
+            progress.console.log(f"recalculating on {shard.describe_database()}")
+            done = run_recalculation(shard, _moment(start), _moment(end), rollup, on_step)
+            report.rows_changed += done.rows_changed
+            report.rows_written += done.rows_written
     typer.echo(
         f"recalculated: {report.rows_changed:,} rollup rows differed from raw clicks and "
         f"were replaced ({report.rows_written:,} rows written)",
@@ -299,7 +325,14 @@ def reconcile(
 
     configure_logging()
     settings = get_settings().for_process(ProcessKind.MAINTAIN)
-    report = run_reconciliation(settings, _moment(start), _moment(end))
+    reports = [
+        run_reconciliation(shard, _moment(start), _moment(end))  # recorded in each shard
+        for shard in settings.shard_settings()
+    ]
+    report = reports[0]
+    for other in reports[1:]:
+        report.discrepancies += other.discrepancies
+        report.rows_checked += other.rows_checked
     writer = csv.writer(sys.stdout)
     if report.discrepancies:
         writer.writerow(["rollup", "bucket", "ad_id", "dimensions", "expected", "stored"])

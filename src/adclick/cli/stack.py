@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 from typing import Annotated
@@ -17,7 +18,7 @@ from adclick.kafka import create_topics
 from adclick.redact import mask_secrets
 from adclick.settings import ProcessKind, get_settings
 from adclick.stack import stack_down, stack_status, stack_up
-from adclick.stack.lifecycle import with_local_roles
+from adclick.stack.lifecycle import with_local_roles, with_local_shards
 from adclick.stack.replica import (
     local_read_url,
     replica_cluster,
@@ -40,14 +41,24 @@ def up(
             "port (ADCLICK_DATABASE_READ_URL's, or the primary's + 1).",
         ),
     ] = False,
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Run N partition-aligned shards: the primary's database and N - 1 clusters "
+            "of their own (ports: the primary's + 2, + 3, ...), each owning an even run of "
+            "the clicks topic's partitions. Default: as many as the last `up` made.",
+        ),
+    ] = None,
 ) -> None:
     """Install what is missing and start the local stack (TimescaleDB + Tansu broker).
 
     Everything lives under the state directory (ADCLICK_STATE_DIR, default ./.adclick)
-    on private ports. Applies the migrations and creates the topics. Running it again
-    when all is up changes nothing. A replica made once is started again by every `up`.
+    on private ports. Applies the migrations (on every shard) and creates the topics.
+    Running it again when all is up changes nothing. A replica or shards made once are
+    started again by every `up`.
     """
-    settings = get_settings()
+    settings = with_local_shards(get_settings(), shards)
     stack_up(settings, _say)
     if replica or replica_cluster(settings).initialised():
         replica_up(settings, _say)
@@ -61,7 +72,7 @@ def down(
     ] = False,
 ) -> None:
     """Stop the local stack. The database stays on disk; the broker's topics are dropped."""
-    settings = get_settings()
+    settings = with_local_shards(get_settings())
     if remove_replica:
         replica_remove(settings, _say)
     else:
@@ -78,6 +89,9 @@ def status() -> None:
     broker = f"running (pid {state.broker_pid})" if state.broker_pid else "stopped"
     typer.echo(f"broker:                {broker}")
     typer.echo(f"schema revision:       {state.migration or '-'} (head {state.head})")
+    for index, (port, revision) in enumerate(state.shards.items(), start=1):
+        shard = f"running, schema {revision}" if revision else "stopped"
+        typer.echo(f"shard {index}:               {shard} (127.0.0.1:{port})")
     replica = replica_cluster(get_settings())
     if replica.initialised():
         running = "running" if replica.running() else "stopped"
@@ -93,8 +107,12 @@ def env() -> None:
     Kafka servers, and PGPASSFILE: the stack's password file, so that psql finds the
     passwords too. No password is printed.
     """
-    settings = with_local_roles(get_settings())
+    settings = with_local_roles(with_local_shards(get_settings()))
     variables = {"ADCLICK_DATABASE_URL": settings.database_url}
+    if settings.shards:
+        variables["ADCLICK_SHARDS"] = json.dumps(
+            [shard.model_dump(exclude_none=True) for shard in settings.shards]
+        )
     for kind in ProcessKind:
         url = getattr(settings, f"{kind.value}_database_url")
         variables[f"ADCLICK_{kind.value.upper()}_DATABASE_URL"] = url
@@ -118,22 +136,24 @@ def migrate(
         ),
     ] = None,
 ) -> None:
-    """Apply pending database migrations and create the configured filtered rollups.
+    """Apply pending database migrations and create the configured filtered rollups, on
+    every database (each shard's, with ADCLICK_SHARDS).
 
     Runs as the schema's owner (ADCLICK_DATABASE_URL), which needs CREATEROLE the first
     time: migration 0007 creates the process roles.
     """
-    settings = get_settings()
-    upgrade(settings)
-    _say("the database schema is current")
     passwords: dict[str, str] = {}
     for path in logins or []:
         for user, password in read_passfile(path).items():
             passwords.setdefault(user, password)  # the first file naming a role wins
-    if passwords:
-        with connect(settings) as conn:
-            granted = grant_logins(conn, passwords)
-        _say(f"logins with their passwords: {', '.join(granted) or 'none of the process roles'}")
+    settings = get_settings()
+    for database in settings.every_database():  # each shard's, and the home's
+        upgrade(database)
+        _say(f"the database schema is current on {database.describe_database()}")
+        if passwords:
+            with connect(database) as conn:
+                granted = grant_logins(conn, passwords)
+            _say(f"logins: {', '.join(granted) or 'none of the process roles'}")
 
 
 @app.command()

@@ -88,6 +88,19 @@ class Batch:
     # Messages the parser failed on unexpectedly (dead-lettered), by exception type.
     parser_failures: Counter[str] = field(default_factory=Counter)
 
+    def only(self, partitions: set[int]) -> Batch:
+        """The part of this batch that a shard owning ``partitions`` writes: their rows,
+        dead letters, messages and next offsets (counts for metrics stay with the whole)."""
+        kept = [i for i, row in enumerate(self.rows) if row[7] in partitions]
+        return Batch(
+            topic=self.topic,
+            rows=[self.rows[i] for i in kept],
+            dead_letters=[d for d in self.dead_letters if d.partition in partitions],
+            next_offsets={p: o for p, o in self.next_offsets.items() if p in partitions},
+            attributes=[self.attributes[i] for i in kept],
+            records=[r for r in self.records if r.partition() in partitions],
+        )
+
     def dead_letters_at(self, indexes: list[int], reason: str, detail: str) -> list[DeadLetter]:
         """Dead letters for the staged rows at ``indexes``, carrying their messages."""
         records = {(r.partition(), r.offset()): r for r in self.records}

@@ -7,7 +7,6 @@ crash at any point lose nothing and count nothing twice (docs/architecture.md).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import signal
 import time
@@ -33,7 +32,6 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from adclick.db.connect import connect
 from adclick.errors import DependencyUnavailableError
 from adclick.ingest import metrics
 from adclick.ingest.batch import Batch, KafkaRecord, assemble_batch
@@ -41,7 +39,8 @@ from adclick.ingest.clock import PartitionClocks
 from adclick.ingest.dead_letters import DeadLetterPublisher
 from adclick.ingest.new_keys import NO_CLAIMS, floor_after
 from adclick.ingest.recent import RecentClicks
-from adclick.ingest.writer import BatchWriter, WriteResult
+from adclick.ingest.shards import ShardWriters
+from adclick.ingest.writer import WriteResult
 from adclick.kafka.clients import make_consumer
 from adclick.settings import Settings
 
@@ -112,8 +111,8 @@ class IngestWorker:
         stop=stop_after_delay(DATABASE_RETRY_S),
         reraise=True,
     )
-    def _connect_writer(self) -> BatchWriter:
-        return BatchWriter(connect(self.settings), self.settings)
+    def _connect_writer(self) -> ShardWriters:
+        return ShardWriters(self.settings)
 
     def stop(self) -> None:
         """Finish the batch in flight, then leave the group and return from ``run``."""
@@ -151,7 +150,7 @@ class IngestWorker:
         for tp in partitions:
             self._positions.pop(tp.partition, None)
             self._clocks.newest_ms.pop(tp.partition, None)
-        self._writer.new_keys.reset(NO_CLAIMS)
+        self._writer.reset_new_keys(NO_CLAIMS)
         consumer.unassign()
         log.info("%s revoked partitions %s", self.name, [tp.partition for tp in partitions])
 
@@ -208,7 +207,7 @@ class IngestWorker:
         finally:
             self._consumer.close()  # leaves the group at once, so others take over quickly
             self._writer_thread.shutdown(wait=True)
-            self._writer.conn.close()
+            self._writer.close()
         return self.totals
 
     def _usable(self, messages: list[Message]) -> list[KafkaRecord]:
@@ -343,8 +342,7 @@ class IngestWorker:
         """After a failed batch: reconnect and rewind every partition to its stored offset."""
         # Keys of the failed batch may be in the memory of recent clicks: forget them all.
         self._recent.clear()
-        with contextlib.suppress(psycopg.Error):
-            self._writer.conn.close()
+        self._writer.close()
         self._writer = self._connect_writer()
         offsets = self._restore_positions(list(self._positions))
         for partition, offset in offsets.items():
@@ -369,7 +367,7 @@ class IngestWorker:
             else:
                 self._clocks.newest_ms[partition] = position.newest_ms
         # Rows of these partitions' ads stored so far are all older than this.
-        self._writer.new_keys.reset(floor_after([p.newest_ms for p in stored.values()]))
+        self._writer.reset_new_keys(floor_after([p.newest_ms for p in stored.values()]))
         return offsets
 
     def _drained(self) -> bool:

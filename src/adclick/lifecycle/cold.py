@@ -43,8 +43,7 @@ class ColdQueryError(AdclickError):
 
 def cold_storage_url(settings: Settings) -> str:
     """The configured URL, or ``<state dir>/cold``; never with a trailing slash."""
-    url = settings.cold_storage_url or str((settings.state_dir / "cold").resolve())
-    return url.rstrip("/")
+    return settings.cold_storage_base
 
 
 @contextlib.contextmanager

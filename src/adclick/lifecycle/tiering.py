@@ -78,6 +78,15 @@ class MaintenanceReport:
     # Chunks kept because their range is catalogued with other rows (ColdFileConflictError).
     conflicts: list[str] = field(default_factory=list)
 
+    def plus(self, other: MaintenanceReport) -> MaintenanceReport:
+        """Both passes' work (of two databases: shards)."""
+        return MaintenanceReport(
+            **{
+                name: getattr(self, name) + getattr(other, name)
+                for name in self.__dataclass_fields__
+            }
+        )
+
 
 def _stream_times(conn: Connection, settings: Settings) -> tuple[datetime, datetime]:
     row = conn.execute(

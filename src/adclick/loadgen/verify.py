@@ -53,13 +53,15 @@ def compare(settings: Settings, truth: Truth) -> list[Discrepancy]:
     minutes = [minute for _ad, minute in truth.by_ad_minute]
     first = datetime.fromtimestamp(min(minutes), UTC)
     last = datetime.fromtimestamp(max(minutes), UTC)
-    with connect(settings) as conn:
-        stored = {
-            (str(rollup), str(ad), int(bucket), str(country)): int(clicks)
+    # Every shard's rows (each holds its partitions' ads; a row in two shards adds up
+    # and shows as a difference).
+    stored: Counter[tuple[str, str, int, str]] = Counter()
+    for shard in settings.shard_settings():
+        with connect(shard) as conn:
             for rollup, ad, bucket, country, clicks in conn.execute(
                 load_sql("verify/rollups_in_range"), {"first": first, "last": last}
-            )
-        }
+            ):
+                stored[(str(rollup), str(ad), int(bucket), str(country))] += int(clicks)
     return [
         Discrepancy(
             key[0],

@@ -10,7 +10,7 @@ from adclick.db.connect import connect
 from adclick.db.migrate import current_revision, head_revision, upgrade
 from adclick.errors import ConfigurationError
 from adclick.kafka.clients import create_topics
-from adclick.settings import PROCESS_ROLES, Settings
+from adclick.settings import PROCESS_ROLES, Settings, Shard, shard_location
 from adclick.stack.broker import TansuBroker
 from adclick.stack.process import port_open
 from adclick.stack.secrets import ensure_passwords
@@ -25,6 +25,8 @@ from adclick.stack.timescaledb import (
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 # The names the local stack answers on (it listens on the loopback only).
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+# Data directory of the local stack's shard i (i >= 1) under the state directory.
+SHARD_DIR = "pgdata-shard"
 
 
 @dataclass(frozen=True)
@@ -87,20 +89,9 @@ def stack_up(settings: Settings, say: Say) -> None:
     passwords = ensure_passwords(
         settings.state_dir, [SUPERUSER, targets.db_user, *PROCESS_ROLES.values()]
     )
-    cluster = TimescaleCluster(settings.state_dir, targets.db_port)
-    if not cluster.initialised():
-        say(f"creating the database cluster in {cluster.data_dir}")
-        cluster.init(passwords[SUPERUSER])
-    if not cluster.running():
-        say(f"starting TimescaleDB on 127.0.0.1:{targets.db_port}")
-        cluster.start()
-    if cluster.secure(passwords[SUPERUSER]):
-        say(f"pg_hba.conf brought up to date: every role needs its password ({cluster.passfile})")
-    cluster.ensure_database(targets.db_name, targets.db_user, passwords[targets.db_user])
-    if current_revision(settings) != head_revision(settings):
-        say("applying migrations")
-    upgrade(settings)
-    cluster.grant_logins(passwords)
+    database_up(settings, TimescaleCluster(settings.state_dir, targets.db_port), passwords, say)
+    for shard_settings, cluster in shard_clusters(settings):
+        database_up(shard_settings, cluster, passwords, say)
 
     broker = TansuBroker(settings.state_dir, targets.kafka_port)
     if broker.pid() is None:
@@ -117,27 +108,118 @@ def stack_up(settings: Settings, say: Say) -> None:
         say(f"created topics: {', '.join(created)}")
 
 
+def database_up(
+    settings: Settings, cluster: TimescaleCluster, passwords: dict[str, str], say: Say
+) -> None:
+    """Make (once) and start ``cluster`` with the database ``settings`` name, migrated,
+    and the process roles' logins; idempotent. The primary's and each local shard's."""
+    targets = local_targets(settings)
+    if not cluster.initialised():
+        say(f"creating the database cluster in {cluster.data_dir}")
+        cluster.init(passwords[SUPERUSER])
+    if not cluster.running():
+        say(f"starting TimescaleDB on 127.0.0.1:{cluster.port}")
+        cluster.start()
+    if cluster.secure(passwords[SUPERUSER]):
+        say(f"pg_hba.conf brought up to date: every role needs its password ({cluster.passfile})")
+    cluster.ensure_database(targets.db_name, targets.db_user, passwords[targets.db_user])
+    if current_revision(settings) != head_revision(settings):
+        say(f"applying migrations on 127.0.0.1:{cluster.port}")
+    upgrade(settings)
+    cluster.grant_logins(passwords)
+
+
 def _forget_offsets_of_new_topics(settings: Settings) -> None:
     """A fresh in-memory broker holds fresh topics: stored offsets of old ones are void.
 
     Keeping them would make the workers seek past the first messages of the new topic.
     Counted data is untouched; only where to resume reading changes.
     """
-    with connect(settings) as conn:
-        conn.execute("DELETE FROM ingest_offsets WHERE topic = %s", (settings.clicks_topic,))
+    for shard in settings.shard_settings():
+        with connect(shard) as conn:
+            conn.execute("DELETE FROM ingest_offsets WHERE topic = %s", (settings.clicks_topic,))
+
+
+def local_shards(settings: Settings, count: int) -> list[Shard]:
+    """The local stack's ``count`` shards: the first is the primary's database, shard i
+    a cluster of its own on the primary's port + 1 + i, each owning an even run of the
+    clicks topic's partitions (docs/operations.md, Shards)."""
+    targets = local_targets(settings)
+    if not 1 <= count <= settings.topic_partitions:
+        raise ConfigurationError(
+            f"--shards {count}: between 1 and the clicks topic's {settings.topic_partitions} "
+            "partitions (ADCLICK_TOPIC_PARTITIONS)"
+        )
+    bounds = [round(i * settings.topic_partitions / count) for i in range(count + 1)]
+    ports = [targets.db_port, *(targets.db_port + 1 + i for i in range(1, count))]
+    return [
+        Shard(
+            url=f"postgresql://127.0.0.1:{port}/{targets.db_name}",
+            partitions=list(range(bounds[i], bounds[i + 1])),
+        )
+        for i, port in enumerate(ports)
+    ]
+
+
+def shard_clusters(settings: Settings) -> list[tuple[Settings, TimescaleCluster]]:
+    """The local clusters of ADCLICK_SHARDS beyond the first (the primary's database), with
+    the settings of their databases. Every shard must be on this machine."""
+    targets = local_targets(settings)
+    home = shard_location(settings.database_url)
+    clusters = []
+    for index, (shard, shard_settings) in enumerate(
+        zip(settings.shards, settings.shard_settings(), strict=True)
+    ):
+        host, port, name = shard_location(shard.url)
+        if index == 0:
+            if (host, port, name) != home:
+                raise ConfigurationError(
+                    "the local stack's first shard is its primary database: the first URL "
+                    "of ADCLICK_SHARDS must name ADCLICK_DATABASE_URL's database"
+                )
+            continue
+        if host not in LOCAL_HOSTS or port == targets.db_port or name != targets.db_name:
+            raise ConfigurationError(
+                f"shard {index}: the local stack runs each shard on 127.0.0.1, on a port of "
+                f"its own, with the database {targets.db_name!r}"
+            )
+        clusters.append((shard_settings, TimescaleCluster(settings.state_dir, int(port),
+                                                          f"{SHARD_DIR}{index}")))  # fmt: skip
+    return clusters
+
+
+def existing_local_shards(settings: Settings) -> int:
+    """How many shards the local stack was brought up with (1: not sharded)."""
+    count = 1
+    while (settings.state_dir / f"{SHARD_DIR}{count}" / "PG_VERSION").exists():
+        count += 1
+    return count
+
+
+def with_local_shards(settings: Settings, count: int | None = None) -> Settings:
+    """The settings with the local stack's shards in ADCLICK_SHARDS (unless it is set):
+    ``count`` of them, or as many as the local stack has."""
+    if settings.shards and count is None:
+        return settings
+    count = existing_local_shards(settings) if count is None else count
+    if count == 1:
+        return settings
+    return settings.model_copy(update={"shards": local_shards(settings, count)})
 
 
 def stack_down(settings: Settings, say: Say) -> None:
-    """Stop the broker and the database cluster; data of the database stays on disk."""
+    """Stop the broker and the database clusters; data of the databases stays on disk."""
     targets = local_targets(settings)
     broker = TansuBroker(settings.state_dir, targets.kafka_port)
     if broker.pid() is not None:
         say("stopping the Tansu broker (its in-memory topics are dropped)")
         broker.stop()
-    cluster = TimescaleCluster(settings.state_dir, targets.db_port)
-    if cluster.initialised() and cluster.running():
-        say("stopping TimescaleDB")
-        cluster.stop()
+    clusters = [TimescaleCluster(settings.state_dir, targets.db_port)]
+    clusters += [cluster for _settings, cluster in shard_clusters(settings)]
+    for cluster in clusters:
+        if cluster.initialised() and cluster.running():
+            say(f"stopping TimescaleDB on 127.0.0.1:{cluster.port}")
+            cluster.stop()
 
 
 @dataclass(frozen=True)
@@ -149,6 +231,8 @@ class StackStatus:
     broker_pid: int | None
     migration: str | None
     head: str | None
+    # Shards beyond the primary's database: port -> schema revision (None: not running).
+    shards: dict[int, str | None]
 
     @property
     def healthy(self) -> bool:
@@ -158,6 +242,7 @@ class StackStatus:
             and self.broker_pid is not None
             and self.migration is not None
             and self.migration == self.head
+            and all(revision == self.head for revision in self.shards.values())
         )
 
 
@@ -166,10 +251,17 @@ def stack_status(settings: Settings) -> StackStatus:
     targets = local_targets(settings)
     cluster = TimescaleCluster(settings.state_dir, targets.db_port)
     running = cluster.initialised() and cluster.running()
+    shards = {
+        shard.port: current_revision(shard_settings)
+        if shard.initialised() and shard.running()
+        else None
+        for shard_settings, shard in shard_clusters(with_local_shards(settings))
+    }
     return StackStatus(
         timescaledb_installed=timescaledb_installed(),
         database_running=running,
         broker_pid=TansuBroker(settings.state_dir, targets.kafka_port).pid(),
         migration=current_revision(settings) if running else None,
         head=head_revision(settings),
+        shards=shards,
     )

@@ -1,0 +1,77 @@
+"""The ingest worker's writers, one per shard (ADCLICK_SHARDS; one without shards).
+
+A batch read from several partitions is split by the shard that owns each partition, and
+each part commits in its shard in one transaction with its partitions' offsets: exactly
+once per partition, with no transaction spanning databases. A part that fails leaves the
+parts committed before it committed; the worker then rewinds every partition to the
+offset its shard stored, so each partition resumes where its own last commit left it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import psycopg
+
+from adclick.db.connect import connect
+from adclick.ingest.batch import Batch, DeadLetter
+from adclick.ingest.clock import PartitionClocks
+from adclick.ingest.writer import BatchWriter, Position, WriteResult
+from adclick.settings import Settings
+
+
+class ShardWriters:
+    """A BatchWriter on every shard's database; opened together, closed together."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.writers: list[BatchWriter] = []
+        try:
+            for shard in settings.shard_settings():
+                self.writers.append(BatchWriter(connect(shard), shard))
+        except BaseException:
+            self.close()
+            raise
+
+    def _shard_parts(self, partitions: list[int]) -> dict[int, list[int]]:
+        parts: dict[int, list[int]] = {}
+        for partition in partitions:
+            parts.setdefault(self.settings.shard_of(partition), []).append(partition)
+        return parts
+
+    def load_positions(self, partitions: list[int]) -> dict[int, Position]:
+        """Each partition's stored position, read from its own shard."""
+        positions: dict[int, Position] = {}
+        for shard, owned in self._shard_parts(partitions).items():
+            positions.update(self.writers[shard].load_positions(owned))
+        return positions
+
+    def write(
+        self,
+        batch: Batch,
+        clocks: PartitionClocks,
+        publish_dead_letters: Callable[[list[DeadLetter]], None],
+    ) -> WriteResult:
+        """Commit the batch, a transaction per shard it touches (see the module doc)."""
+        if len(self.writers) == 1:
+            return self.writers[0].write(batch, clocks, publish_dead_letters)
+        inserted, rejected, careful = 0, [], False
+        for shard, partitions in sorted(self._shard_parts(sorted(batch.next_offsets)).items()):
+            result = self.writers[shard].write(
+                batch.only(set(partitions)), clocks, publish_dead_letters
+            )
+            inserted += result.inserted
+            rejected += result.rejected
+            careful = careful or result.careful_path
+        return WriteResult(inserted, rejected, careful)
+
+    def reset_new_keys(self, floor_ms: int) -> None:
+        """Let every shard's writer claim new rollup rows only from ``floor_ms`` on."""
+        for writer in self.writers:
+            writer.new_keys.reset(floor_ms)
+
+    def close(self) -> None:
+        for writer in self.writers:
+            with contextlib.suppress(psycopg.Error):
+                writer.conn.close()
