@@ -75,7 +75,7 @@ class Sampler:
         }
         with connect(self.settings, autocommit=True) as conn:
             clock = read_stream_clock(
-                conn, self.settings.clicks_topic, self.settings.idle_partition_timeout
+                [conn], self.settings.clicks_topic, self.settings.idle_partition_timeout
             )
             size, lsn = conn.execute(
                 "SELECT pg_database_size(current_database()), pg_current_wal_lsn() - '0/0'::pg_lsn"

@@ -20,7 +20,7 @@ from psycopg_pool import ConnectionPool
 
 from adclick.api.metrics import HOUR_INDEX_HOURS
 from adclick.db.connect import Connection, connection_options
-from adclick.query.service import ClickQueries
+from adclick.query.service import ClickQueries, ShardPools
 from adclick.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -163,11 +163,18 @@ class QueryHost:
         self.pool = request_pool(reads)
         self.background = background_pool(reads)
         self.writes = write_pool(settings, self.pool, max_size=2)
-        self.queries = ClickQueries(settings, self.pool, self.background)
+        # With ADCLICK_SHARDS the counts are read from every shard (its standby if it
+        # names one); the pools above then serve the home database's top lists.
+        self.shards = [
+            ShardPools(request_pool(shard.for_reads()), background_pool(shard.for_reads()))
+            for shard in settings.shard_settings()
+            if settings.shards
+        ]
+        self.queries = ClickQueries(settings, self.pool, self.background, self.shards)
         self.refresher = Refresher(self.queries, settings.api_refresh_interval_s)
 
     def start(self) -> None:
-        for pool in distinct(self.pool, self.background, self.writes):
+        for pool in self._pools():
             pool.open(wait=False)
         self.refresher.start()
 
@@ -175,8 +182,12 @@ class QueryHost:
         """At most ``timeout_s`` for each part: the refresher's threads are daemons, so
         one still loading an hour of the index does not hold the exit."""
         self.refresher.stop(timeout_s=timeout_s)
-        for pool in distinct(self.pool, self.background, self.writes):
+        for pool in self._pools():
             pool.close(timeout=timeout_s)
+
+    def _pools(self) -> list[ConnectionPool[Connection]]:
+        shard_pools = [pool for shard in self.shards for pool in (shard.requests, shard.background)]
+        return distinct(self.pool, self.background, self.writes, *shard_pools)
 
     def index_metrics(self) -> bytes:
         """Nothing: the host's metrics are this process's own (see ``exposition``)."""

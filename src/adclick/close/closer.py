@@ -22,6 +22,7 @@ however many late events arrive in between, and only lists younger than
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -93,7 +94,8 @@ class MinuteCloser:
         self.totals = CloseTotals()
         # When each list was last re-ranked (monotonic seconds), to space revisions.
         self._checked: dict[tuple[int, str, int], float] = {}
-        self._conn: Connection | None = None
+        self._conn: Connection | None = None  # the home database: lists, the lock
+        self._shard_conns: list[Connection] = []
         self._failures = 0  # consecutive sessions lost to an unavailable database or broker
         self._producer = make_producer(settings)
 
@@ -130,8 +132,18 @@ class MinuteCloser:
 
     def _session(self, stop: threading.Event, once: bool) -> None:
         """One connected session: the lock, recovery, then passes until stopped."""
-        with connect(self.settings, autocommit=True) as lock_conn, connect(self.settings) as conn:
+        with (
+            connect(self.settings, autocommit=True) as lock_conn,
+            connect(self.settings) as conn,
+            contextlib.ExitStack() as shards,
+        ):
             self._conn = conn
+            # Where the counts are: every shard (ADCLICK_SHARDS), else this database.
+            self._shard_conns = (
+                [shards.enter_context(connect(s)) for s in self.settings.shard_settings()]
+                if self.settings.shards
+                else [conn]
+            )
             if not self._wait_for_lock(lock_conn, stop):
                 return
             # Lists spread over partitions would escape recovery and subscribers.
@@ -174,8 +186,10 @@ class MinuteCloser:
 
     def cycle(self) -> bool:
         """One pass: refresh, close what the watermark allows, revise. True when caught up."""
-        conn = self._require_conn()
-        self.index.refresh(conn, self.settings.clicks_topic, self.settings.idle_partition_timeout)
+        self._require_conn()
+        self.index.refresh(
+            self._shard_conns, self.settings.clicks_topic, self.settings.idle_partition_timeout
+        )
         snapshot = self.index.snapshot
         assert snapshot is not None
         caught_up = self._close_new_minutes(snapshot)

@@ -16,33 +16,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from psycopg import errors
 from psycopg_pool import ConnectionPool
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from adclick.db.connect import Connection
+from adclick.db.shards import read_with_retry as read_shards_with_retry
 from adclick.resources import load_sql
 
 T = TypeVar("T")
-
-# A conflict cancels the statement after max_standby_streaming_delay (30 s by default), so
-# the second attempt normally runs after the conflicting WAL record was replayed.
-RECOVERY_CONFLICT_ATTEMPTS = 3
 
 
 def read_with_retry(pool: ConnectionPool[Connection], read: Callable[[Connection], T]) -> T:
     """``read(conn)`` on a pooled connection, again (on another connection) when a
     standby cancelled it for a conflict with recovery. ``read`` may run more than once:
     it must only read, and charge anything once (a flag it keeps)."""
-    for attempt in Retrying(
-        retry=retry_if_exception_type(errors.SerializationFailure),
-        stop=stop_after_attempt(RECOVERY_CONFLICT_ATTEMPTS),
-        wait=wait_exponential(multiplier=0.05, max=1.0),
-        reraise=True,
-    ):
-        with attempt, pool.connection() as conn:
-            return read(conn)
-    raise AssertionError("unreachable: tenacity reraises the last failure")
+    return read_shards_with_retry([pool], lambda conns: read(conns[0]))
 
 
 @dataclass(frozen=True)

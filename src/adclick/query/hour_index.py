@@ -34,8 +34,8 @@ import pyarrow as pa
 from psycopg import sql
 
 from adclick.db.connect import Connection
-from adclick.db.copy_stream import csv_reader
 from adclick.db.rollups import FilteredRollup
+from adclick.db.shards import copied, summed
 from adclick.query.ranking import Sums
 from adclick.query.vocabulary import Codes, Vocabulary
 from adclick.query.window import HOUR_MS, MINUTE_MS, Window, from_ms
@@ -93,12 +93,14 @@ def edge_bounds(
     return known, rest
 
 
-def hour_revisions(conn: Connection, start_ms: int, end_ms: int) -> dict[int, int]:
-    """The revision of every hour in [start_ms, end_ms) that has rollups (others: 0)."""
-    rows = conn.execute(
-        load_sql("query/hour_revisions"), {"start": from_ms(start_ms), "end": from_ms(end_ms)}
-    ).fetchall()
-    return {int(hour): int(revision) for hour, revision in rows}
+def hour_revisions(conns: Sequence[Connection], start_ms: int, end_ms: int) -> dict[int, int]:
+    """The revision of every hour in [start_ms, end_ms) that has rollups (others: 0), the
+    sum of its revisions in every shard."""
+    return summed(
+        conns,
+        load_sql("query/hour_revisions"),
+        {"start": from_ms(start_ms), "end": from_ms(end_ms)},
+    )
 
 
 class HourIndex:
@@ -117,7 +119,7 @@ class HourIndex:
         self._wanted = range(0)
         self.refreshed = False
 
-    def refresh(self, conn: Connection, minutes_start_ms: int, end_ms: int) -> int:
+    def refresh(self, conns: Sequence[Connection], minutes_start_ms: int, end_ms: int) -> int:
         """Load the newest changed or missing hour, if any; returns how many (0 or 1).
 
         The hours kept are those overlapping [end_ms - hours, minutes_start_ms): the
@@ -125,7 +127,7 @@ class HourIndex:
         """
         wanted = range(floor_hour(end_ms - self.hours * HOUR_MS), minutes_start_ms, HOUR_MS)
         # Whole hours' revisions, also of the one the minutes start in.
-        revisions = hour_revisions(conn, wanted.start, wanted[-1] + HOUR_MS) if wanted else {}
+        revisions = hour_revisions(conns, wanted.start, wanted[-1] + HOUR_MS) if wanted else {}
         loaded = {h: c for h, c in self._loaded.items() if h in wanted}
         stale = [h for h in wanted if h not in loaded or loaded[h].revision != revisions.get(h, 0)]
         # Newest first: a "last N minutes" window needs the hours next to the minutes.
@@ -133,7 +135,7 @@ class HourIndex:
             # The revision was read before the rows: a change in between leaves it
             # stale, and the next refresh loads the hour again (never the reverse).
             revision = revisions.get(hour, 0)
-            loaded[hour] = self._load(conn, hour, revision) if revision else HourCounts(0, _NONE)
+            loaded[hour] = self._load(conns, hour, revision) if revision else HourCounts(0, _NONE)
         self._loaded = loaded
         self._wanted = wanted
         self.refreshed = True
@@ -162,8 +164,8 @@ class HourIndex:
         """Whether every hour wanted at the last refresh is loaded."""
         return all(h in self._loaded for h in self._wanted)
 
-    def _load(self, conn: Connection, hour_ms: int, revision: int) -> HourCounts:
-        codes, _values, quarters = load_hour(conn, "clicks_1m", (), hour_ms, self.ads, self.values)
+    def _load(self, conns: Sequence[Connection], hour_ms: int, revision: int) -> HourCounts:
+        codes, _values, quarters = load_hour(conns, "clicks_1m", (), hour_ms, self.ads, self.values)
         clicks = np.zeros(len(self.ads), dtype=np.int32)
         blocks = np.zeros((BLOCKS, len(self.ads)), dtype=np.uint8)
         # One row per ad: grouped by it. An ad's clicks in an hour are far below 2**31.
@@ -172,7 +174,7 @@ class HourIndex:
         filtered, filtered_blocks = {}, {}
         for rollup in self.rollups:
             codes, values, quarters = load_hour(
-                conn, rollup.table, rollup.dimensions, hour_ms, self.ads, self.values
+                conns, rollup.table, rollup.dimensions, hour_ms, self.ads, self.values
             )
             total = quarters.sum(axis=0).astype(np.int32)
             filtered[rollup.table] = FilteredRows(codes, values, total)
@@ -181,7 +183,7 @@ class HourIndex:
 
 
 def load_hour(
-    conn: Connection,
+    conns: Sequence[Connection],
     table: str,
     dimensions: Sequence[str],
     hour_ms: int,
@@ -198,8 +200,7 @@ def load_hour(
     names = ["ad_id", *(f"d{i}" for i in range(len(dimensions)))]
     quarter_names = [f"q{j}" for j in range(BLOCKS)]
     columns = {n: pa.string() for n in names} | {n: pa.int64() for n in quarter_names}
-    with conn.cursor().copy(statement, {"hour": from_ms(hour_ms)}) as copy:
-        data = csv_reader(copy, columns).read_all()
+    data = copied(conns, statement, {"hour": from_ms(hour_ms)}, columns)  # every shard's
     codes = ads.encode(data.column("ad_id"))
     value_codes = tuple(values.encode(data.column(f"d{i}")) for i in range(len(dimensions)))
     quarters = np.stack(

@@ -22,11 +22,12 @@ and hours.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from adclick.db.connect import Connection, snapshot_transaction
+from adclick.db.connect import Connection
+from adclick.db.shards import snapshots
 from adclick.query.filters import Filter, Plan, Source
 from adclick.query.hour_index import (
     HourClicks,
@@ -49,7 +50,7 @@ MAX_CANDIDATES = 200_000
 
 
 def rank_long_window(
-    conn: Connection,
+    conns: Sequence[Connection],
     index: WindowIndex,
     snapshot: Snapshot,
     hours: Mapping[int, HourCounts],
@@ -106,9 +107,9 @@ def rank_long_window(
     if len(candidates) > MAX_CANDIDATES:
         log.info("long window %s: %d candidates, left to SQL", window, len(candidates))
         return None
-    with snapshot_transaction(conn):
+    with snapshots(conns):
         first = min(hours, default=window.start_ms)
-        current = hour_revisions(conn, first, floor_hour(older_end - 1) + HOUR_MS)
+        current = hour_revisions(conns, first, floor_hour(older_end - 1) + HOUR_MS)
         if any(current.get(h, 0) != c.revision for h, c in hours.items()):
             # An hour changed since it was loaded: SQL answers this time.
             log.info("long window %s: an hour changed since it was loaded", window)
@@ -118,7 +119,7 @@ def rank_long_window(
         # The candidates' edges are read whole, in place of what their quarters told.
         base[candidates] -= known[candidates]
         for edge in edges.values() if wanted else ():
-            for ad_id, clicks in ads_clicks_between(conn, wanted, edge, plan, query_filter):
+            for ad_id, clicks in ads_clicks_between(conns, wanted, edge, plan, query_filter):
                 code = index.ads.code(ad_id)
                 assert code is not None  # every candidate was encoded
                 base[code] += clicks

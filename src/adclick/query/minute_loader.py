@@ -18,8 +18,8 @@ import pyarrow as pa
 from psycopg import sql
 
 from adclick.db.connect import Connection
-from adclick.db.copy_stream import csv_reader
 from adclick.db.rollups import FilteredRollup
+from adclick.db.shards import copied
 from adclick.query.vocabulary import Codes, Vocabulary
 from adclick.query.window import MINUTE_MS, from_ms
 
@@ -55,7 +55,7 @@ def runs(minutes: Sequence[int]) -> Iterator[tuple[int, int]]:
 
 
 def load_table(
-    conn: Connection,
+    conns: Sequence[Connection],
     table: str,
     dimensions: Sequence[str],
     start_ms: int,
@@ -63,7 +63,8 @@ def load_table(
     ads: Vocabulary,
     values: Vocabulary,
 ) -> dict[int, LoadedRows]:
-    """Every minute in [start_ms, end_ms) of one per-minute rollup table, by minute."""
+    """Every minute in [start_ms, end_ms) of one per-minute rollup table, by minute, from
+    every shard (each holds other ads: their rows are sorted together below)."""
     keys = [sql.Identifier("ad_id"), *[sql.Identifier(d) for d in dimensions]]
     statement = sql.SQL(
         "COPY (SELECT (extract(epoch FROM minute) * 1000)::bigint, {keys}, clicks "
@@ -77,8 +78,7 @@ def load_table(
     names = ["bucket_ms", "ad_id", *[f"d{i}" for i in range(len(dimensions))], "clicks"]
     types = {"bucket_ms": pa.int64(), "clicks": pa.int64()}
     types |= {n: pa.string() for n in names if n not in types}
-    with conn.cursor().copy(statement) as copy:
-        data = csv_reader(copy, {n: types[n] for n in names}).read_all()
+    data = copied(conns, statement, None, {n: types[n] for n in names})
     bucket_of = np.asarray(data.column("bucket_ms").to_numpy(), dtype=np.int64)
     ad_codes = ads.encode(data.column("ad_id"))
     value_codes = [values.encode(data.column(f"d{i}")) for i in range(len(dimensions))]
@@ -102,7 +102,7 @@ def load_table(
 
 
 def load_rollups(
-    conn: Connection,
+    conns: Sequence[Connection],
     rollups: Sequence[FilteredRollup],
     start_ms: int,
     end_ms: int,
@@ -110,9 +110,9 @@ def load_rollups(
     values: Vocabulary,
 ) -> tuple[dict[int, LoadedRows], dict[str, dict[int, LoadedRows]]]:
     """clicks_1m and every filtered rollup over [start_ms, end_ms)."""
-    unfiltered = load_table(conn, "clicks_1m", (), start_ms, end_ms, ads, values)
+    unfiltered = load_table(conns, "clicks_1m", (), start_ms, end_ms, ads, values)
     filtered = {
-        r.table: load_table(conn, r.table, r.dimensions, start_ms, end_ms, ads, values)
+        r.table: load_table(conns, r.table, r.dimensions, start_ms, end_ms, ads, values)
         for r in rollups
     }
     return unfiltered, filtered

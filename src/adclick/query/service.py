@@ -13,9 +13,11 @@ import numpy as np
 import numpy.typing as npt
 from psycopg_pool import ConnectionPool
 
-from adclick.db.connect import Connection, snapshot_transaction
+from adclick.db.connect import Connection
 from adclick.db.replica import read_with_retry
 from adclick.db.rollups import filtered_rollups
+from adclick.db.shards import connections, snapshots
+from adclick.db.shards import read_with_retry as read_shards_with_retry
 from adclick.query import ad_reads, sql_source
 from adclick.query.arguments import check_value
 from adclick.query.budget import RequestBudget
@@ -187,6 +189,14 @@ class QueryService(Protocol):
     def ingest_status(self) -> list[tuple[Any, ...]]: ...
 
 
+@dataclass(frozen=True)
+class ShardPools:
+    """One shard's pools: queries', and the indexes' loads'."""
+
+    requests: ConnectionPool[Connection]
+    background: ConnectionPool[Connection]
+
+
 class ClickQueries:
     """Validates queries, picks the source that can answer each, and answers it."""
 
@@ -195,12 +205,18 @@ class ClickQueries:
         settings: Settings,
         pool: ConnectionPool[Connection],
         background_pool: ConnectionPool[Connection] | None = None,
+        shards: Sequence[ShardPools] | None = None,
     ) -> None:
         """``pool`` serves queries; ``background_pool`` (default: ``pool``) the indexes'
-        loads, which must neither wait behind queries nor obey their statement timeout."""
+        loads, which must neither wait behind queries nor obey their statement timeout.
+        ``shards`` (ADCLICK_SHARDS): the same two pools of each shard, where the counts
+        are; ``pool`` then reads the home database's top lists."""
         self.settings = settings
         self.pool = pool
         self.background_pool = background_pool or pool
+        shards = shards or [ShardPools(self.pool, self.background_pool)]
+        self.shard_pools = [shard.requests for shard in shards]
+        self.shard_backgrounds = [shard.background for shard in shards]
         self.rollups = filtered_rollups(settings)
         self.index = (
             WindowIndex(self.rollups, settings.api_cache_minutes, settings.api_max_limit)
@@ -221,9 +237,9 @@ class ClickQueries:
         """Bring the window index up to date and rank the standard windows ahead of time."""
         if self.index is None:
             return None
-        with self.background_pool.connection() as conn:
+        with connections(self.shard_backgrounds) as conns:
             report = self.index.refresh(
-                conn, self.settings.clicks_topic, self.settings.idle_partition_timeout
+                conns, self.settings.clicks_topic, self.settings.idle_partition_timeout
             )
         snapshot = self.index.snapshot
         assert snapshot is not None
@@ -238,8 +254,8 @@ class ClickQueries:
         snapshot = self.index.snapshot if self.index is not None else None
         if self.hours is None or snapshot is None:
             return 0
-        with self.background_pool.connection() as conn:
-            return self.hours.refresh(conn, snapshot.start_ms, snapshot.end_ms)
+        with connections(self.shard_backgrounds) as conns:
+            return self.hours.refresh(conns, snapshot.start_ms, snapshot.end_ms)
 
     @property
     def ready(self) -> bool:
@@ -310,11 +326,11 @@ class ClickQueries:
         charged = False
 
         def read(
-            conn: Connection,
+            conns: list[Connection],
         ) -> tuple[StreamClock, Window, Plan, Filter, range, dict[tuple[str, int], int]]:
             nonlocal charged
-            with snapshot_transaction(conn):  # the clock and the counts of one snapshot
-                clock = self._clock(conn)
+            with snapshots(conns):  # the clock and the counts of one snapshot (per shard)
+                clock = self._clock(conns)
                 window = self._window(clock, window_args)
                 query_filter, plan = self._plan(filter_args, window, clock)
                 buckets = self._buckets(window, granularity)
@@ -322,11 +338,13 @@ class ClickQueries:
                     budget.charge("adClicks", window, plan.source, len(ad_ids))
                     charged = True
                 counts = sql_source.ads_series(
-                    conn, sorted(set(ad_ids)), window, plan, query_filter, buckets.step
+                    conns, sorted(set(ad_ids)), window, plan, query_filter, buckets.step
                 )
             return clock, window, plan, query_filter, buckets, counts
 
-        clock, window, plan, query_filter, buckets, counts = read_with_retry(self.pool, read)
+        clock, window, plan, query_filter, buckets, counts = read_shards_with_retry(
+            self.shard_pools, read
+        )
         series = np.array(
             [[counts.get((ad, start), 0) for start in buckets] for ad in ad_ids], dtype=np.int64
         ).reshape(len(ad_ids), len(buckets))
@@ -367,20 +385,20 @@ class ClickQueries:
                     return TopAds(window, snapshot.clock, plan.source, query_filter,
                                   ads=ranking[:limit], ranked_by=RankedBy.HOUR_INDEX)  # fmt: skip
 
-        def read(conn: Connection) -> TopAds:
+        def read(conns: list[Connection]) -> TopAds:
             nonlocal charged
-            with snapshot_transaction(conn):  # the clock and the counts of one snapshot
-                clock = self._clock(conn)
+            with snapshots(conns):  # the clock and the counts of one snapshot (per shard)
+                clock = self._clock(conns)
                 window = self._window(clock, window_args)
                 query_filter, plan = self._plan(filter_args, window, clock)
                 if budget is not None and not charged:
                     budget.charge("topAds", window, plan.source)
                     charged = True
-                ads = sql_source.top_ads(conn, window, plan, query_filter, limit)
+                ads = sql_source.top_ads(conns, window, plan, query_filter, limit)
             return TopAds(window, clock, plan.source, query_filter, ads=ads,
                           ranked_by=RankedBy.SQL)  # fmt: skip
 
-        return read_with_retry(self.pool, read)
+        return read_shards_with_retry(self.shard_pools, read)
 
     def top_list_history(
         self,
@@ -411,11 +429,15 @@ class ClickQueries:
         """Per partition: next offset of the ingest group, newest event time, watermark."""
         params = {"group": self.settings.consumer_group, "topic": self.settings.clicks_topic}
         statement = load_sql("query/ingest_status")
-        return read_with_retry(self.pool, lambda conn: conn.execute(statement, params).fetchall())
+        rows = read_shards_with_retry(
+            self.shard_pools,
+            lambda conns: [row for conn in conns for row in conn.execute(statement, params)],
+        )
+        return sorted(rows, key=lambda row: row[0])  # by partition, of every shard
 
     def clock(self) -> StreamClock:
         """The stream's clock as committed now."""
-        return read_with_retry(self.pool, self._clock)
+        return read_shards_with_retry(self.shard_pools, self._clock)
 
     # -- helpers -------------------------------------------------------------------
 
@@ -435,10 +457,10 @@ class ClickQueries:
         ranking = self.index.cached_ranking(key, revisions)
         if ranking is None:
             index = self.index
-            ranking = read_with_retry(
-                self.pool,
-                lambda conn: rank_long_window(
-                    conn, index, snapshot, hours, window, plan, query_filter
+            ranking = read_shards_with_retry(
+                self.shard_pools,
+                lambda conns: rank_long_window(
+                    conns, index, snapshot, hours, window, plan, query_filter
                 ),
             )
             if ranking is not None:
@@ -458,9 +480,9 @@ class ClickQueries:
             )
         return buckets
 
-    def _clock(self, conn: Connection) -> StreamClock:
+    def _clock(self, conns: Sequence[Connection]) -> StreamClock:
         return read_stream_clock(
-            conn, self.settings.clicks_topic, self.settings.idle_partition_timeout
+            conns, self.settings.clicks_topic, self.settings.idle_partition_timeout
         )
 
     def _window(self, clock: StreamClock, args: WindowArgs) -> Window:

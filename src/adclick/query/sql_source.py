@@ -6,6 +6,7 @@ dimension names) are composed into the statements, quoted by psycopg.sql.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from psycopg import sql
@@ -72,7 +73,7 @@ def ads_series_statement(
 
 
 def ads_series(
-    conn: Connection,
+    conns: Sequence[Connection],
     ad_ids: list[str],
     window: Window,
     plan: Plan,
@@ -83,9 +84,10 @@ def ads_series(
     are absent."""
     statement, params = ads_series_statement(ad_ids, window, plan, query_filter, bucket_ms)
     counts: dict[tuple[str, int], int] = {}
-    for ad_id, start, clicks in conn.execute(statement, params):
-        key = (str(ad_id), int(start))
-        counts[key] = counts.get(key, 0) + int(clicks)
+    for conn in conns:  # every shard: an ad's rows are in the one owning its partition
+        for ad_id, start, clicks in conn.execute(statement, params):
+            key = (str(ad_id), int(start))
+            counts[key] = counts.get(key, 0) + int(clicks)
     return counts
 
 
@@ -95,9 +97,14 @@ def _whole_hours(window: Window) -> range:
 
 
 def ads_clicks_between(
-    conn: Connection, ad_ids: list[str], window: Window, plan: Plan, query_filter: Filter
+    conns: Sequence[Connection],
+    ad_ids: list[str],
+    window: Window,
+    plan: Plan,
+    query_filter: Filter,
 ) -> list[tuple[str, int]]:
-    """Clicks of the given ads over the window, by primary-key range scans (one per ad)."""
+    """Clicks of the given ads over the window, by primary-key range scans (one per ad),
+    from every shard (an ad's rows are all in one)."""
     table, time_column, measure = _relation(plan)
     conditions, params = _conditions(plan, query_filter)
     statement = sql.SQL(
@@ -105,7 +112,9 @@ def ads_clicks_between(
         "AND {time} >= %(start)s AND {time} < %(end)s{conditions} GROUP BY ad_id"
     ).format(time=time_column, measure=measure, table=table, conditions=conditions)
     params |= {"ads": ad_ids, "start": from_ms(window.start_ms), "end": from_ms(window.end_ms)}
-    return [(str(ad), int(clicks)) for ad, clicks in conn.execute(statement, params)]
+    return [
+        (str(ad), int(clicks)) for conn in conns for ad, clicks in conn.execute(statement, params)
+    ]
 
 
 def top_ads_statement(window: Window, plan: Plan, query_filter: Filter, limit: int) -> Statement:
@@ -133,9 +142,18 @@ def top_ads_statement(window: Window, plan: Plan, query_filter: Filter, limit: i
 
 
 def top_ads(
-    conn: Connection, window: Window, plan: Plan, query_filter: Filter, limit: int
+    conns: Sequence[Connection], window: Window, plan: Plan, query_filter: Filter, limit: int
 ) -> list[RankedAd]:
-    """The window's top ``limit`` by SQL; unfiltered windows read whole hours hourly."""
+    """The window's top ``limit`` by SQL; unfiltered windows read whole hours hourly.
+
+    Each shard's exact top ``limit`` (its ads are in no other shard), merged: any ad of
+    the global top ``limit`` is in its shard's. Ties rank by ad id, in the "C" collation
+    the SQL orders by, which is Python's order of strings.
+    """
     statement, params = top_ads_statement(window, plan, query_filter, limit)
-    rows = conn.execute(statement, params).fetchall()
-    return [RankedAd(rank, ad, int(clicks)) for rank, (ad, clicks) in enumerate(rows, start=1)]
+    rows = [
+        (str(ad), int(clicks)) for conn in conns for ad, clicks in conn.execute(statement, params)
+    ]
+    if len(conns) > 1:
+        rows = sorted(rows, key=lambda row: (-row[1], row[0]))[:limit]
+    return [RankedAd(rank, ad, clicks) for rank, (ad, clicks) in enumerate(rows, start=1)]

@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from adclick.db.connect import Connection, snapshot_transaction
+from adclick.db.connect import Connection
 from adclick.db.rollups import FilteredRollup
+from adclick.db.shards import snapshots, summed
 from adclick.query.filters import Filter, Plan, Source
 from adclick.query.minute_loader import load_rollups, runs
 from adclick.query.ranking import RankedAd, Sums, top_n
@@ -118,18 +119,19 @@ class WindowIndex:
         """The newest snapshot, None before the first refresh."""
         return self._snapshot
 
-    def refresh(self, conn: Connection, topic: str, idle_timeout: timedelta) -> RefreshReport:
-        """Bring the index up to the database's committed state."""
+    def refresh(
+        self, conns: Sequence[Connection], topic: str, idle_timeout: timedelta
+    ) -> RefreshReport:
+        """Bring the index up to the databases' (every shard's) committed state."""
         previous = self._snapshot.minutes if self._snapshot else {}
-        with snapshot_transaction(conn):
-            clock = read_stream_clock(conn, topic, idle_timeout)
+        with snapshots(conns):
+            clock = read_stream_clock(conns, topic, idle_timeout)
             end_ms = clock.current_minute_ms
             start_ms = end_ms - self.cache_minutes * MINUTE_MS
-            revisions: dict[int, int] = dict(
-                conn.execute(
-                    load_sql("query/minute_revisions"),
-                    {"start": from_ms(start_ms), "end": from_ms(end_ms)},
-                ).fetchall()
+            revisions = summed(
+                conns,
+                load_sql("query/minute_revisions"),
+                {"start": from_ms(start_ms), "end": from_ms(end_ms)},
             )
             minutes: dict[int, MinuteCounts] = {}
             stale = []
@@ -145,7 +147,7 @@ class WindowIndex:
             rows = 0
             for run_start, run_end in runs(stale):
                 unfiltered, filtered = load_rollups(
-                    conn, self.rollups, run_start, run_end, self.ads, self.values
+                    conns, self.rollups, run_start, run_end, self.ads, self.values
                 )
                 for minute_ms in range(run_start, run_end, MINUTE_MS):
                     counts = MinuteCounts(
@@ -250,10 +252,29 @@ def _slices(
     return sliced
 
 
-def read_stream_clock(conn: Connection, topic: str, idle_timeout: timedelta) -> StreamClock:
-    """The stream's clock as committed (see sql/query/stream_clock.sql)."""
-    row = conn.execute(
-        load_sql("query/stream_clock"), {"topic": topic, "idle_timeout": idle_timeout}
-    ).fetchone()
-    assert row is not None  # an aggregate always returns a row
-    return StreamClock(newest_ms=row[0], watermark_ms=row[1], wall_ms=row[2])
+def read_stream_clock(
+    conns: Sequence[Connection], topic: str, idle_timeout: timedelta
+) -> StreamClock:
+    """The stream's clock as committed, over every shard's partitions: the newest event
+    time, and the global watermark, the minimum of the partitions' watermarks over those
+    that are not idle. A partition is idle when its last batch is older (wall clock) than
+    the newest batch of any partition by more than the idle timeout; it then no longer
+    holds the watermark back."""
+    rows = [
+        row
+        for conn in conns
+        for row in conn.execute(load_sql("query/partition_clocks"), {"topic": topic}).fetchall()
+    ]
+    wall = conns[0].execute("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint")
+    wall_ms = int((wall.fetchone() or (0,))[0])
+    if not rows:
+        return StreamClock(newest_ms=None, watermark_ms=None, wall_ms=wall_ms)
+    newest_batch_ms = max(updated for _newest, _watermark, updated in rows)
+    idle_ms = idle_timeout.total_seconds() * 1000
+    busy = [w for _n, w, updated in rows if w is not None and updated >= newest_batch_ms - idle_ms]
+    newest = [n for n, _w, _u in rows if n is not None]
+    return StreamClock(
+        newest_ms=max(newest) if newest else None,
+        watermark_ms=min(busy) if busy else None,
+        wall_ms=wall_ms,
+    )
