@@ -164,6 +164,8 @@ def local_shards(settings: Settings, count: int) -> list[Shard]:
 def shard_clusters(settings: Settings) -> list[tuple[Settings, TimescaleCluster]]:
     """The local clusters of ADCLICK_SHARDS beyond the first (the primary's database), with
     the settings of their databases. Every shard must be on this machine."""
+    if not settings.shards:
+        return []
     targets = local_targets(settings)
     home = shard_location(settings.database_url)
     clusters = []
