@@ -44,6 +44,9 @@ def bench_ingest(
     rate: Annotated[float, typer.Option(min=1, help="Produce rate of the freshness run.")] = 20_000,
     duration: Annotated[float, typer.Option(min=1, help="Seconds of the freshness run.")] = 30,
     skip_freshness: Annotated[bool, typer.Option(help="Only the throughput run.")] = False,
+    shards: Annotated[
+        int, typer.Option(min=1, help="Shards (local clusters, `adclick up --shards`).")
+    ] = 1,
 ) -> None:
     """Sustained events/s from a preloaded topic to committed rollups, and freshness.
 
@@ -55,13 +58,14 @@ def bench_ingest(
 
     settings = get_settings()
     machine = module.machine_line()
-    result = module.throughput(settings, events, workers, zipf, ads, partitions)
-    typer.echo(json.dumps({"run": "throughput", "workers": workers, "zipf": zipf,
-                           "ads": ads, "machine": machine, **result}))  # fmt: skip
+    result = module.throughput(settings, events, workers, zipf, ads, partitions, shards)
+    typer.echo(json.dumps({"run": "throughput", "workers": workers, "zipf": zipf, "ads": ads,
+                           "shards": shards, "machine": machine, **result}))  # fmt: skip
     if not skip_freshness:
-        result = module.freshness(settings, rate, duration, workers, zipf, ads, partitions)
+        result = module.freshness(settings, rate, duration, workers, zipf, ads, partitions,
+                                  shards)  # fmt: skip
         typer.echo(json.dumps({"run": "freshness", "workers": workers, "zipf": zipf,
-                               "machine": machine, **result}))  # fmt: skip
+                               "shards": shards, "machine": machine, **result}))  # fmt: skip
 
 
 @bench_app.command("query")

@@ -17,9 +17,9 @@ from psycopg import sql
 
 from adclick.db.migrate import upgrade
 from adclick.kafka import create_topics
-from adclick.settings import ProcessKind, Settings
+from adclick.settings import ProcessKind, Settings, at_location
 from adclick.stack import stack_up
-from adclick.stack.lifecycle import local_targets
+from adclick.stack.lifecycle import local_shards, local_targets, with_local_shards
 from adclick.stack.secrets import passfile_path
 from adclick.stack.timescaledb import TimescaleCluster
 
@@ -102,13 +102,13 @@ def bench_database_settings(base: Settings, database: str, *, recreate: bool) ->
 
 
 @contextmanager
-def bench_run(base: Settings, partitions: int) -> Iterator[Settings]:
+def bench_run(base: Settings, partitions: int, shards: int = 1) -> Iterator[Settings]:
     """Settings of one run on fresh topics and database; the topics are deleted after.
 
     The local broker keeps every message in memory: a run's 3 million clicks stayed there
     until the broker stopped (5.3 GB after nine runs), slowing the runs that followed.
     """
-    settings = fresh_bench_settings(base, partitions)
+    settings = fresh_bench_settings(base, partitions, shards)
     try:
         yield settings
     finally:
@@ -137,15 +137,37 @@ def fresh_topic_names(prefix: str) -> dict[str, str]:
     }
 
 
-def fresh_bench_settings(base: Settings, partitions: int) -> Settings:
-    """Bring the stack up, recreate the bench database, and name fresh topics."""
+def fresh_bench_settings(base: Settings, partitions: int, shards: int = 1) -> Settings:
+    """Bring the stack up (with ``shards`` shards: ``adclick up --shards``), recreate the
+    bench database on every shard, and name fresh topics."""
+    base = base.model_copy(update={"topic_partitions": partitions})
+    base = with_local_shards(base, shards) if shards > 1 else base
     stack_up(base, lambda message: print(f"stack: {message}"))
     settings = bench_database_settings(base, BENCH_DATABASE, recreate=True).model_copy(
-        update={**fresh_topic_names("bench"), "topic_partitions": partitions}
+        update={**fresh_topic_names("bench")}
     )
-    upgrade(settings)
+    if shards > 1:
+        layout = local_shards(base, shards)
+        for shard in layout[1:]:
+            shard_url = at_location(base.database_url, shard.url)
+            at_shard = base.model_copy(update={"database_url": shard_url})
+            bench_database_settings(at_shard, BENCH_DATABASE, recreate=True)
+        settings = settings.model_copy(
+            update={
+                "shards": [
+                    shard.model_copy(update={"url": _on_database(shard.url, BENCH_DATABASE)})
+                    for shard in layout
+                ]
+            }
+        )
+    for database in settings.every_database():
+        upgrade(database)
     create_topics(settings)
     return settings
+
+
+def _on_database(url: str, database: str) -> str:
+    return url.rsplit("/", 1)[0] + f"/{database}"
 
 
 def free_port() -> int:

@@ -80,10 +80,11 @@ def _spec(events: int, zipf: float, ads: int, event_rate: float, start_ms: int) 
 
 
 def throughput(
-    base: Settings, events: int, workers: int, zipf: float, ads: int, partitions: int
-) -> dict[str, object]:
-    """Events/s from a preloaded topic to committed rollups."""
-    with bench_run(base, partitions) as settings:
+    base: Settings, events: int, workers: int, zipf: float, ads: int, partitions: int,
+    shards: int = 1,
+) -> dict[str, object]:  # fmt: skip
+    """Events/s from a preloaded topic to committed rollups (in ``shards`` databases)."""
+    with bench_run(base, partitions, shards) as settings:
         # Event time: 10,000 events per second of stream, ending a little before now.
         span_ms = events // 10
         start_ms = (int(time.time() * 1000) - span_ms - 600_000) // 60_000 * 60_000
@@ -112,10 +113,10 @@ def throughput(
 
 def freshness(
     base: Settings, rate: float, duration_s: float, workers: int, zipf: float, ads: int,
-    partitions: int,
+    partitions: int, shards: int = 1,
 ) -> dict[str, object]:  # fmt: skip
     """p50/p99 of produce-to-commit time at a fixed produce rate."""
-    with bench_run(base, partitions) as settings:
+    with bench_run(base, partitions, shards) as settings:
         processes, queue = _run_workers(settings, workers, freshness=True)
         time.sleep(GROUP_SETTLE_S)  # let the group form, so joining is not measured as latency
         events = int(rate * duration_s)

@@ -5,7 +5,7 @@ of its own: ``adclick ingest --workers 2``, ``adclick close``, two ``adclick api
 ``adclick maintain --every``; traffic is generated in this process at a steady rate with
 duplicates, late and invalid events, with bursts to the peak rate; event time runs
 ``speedup`` times faster than the wall clock, so hours turn over, lists are revised and raw
-chunks pass their (soak) hot time of 6 hours within the run. Readers: a few clients asking
+chunks pass their (soak) hot time within the run (SoakPlan.hot_time). Readers: a few clients asking
 the frontend's operations, and one subscription client recording every list it receives.
 
 Faults, each at a set fraction of the run and logged with its time: SIGKILL of an ingest
@@ -100,6 +100,18 @@ class SoakPlan:
     @property
     def seconds(self) -> float:
         return self.minutes * 60
+
+    @property
+    def hot_time(self) -> timedelta:
+        """How long raw clicks stay hot (and deduplicable) in event time.
+
+        Clicks sent later than that behind the newest are refused as already tiered
+        (dead letters, docs/lifecycle.md), as in production, where it is 7 days. At a
+        high speed-up a sender that stalls is soon hours of event time behind: a produce
+        request in flight when the broker froze can wait out librdkafka's request
+        timeout (30 s by default), 6 hours at 720x. The hot time covers a minute of
+        stalled sending (12 hours at 720x, 6 at 24x)."""
+        return max(timedelta(hours=6), timedelta(seconds=60 * self.speedup))
 
 
 @dataclass
@@ -294,17 +306,14 @@ def _soak_settings(base: Settings, plan: SoakPlan, out_dir: Path) -> tuple[Setti
             **fresh_topic_names("soak"),
             "api_tokens": [entry],
             "cold_storage_url": str((out_dir / "cold").resolve()),
-            # Raw clicks stay hot 6 hours of event time (below) so that chunks are tiered
-            # within the run, and may be deduplicated over no more than that. At a high
-            # speed-up a sender that falls a few seconds behind (a frozen broker) is hours
-            # of event time behind: the horizon must cover that, as 7 days does in
-            # production.
-            "dedup_horizon": timedelta(hours=6),
+            # Raw clicks stay hot a few hours of event time (below) so that chunks are
+            # tiered within the run, and may be deduplicated over no more than that.
+            "dedup_horizon": plan.hot_time,
         }
     )
     create_topics(settings)
     with connect(settings) as conn:
-        set_policy(conn, settings, "raw_clicks", timedelta(hours=6), timedelta(days=30), "soak")
+        set_policy(conn, settings, "raw_clicks", plan.hot_time, timedelta(days=30), "soak")
     return settings, token
 
 

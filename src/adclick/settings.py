@@ -611,6 +611,8 @@ class Settings(BaseSettings):
     def every_database(self) -> list[Settings]:
         """Every shard's database, and ADCLICK_DATABASE_URL's when it is none of them:
         what ``migrate``, ``maintain`` and retention changes run on."""
+        if not self.shards:
+            return [self]
         shards = self.shard_settings()
         home = shard_location(self.database_url)
         if any(shard_location(s.database_url) == home for s in shards):
@@ -619,7 +621,10 @@ class Settings(BaseSettings):
 
     def describe_database(self) -> str:
         """host:port/database of ``database_url``, for messages (no user, no password)."""
-        host, port, name = shard_location(self.database_url)
+        try:
+            host, port, name = shard_location(self.database_url)
+        except ValueError:
+            return "the database"  # a URL only libpq reads: it says what is wrong with it
         return f"{host}:{port}/{name}"
 
     def shard_of(self, partition: int) -> int:

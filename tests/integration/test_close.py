@@ -18,6 +18,7 @@ import pytest
 from gql.transport.exceptions import TransportError
 
 from adclick.close.closer import MinuteCloser
+from adclick.loadgen.generator import LoadSpec
 from adclick.loadgen.truth import Truth
 from adclick.settings import Settings
 from tests.api_client import ApiProcess, with_tokens
@@ -51,9 +52,9 @@ def closer_settings(settings: Settings) -> Settings:
     )
 
 
-def traffic(settings: Settings, seed: int, events: int = 12_000) -> Truth:
+def traffic_spec(seed: int, events: int = 12_000, **options: Any) -> LoadSpec:
     """About 25 minutes of clicks over 400 ads, with duplicates and late events."""
-    spec = recent_spec(
+    return recent_spec(
         events,
         seed=seed,
         ads=400,
@@ -61,8 +62,13 @@ def traffic(settings: Settings, seed: int, events: int = 12_000) -> Truth:
         duplicate_fraction=0.05,
         late_fraction=0.05,
         max_lateness_s=240,
+        **options,
     )
-    truth = load(settings, spec)
+
+
+def traffic(settings: Settings, seed: int, events: int = 12_000) -> Truth:
+    """``traffic_spec``'s clicks, sent and ingested."""
+    truth = load(settings, traffic_spec(seed, events))
     ingest_until_idle(settings)
     return truth
 

@@ -16,19 +16,21 @@ import signal
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg_pool import ConnectionPool
 
+from adclick.api.admin import Admin
 from adclick.api.query_host import QueryHost
 from adclick.close.closer import MinuteCloser
 from adclick.loadgen.truth import Truth
 from adclick.loadgen.verify import compare
 from adclick.query.service import RankedBy, WindowArgs
-from adclick.settings import PROCESS_ROLES, Settings, Shard, at_location
+from adclick.settings import PROCESS_ROLES, ProcessKind, Settings, Shard, at_location
 from adclick.stack.lifecycle import SHARD_DIR, database_up, local_targets
 from adclick.stack.secrets import ensure_passwords, passfile_path
 from adclick.stack.timescaledb import SUPERUSER, TimescaleCluster
@@ -39,13 +41,13 @@ from tests.helpers import (
     ingest_until_idle,
     load,
     query,
-    recent_spec,
     wait_for,
 )
 from tests.integration.test_close import (
     assert_lists_equal_truth,
     assert_published_once_each,
     closer_settings,
+    traffic_spec,
 )
 from tests.truth_ranking import truth_clicks, truth_top
 
@@ -115,20 +117,6 @@ def two_shards(stack_settings: Settings, cluster: TimescaleCluster) -> Iterator[
                 conn.execute(
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
                 )
-
-
-def traffic(seed: int, events: int = 12_000) -> Any:
-    """About 25 minutes over 400 ads with duplicates, late and invalid events."""
-    return recent_spec(
-        events,
-        seed=seed,
-        ads=400,
-        event_rate=8.0,
-        duplicate_fraction=0.05,
-        late_fraction=0.05,
-        max_lateness_s=240,
-        invalid_fraction=0.01,
-    )
 
 
 def assert_each_shard_holds_its_partitions(settings: Settings) -> None:
@@ -216,7 +204,7 @@ def assert_answers_equal_truth(answers: dict[Key, Any], truth: Truth) -> None:
 def test_two_shards_count_exactly_and_answer_as_one_database(
     stack_settings: Settings, second_cluster: TimescaleCluster
 ) -> None:
-    spec = traffic(seed=41)
+    spec = traffic_spec(seed=41, invalid_fraction=0.01)
     with two_shards(stack_settings, second_cluster) as sharded:
         truth = load(sharded, spec)
         ingest_until_idle(sharded)
@@ -238,7 +226,7 @@ def test_two_shards_count_exactly_and_answer_as_one_database(
 def test_a_killed_worker_and_a_crashed_shard_still_count_exactly(
     stack_settings: Settings, second_cluster: TimescaleCluster
 ) -> None:
-    spec = traffic(seed=43, events=120_000)
+    spec = traffic_spec(seed=43, events=120_000, invalid_fraction=0.01)
     with two_shards(stack_settings, second_cluster) as sharded:
         truth = load(sharded, spec)
         crashing = sharded.model_copy(update={"ingest_batch_size": 2_000})
@@ -263,3 +251,17 @@ def test_a_killed_worker_and_a_crashed_shard_still_count_exactly(
         assert shard_offsets == spec.events
         assert compare(sharded, truth) == []
         assert_each_shard_holds_its_partitions(sharded)
+
+
+def test_a_retention_change_reaches_every_shard(
+    stack_settings: Settings, second_cluster: TimescaleCluster
+) -> None:
+    with two_shards(stack_settings, second_cluster) as sharded:
+        api = sharded.for_process(ProcessKind.API)
+        with ConnectionPool(api.database_url, kwargs={"autocommit": True}) as pool:
+            Admin(api, pool).set_retention("clicks_1m", "P120D", "P0D", "test")
+        for shard in sharded.shard_settings():
+            rows = query(
+                shard, "SELECT hot, cold FROM retention_policies WHERE relation = 'clicks_1m'"
+            )
+            assert rows == [(timedelta(days=120), timedelta(0))], shard.describe_database()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from psycopg_pool import ConnectionPool
 
-from adclick.db.connect import Connection
+from adclick.db.connect import Connection, connect
 from adclick.lifecycle.policies import Policy, parse_retention, set_policy, stored_policies
-from adclick.settings import Settings
+from adclick.settings import Settings, shard_location
 
 
 class Admin:
@@ -27,4 +27,14 @@ class Admin:
         hot_time = None if hot is None else parse_retention(hot)
         cold_time = None if cold is None else parse_retention(cold)
         with self.pool.connection() as conn:  # autocommit: the one UPDATE commits itself
-            return set_policy(conn, self.settings, relation, hot_time, cold_time, by)
+            policy = set_policy(conn, self.settings, relation, hot_time, cold_time, by)
+        # Each shard keeps the policies of its own chunks: the change goes to all of them
+        # (a failure surfaces, and setting the same policy again is harmless).
+        if not self.settings.shards:
+            return policy
+        home = shard_location(self.settings.database_url)
+        for database in self.settings.every_database():
+            if shard_location(database.database_url) != home:
+                with connect(database, autocommit=True) as conn:
+                    set_policy(conn, database, relation, hot_time, cold_time, by)
+        return policy
