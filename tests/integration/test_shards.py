@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -34,6 +35,7 @@ from adclick.settings import PROCESS_ROLES, ProcessKind, Settings, Shard, at_loc
 from adclick.stack.lifecycle import SHARD_DIR, database_up, local_targets
 from adclick.stack.secrets import ensure_passwords, passfile_path
 from adclick.stack.timescaledb import SUPERUSER, TimescaleCluster
+from tests.api_client import ApiProcess, with_tokens
 from tests.conftest import TEMPLATE, free_port, fresh_settings
 from tests.helpers import (
     committed_offsets,
@@ -43,12 +45,14 @@ from tests.helpers import (
     query,
     wait_for,
 )
+from tests.integration.test_api import assert_top_equals_truth, top_ads
 from tests.integration.test_close import (
     assert_lists_equal_truth,
     assert_published_once_each,
     closer_settings,
     traffic_spec,
 )
+from tests.integration.test_outages import readiness
 from tests.truth_ranking import truth_clicks, truth_top
 
 pytestmark = pytest.mark.slow(seconds=120)
@@ -265,3 +269,29 @@ def test_a_retention_change_reaches_every_shard(
                 shard, "SELECT hot, cold FROM retention_policies WHERE relation = 'clicks_1m'"
             )
             assert rows == [(timedelta(days=120), timedelta(0))], shard.describe_database()
+
+
+def test_the_api_process_answers_from_both_shards_and_is_unready_without_one(
+    stack_settings: Settings, second_cluster: TimescaleCluster, tmp_path: Path
+) -> None:
+    """`adclick api` with ADCLICK_SHARDS in its environment: exact answers over both
+    shards, and /readyz failing, naming the shard, while shard 1's database is down."""
+    with two_shards(stack_settings, second_cluster) as sharded:
+        settings, tokens = with_tokens(sharded, api_refresh_interval_s=0.2)
+        truth = load(settings, traffic_spec(seed=47))
+        ingest_until_idle(settings)
+        api = ApiProcess(settings, tmp_path / "api.log")
+        try:
+            reader = api.client(tokens.reader)
+            for minutes in (5, 60):
+                answer = top_ads(reader, {"lastMinutes": minutes}, 100)
+                assert_top_equals_truth(answer, truth, 100)
+            second_cluster.stop(immediate=True)
+            try:
+                status, body = readiness(api.url)
+                assert status == 503 and "shard 1 database" in body["problems"], body
+            finally:
+                second_cluster.start()
+            wait_for(lambda: readiness(api.url)[0] == 200, 30, "/readyz after the restart")
+        finally:
+            assert api.stop() == 0

@@ -62,7 +62,7 @@ from adclick.api.schema import build_schema
 from adclick.api.trusted_documents import TrustedDocuments
 from adclick.api.web_app import WebApp
 from adclick.api.websocket import LegacyWSHandler, TransportWSHandler
-from adclick.db.connect import Connection
+from adclick.db.connect import Connection, connect
 from adclick.db.migrate import head_revision
 from adclick.db.replica import replica_state
 from adclick.lifecycle.reconciliations import last_run
@@ -251,26 +251,47 @@ async def healthz(request: Request) -> Response:
 
 def readiness(served: Served) -> dict[str, str]:
     """What keeps this process from answering correctly now (empty: nothing)."""
-    settings, expected = served.settings, served.expected_revision
-    problems = {}
+    settings = served.settings
+    problems: dict[str, str] = {}
     try:
         with served.backend.pool.connection(timeout=2) as conn:
-            row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-            replica = replica_state(conn) if settings.database_read_url else None
-        if row is None or row[0] != expected:
-            found = row[0] if row else None
-            problems["migrations"] = f"database at {found}, code at {expected}"
-        lagging = replica.problem(settings.api_max_replica_lag_s) if replica else None
-        if lagging is not None:
-            problems["replica"] = lagging
+            problems |= _database_problems(
+                conn, served, standby=settings.database_read_url is not None
+            )
     except Exception as exc:
         problems["database"] = mask_secrets(str(exc))
-    index = served.backend.index_problem()
-    if index is not None:
-        problems["window_index"] = index
+    # With ADCLICK_SHARDS the counts are in every shard (read from its standby if it
+    # names one): a shard that is down or behind makes answers short or stale.
+    for index, shard in enumerate(settings.shard_settings() if settings.shards else []):
+        reads = shard.for_reads()
+        try:
+            with connect(reads, autocommit=True, timeout_s=2) as conn:
+                found = _database_problems(
+                    conn, served, standby=reads.database_url != shard.database_url
+                )
+        except Exception as exc:
+            found = {"database": mask_secrets(str(exc))}
+        problems |= {f"shard {index} {what}": problem for what, problem in found.items()}
+    index_problem = served.backend.index_problem()
+    if index_problem is not None:
+        problems["window_index"] = index_problem
     feed_problem = served.feed.problem()
     if feed_problem is not None:
         problems["top_list_feed"] = feed_problem
+    return problems
+
+
+def _database_problems(conn: Connection, served: Served, *, standby: bool) -> dict[str, str]:
+    """The schema revision of one database, and its replication lag if it is a standby."""
+    expected, problems = served.expected_revision, {}
+    row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    if row is None or row[0] != expected:
+        problems["migrations"] = f"database at {row[0] if row else None}, code at {expected}"
+    lagging = (
+        replica_state(conn).problem(served.settings.api_max_replica_lag_s) if standby else None
+    )
+    if lagging is not None:
+        problems["replica"] = lagging
     return problems
 
 

@@ -55,10 +55,15 @@ def unreachable(settings: Settings, exc: Exception) -> DependencyUnavailableErro
     )
 
 
-def connect(settings: Settings, *, autocommit: bool = False) -> Connection:
-    """A new connection to the adclick database."""
+def connect(
+    settings: Settings, *, autocommit: bool = False, timeout_s: int | None = None
+) -> Connection:
+    """A new connection to the adclick database (giving up after ``timeout_s`` if set)."""
+    options = connection_options(settings)
+    if timeout_s is not None:
+        options["connect_timeout"] = str(timeout_s)
     try:
-        conninfo = make_conninfo(settings.database_url, **connection_options(settings))
+        conninfo = make_conninfo(settings.database_url, **options)
         return psycopg.connect(conninfo, autocommit=autocommit, application_name="adclick")
     except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
         # ProgrammingError: a URL libpq cannot parse, whose message may quote the URL.
