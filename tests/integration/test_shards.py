@@ -28,6 +28,7 @@ from psycopg_pool import ConnectionPool
 from adclick.api.admin import Admin
 from adclick.api.query_host import QueryHost
 from adclick.close.closer import MinuteCloser
+from adclick.lifecycle.reconcile import reconcile
 from adclick.loadgen.truth import Truth
 from adclick.loadgen.verify import compare
 from adclick.query.service import RankedBy, WindowArgs
@@ -39,13 +40,14 @@ from tests.api_client import ApiProcess, with_tokens
 from tests.conftest import TEMPLATE, free_port, fresh_settings
 from tests.helpers import (
     committed_offsets,
+    execute,
     ingest_process,
     ingest_until_idle,
     load,
     query,
     wait_for,
 )
-from tests.integration.test_api import assert_top_equals_truth, top_ads
+from tests.integration.test_api import assert_top_equals_truth, metric_values, top_ads
 from tests.integration.test_close import (
     assert_lists_equal_truth,
     assert_published_once_each,
@@ -275,7 +277,8 @@ def test_the_api_process_answers_from_both_shards_and_is_unready_without_one(
     stack_settings: Settings, second_cluster: TimescaleCluster, tmp_path: Path
 ) -> None:
     """`adclick api` with ADCLICK_SHARDS in its environment: exact answers over both
-    shards, and /readyz failing, naming the shard, while shard 1's database is down."""
+    shards, the reconciliation metric over both, and /readyz failing, naming the shard,
+    while shard 1's database is down."""
     with two_shards(stack_settings, second_cluster) as sharded:
         settings, tokens = with_tokens(sharded, api_refresh_interval_s=0.2)
         truth = load(settings, traffic_spec(seed=47))
@@ -286,6 +289,18 @@ def test_the_api_process_answers_from_both_shards_and_is_unready_without_one(
             for minutes in (5, 60):
                 answer = top_ads(reader, {"lastMinutes": minutes}, 100)
                 assert_top_equals_truth(answer, truth, 100)
+            # A rollup row of shard 1 corrupted, then `adclick reconcile` (every shard):
+            # the API's metric counts shard 1's discrepancy with shard 0's none.
+            shard_1 = settings.shard_settings()[1]
+            execute(shard_1, "UPDATE clicks_1m SET clicks = clicks + 1 WHERE ctid IN "
+                             "(SELECT ctid FROM clicks_1m LIMIT 1)")  # fmt: skip
+            minutes_s = sorted({minute for _ad, minute in truth.by_ad_minute})
+            span = (_at(minutes_s[0] - 3600), _at(minutes_s[-1] + 3600))
+            maintaining = settings.for_process(ProcessKind.MAINTAIN)
+            found = [len(reconcile(s, *span).discrepancies) for s in maintaining.shard_settings()]
+            assert found == [0, 1]
+            metric = metric_values(api.url, "adclick_reconcile_discrepancies")
+            assert metric == {"": 1.0}
             second_cluster.stop(immediate=True)
             try:
                 status, body = readiness(api.url)

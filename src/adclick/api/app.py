@@ -302,8 +302,13 @@ async def readyz(request: Request) -> Response:
     )
 
 
-def reconciliation_metrics(background: ConnectionPool[Connection]) -> bytes:
-    """From the database, at scrape time: `adclick reconcile` is a short-lived command."""
+def reconciliation_metrics(background: ConnectionPool[Connection], settings: Settings) -> bytes:
+    """From the database, at scrape time: `adclick reconcile` is a short-lived command.
+
+    With ADCLICK_SHARDS each shard records its own runs: the discrepancies are the sum of
+    every shard's newest run, and the time is the oldest of those runs (the shard whose
+    check is the stalest is what an alert on it must see).
+    """
     registry = CollectorRegistry()
     discrepancies = Gauge(
         "adclick_reconcile_discrepancies",
@@ -315,16 +320,22 @@ def reconciliation_metrics(background: ConnectionPool[Connection]) -> bytes:
         "When the newest reconciliation ran (Unix time).",
         registry=registry,
     )
+    runs = []
     try:
-        with background.connection(timeout=2) as conn:
-            newest = last_run(conn)
+        if not settings.shards:
+            with background.connection(timeout=2) as conn:
+                runs.append(last_run(conn))
+        for shard in settings.shard_settings() if settings.shards else []:
+            with connect(shard.for_reads(), autocommit=True, timeout_s=2) as conn:
+                runs.append(last_run(conn))
     except Exception as exc:  # a scrape must not fail because the database is away
         log.warning("cannot read the last reconciliation: %s", exc)
         return b""
-    if newest is None:
+    newest = [run for run in runs if run is not None]
+    if not newest:
         return b""
-    ran_at.set(newest[0].timestamp())
-    discrepancies.set(newest[1])
+    ran_at.set(min(when for when, _found in newest).timestamp())
+    discrepancies.set(sum(found for _when, found in newest))
     return generate_latest(registry)
 
 
@@ -336,7 +347,10 @@ async def metrics(request: Request) -> Response:
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
     body = generate_latest(registry) + await asyncio.to_thread(
-        lambda: reconciliation_metrics(backend.background) + backend.index_metrics()
+        lambda: (
+            reconciliation_metrics(backend.background, _served(request).settings)
+            + backend.index_metrics()
+        )
     )
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
