@@ -96,9 +96,7 @@ def bench_database_settings(base: Settings, database: str, *, recreate: bool) ->
         for kind in ProcessKind
         if (url := getattr(base, f"{kind.value}_database_url")) is not None
     }
-    return base.model_copy(
-        update={name: url.rsplit("/", 1)[0] + f"/{database}" for name, url in urls.items()}
-    )
+    return base.model_copy(update={name: _on_database(url, database) for name, url in urls.items()})
 
 
 @contextmanager
