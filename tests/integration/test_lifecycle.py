@@ -23,7 +23,7 @@ from adclick.kafka.clients import make_producer
 from adclick.lifecycle.cold import query_cold
 from adclick.lifecycle.policies import set_policy
 from adclick.lifecycle.reconcile import reconcile
-from adclick.lifecycle.tiering import Maintainer, MaintenanceReport
+from adclick.lifecycle.tiering import Maintainer, MaintenanceReport, tiering_time
 from adclick.settings import Settings
 from tests.helpers import (
     adclick_process,
@@ -102,8 +102,11 @@ def cold_files(settings: Settings) -> dict[datetime, tuple[str, int]]:
     }
 
 
-def stream_now(settings: Settings) -> datetime:
-    return query(settings, "SELECT max(max_event_time) FROM partition_watermarks")[0][0]
+def retention_now(settings: Settings) -> datetime:
+    """The time the maintainer counts policies back from: the slowest partition's newest
+    click (`tiering_time`), not the fastest's; a chunk boundary can fall between them."""
+    with connect(settings) as conn:
+        return tiering_time(conn, settings)
 
 
 def test_tiering_moves_old_chunks_to_verified_parquet_and_keeps_every_click(
@@ -118,7 +121,7 @@ def test_tiering_moves_old_chunks_to_verified_parquet_and_keeps_every_click(
 
     report = Maintainer(settings).run()
 
-    cutoff = stream_now(settings) - DAY
+    cutoff = retention_now(settings) - DAY
     old = [(s, e) for s, e in chunks if e <= cutoff]
     assert old and report.exported == len(old) and report.dropped_chunks == len(old)
     assert raw_chunks(settings) == [(s, e) for s, e in chunks if e > cutoff]
@@ -153,7 +156,7 @@ def test_kill_9_during_tiering_loses_nothing(settings: Settings, tmp_path: Path)
         present = {s for s, _e in raw_chunks(settings)} | set(cold_files(settings))
         assert present >= {s for s, _e in chunks}
     Maintainer(settings).run()  # the rerun completes the job
-    cutoff = stream_now(settings) - DAY
+    cutoff = retention_now(settings) - DAY
     assert sorted(cold_files(settings)) == [s for s, e in chunks if e <= cutoff]
     assert hot_raw_per_ad(settings) + cold_raw_per_ad(settings) == before
 
@@ -172,7 +175,7 @@ def test_retention_deletes_exactly_what_the_policies_say(
         " WHERE hypertable_name = 'clicks_1m'",
     )
     Maintainer(settings).run()
-    now = stream_now(settings)
+    now = retention_now(settings)
     # Cold files only for chunks that ended between two days and one day ago.
     for start, (url, _rows) in cold_files(settings).items():
         assert now - 2 * DAY < start + DAY <= now - DAY, start
@@ -217,7 +220,7 @@ def test_a_replayed_month_ends_with_a_hot_week_and_verified_cold_files(
     ingest_until_idle(settings)
     Maintainer(settings).run()  # the default policies: raw clicks hot for 7 days
 
-    now = stream_now(settings)
+    now = retention_now(settings)
     assert all(end > now - 7 * DAY for _start, end in raw_chunks(settings))
     files = cold_files(settings)
     assert len(files) >= 20, "three weeks and more of raw clicks are cold"

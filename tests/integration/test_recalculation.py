@@ -27,7 +27,7 @@ from tests.integration.test_lifecycle import (
     policy,
     raw_chunks,
     replay_sample,
-    stream_now,
+    retention_now,
 )
 from tests.kafka_records import FakeRecord
 
@@ -105,7 +105,7 @@ def test_reconciliation_finds_every_corruption_and_recalculation_repairs_it(
     assert repaired.rows_changed == len(injected)
     assert snapshot(settings) == truth
     assert reconcile(settings, start, end).discrepancies == []
-    assert stream_now(settings) > start
+    assert retention_now(settings) > start
 
 
 def test_recalculating_one_rollup_leaves_the_others_alone(

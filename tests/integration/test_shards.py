@@ -292,8 +292,9 @@ def test_the_api_process_answers_from_both_shards_and_is_unready_without_one(
             # A rollup row of shard 1 corrupted, then `adclick reconcile` (every shard):
             # the API's metric counts shard 1's discrepancy with shard 0's none.
             shard_1 = settings.shard_settings()[1]
-            execute(shard_1, "UPDATE clicks_1m SET clicks = clicks + 1 WHERE ctid IN "
-                             "(SELECT ctid FROM clicks_1m LIMIT 1)")  # fmt: skip
+            # By its key: a ctid names a row only within one chunk, and clicks_1m has many.
+            execute(shard_1, "UPDATE clicks_1m SET clicks = clicks + 1 WHERE (ad_id, minute) = "
+                             "(SELECT ad_id, minute FROM clicks_1m LIMIT 1)")  # fmt: skip
             minutes_s = sorted({minute for _ad, minute in truth.by_ad_minute})
             span = (_at(minutes_s[0] - 3600), _at(minutes_s[-1] + 3600))
             maintaining = settings.for_process(ProcessKind.MAINTAIN)
