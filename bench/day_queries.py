@@ -36,6 +36,9 @@ from bench.query_dataset import one_row_per_hour
 
 HISTORY_AD = "ad-history"
 TOP_LIMIT = 100
+# Candidates whose edge minutes a long topAds window reads by SQL (query/long_windows.py):
+# with uniformly popular ads, thousands.
+EDGE_CANDIDATES = 10_000
 
 
 def add_history(
@@ -127,6 +130,16 @@ def query_times(
                     )
                 )
         slow = max(3, repeat // 20)
+        # A long window's edge: the candidates' clicks in the 30 minutes before an hour.
+        edge = Window(hour.end_ms - 30 * MINUTE_MS, hour.end_ms)
+        for plan_name, (plan, flt) in filters.items():
+            cases.append(
+                (
+                    f"longWindow_edge_{EDGE_CANDIDATES}_ads_30m{plan_name}",
+                    _edge_statement(random_ad, edge, plan, flt),
+                    slow,
+                )
+            )
         cases.append(
             (
                 "topAds_sql_24h_by_hours",
@@ -162,6 +175,18 @@ def _random_ad_statement(
 
     def statement() -> sql_source.Statement:
         return sql_source.ads_series_statement([random_ad()], window, plan, flt, bucket_ms)
+
+    return statement
+
+
+def _edge_statement(
+    random_ad: Callable[[], str], window: Window, plan: Plan, flt: Filter
+) -> Callable[[], sql_source.Statement]:
+    """The edge read of other random candidates at every call."""
+
+    def statement() -> sql_source.Statement:
+        ads = sorted({random_ad() for _ in range(EDGE_CANDIDATES)})
+        return sql_source.ads_clicks_between_statement(ads, window, plan, flt)
 
     return statement
 

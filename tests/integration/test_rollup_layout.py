@@ -1,5 +1,6 @@
-"""The rollups' layout (migration 0009): hour chunks for the per-minute rollups, clicks_1h
-keyed hour first. An existing database converts in place and every count stays exact.
+"""The rollups' layout: hour chunks for the per-minute rollups and clicks_1h keyed hour
+first (migration 0009), the per-minute rollups keyed minute first (migration 0010). An
+existing database converts in place, both ways, and every count stays exact.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from adclick.loadgen.truth import Truth
 from adclick.settings import Settings
 from tests.helpers import (
     country_rollup_counts,
+    create_filtered_rollups,
     hourly_counts,
     hours_from_minutes,
     ingest_until_idle,
@@ -65,6 +67,36 @@ def per_minute_rollups(settings: Settings) -> list[str]:
     return ["clicks_1m", *(name for (name,) in filtered)]
 
 
+def per_minute_layout(settings: Settings) -> dict[str, tuple[list[str], list[str]]]:
+    """Each per-minute rollup's key columns and its other indexes' names."""
+    layout = {}
+    for table in per_minute_rollups(settings):
+        others = query(
+            settings,
+            "SELECT indexrelid::regclass::text FROM pg_index"
+            " WHERE indrelid = %s::regclass AND NOT indisprimary ORDER BY 1",
+            table,
+        )
+        layout[table] = (primary_key(settings, table), [name for (name,) in others])
+    return layout
+
+
+def minute_first(settings: Settings) -> dict[str, tuple[list[str], list[str]]]:
+    dimensions = dict(query(settings, "SELECT table_name, dimensions FROM filtered_rollups"))
+    return {
+        table: (["minute", "ad_id", *dimensions.get(table, [])], [])
+        for table in per_minute_rollups(settings)
+    }
+
+
+def ad_first(settings: Settings) -> dict[str, tuple[list[str], list[str]]]:
+    dimensions = dict(query(settings, "SELECT table_name, dimensions FROM filtered_rollups"))
+    return {
+        table: (["ad_id", *dimensions.get(table, []), "minute"], [f"{table}_minute_brin"])
+        for table in per_minute_rollups(settings)
+    }
+
+
 def test_an_existing_database_converts_in_place_and_stays_exact(settings: Settings) -> None:
     command.downgrade(alembic_config(settings), "0008")
     assert primary_key(settings, "clicks_1h") == ["ad_id", "hour"]
@@ -104,4 +136,31 @@ def test_the_layout_goes_down_and_up_again_with_every_count(settings: Settings) 
     upgrade(settings)
     assert primary_key(settings, "clicks_1h") == ["hour", "ad_id"]
     assert rollup_counts(settings) == truth.by_ad_minute
+    assert hourly_counts(settings) == hours_from_minutes(truth.by_ad_minute)
+
+
+def test_the_per_minute_rollups_are_keyed_minute_first_both_ways(settings: Settings) -> None:
+    # A filtered rollup of two dimensions besides the country one: the key keeps their order.
+    settings = settings.model_copy(update={"dimension_sets": [["country"], ["os", "device"]]})
+    create_filtered_rollups(settings)
+    assert minute_first(settings)["clicks_1m_by_os_device"][0] == [
+        "minute", "ad_id", "os", "device"
+    ]  # fmt: skip
+    assert per_minute_layout(settings) == minute_first(settings)
+    first = load(settings, recent_spec(1_000, seed=5, event_rate=1.0))
+    assert ingest_until_idle(settings).inserted == first.total
+
+    command.downgrade(alembic_config(settings), "0009")
+    assert per_minute_layout(settings) == ad_first(settings)
+    assert rollup_counts(settings) == first.by_ad_minute
+    assert country_rollup_counts(settings) == first.by_ad_minute_country
+
+    upgrade(settings)
+    assert per_minute_layout(settings) == minute_first(settings)
+    # Ingest upserts onto the converted keys: new rows and rows already there.
+    second = load(settings, recent_spec(1_000, seed=6, event_rate=1.0))
+    assert ingest_until_idle(settings).inserted == second.total
+    truth = merged(first, second)
+    assert rollup_counts(settings) == truth.by_ad_minute
+    assert country_rollup_counts(settings) == truth.by_ad_minute_country
     assert hourly_counts(settings) == hours_from_minutes(truth.by_ad_minute)

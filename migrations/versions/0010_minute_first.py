@@ -1,0 +1,21 @@
+"""Per-minute rollups keyed minute first: ingest appends to the index instead of spreading over it.
+
+Revision ID: 0010
+Revises: 0009
+Create Date: 2026-12-01
+"""
+
+from adclick.db.sql_migration import run_sql_file
+
+revision = "0010"
+down_revision = "0009"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    run_sql_file(__file__, "upgrade")
+
+
+def downgrade() -> None:
+    run_sql_file(__file__, "downgrade")
