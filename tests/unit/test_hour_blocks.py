@@ -1,5 +1,7 @@
 """The hour index's quarter hours bound a window's edge inside an hour (hour_index.edge_bounds):
-what they call known is exact, and known + rest is never below the edge's clicks."""
+what they call known is exact, and known + rest is never below the edge's clicks; and
+the known part plus the minutes outside the whole quarters (unknown_parts) is the edge's
+exact count, except where a quarter is capped (edge_capped), whose edge is read whole."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from adclick.query.hour_index import BLOCK_CAP, BLOCKS, edge_bounds
+from adclick.query.hour_index import BLOCK_CAP, BLOCKS, edge_bounds, edge_capped, unknown_parts
 from adclick.query.window import HOUR_MS, MINUTE_MS, Window
 
 HOUR = 1_000 * HOUR_MS  # some whole hour
@@ -62,3 +64,26 @@ def test_an_edge_of_whole_quarters_is_known_exactly() -> None:
     )
     assert known.tolist() == per_minute[:, 15:].sum(axis=1).tolist()
     assert rest.tolist() == [0, 0, 0]
+
+
+@given(per_minute=minutes, edge=edges)
+def test_known_plus_the_unknown_minutes_is_the_edge_unless_capped(
+    per_minute: np.ndarray, edge: tuple[int, int]
+) -> None:
+    first, end = edge
+    blocks = np.minimum(quarters_of(per_minute), BLOCK_CAP).astype(np.uint8)
+    window = Window(HOUR + first * MINUTE_MS, HOUR + end * MINUTE_MS)
+    known, _ = edge_bounds(blocks, per_minute.sum(axis=1), HOUR, window)
+    capped = edge_capped(blocks, HOUR, window)
+    parts = unknown_parts(HOUR, window)
+    read = np.zeros(len(per_minute), dtype=np.int64)
+    for part in parts:
+        assert window.start_ms <= part.start_ms < part.end_ms <= window.end_ms
+        read += per_minute[
+            :, (part.start_ms - HOUR) // MINUTE_MS : (part.end_ms - HOUR) // MINUTE_MS
+        ].sum(axis=1)
+    in_edge = per_minute[:, first:end].sum(axis=1)
+    assert (known + read == in_edge)[~capped].all()
+    assert (known == 0)[capped].all()
+    # At most a cut quarter's 14 minutes at each end are read, where nothing is capped.
+    assert all(part.minutes <= 14 for part in parts) or parts == [window]

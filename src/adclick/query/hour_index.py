@@ -77,7 +77,36 @@ def edge_bounds(
     """Per ad (or row) of an hour, its clicks in ``edge`` (a part of that hour): those
     known exactly (whole quarters inside the edge) and an upper bound of the rest (the
     quarters the edge cuts; the hour's total where a quarter involved is capped), so that
-    known <= clicks in the edge <= known + rest."""
+    known <= clicks in the edge <= known + rest. Where ``edge_capped`` holds, known is 0."""
+    inside, cut = _quarters(hour_ms, edge)
+    known = blocks[inside].sum(axis=0, dtype=np.int64)
+    rest = blocks[cut].sum(axis=0, dtype=np.int64)
+    capped = edge_capped(blocks, hour_ms, edge)
+    known[capped] = 0
+    rest[capped] = totals[: len(capped)][capped]
+    return known, rest
+
+
+def edge_capped(blocks: Blocks, hour_ms: int, edge: Window) -> npt.NDArray[np.bool_]:
+    """Per ad (or row): whether a quarter the edge involves is capped, so that nothing of
+    its clicks in the edge is known and all of the edge must be read."""
+    inside, cut = _quarters(hour_ms, edge)
+    return np.asarray((blocks[inside + cut] == BLOCK_CAP).any(axis=0), dtype=np.bool_)
+
+
+def unknown_parts(hour_ms: int, edge: Window) -> list[Window]:
+    """The parts of ``edge`` (a part of the hour) outside its whole quarters: the minutes
+    to read, where nothing is capped, to add to the known clicks and make them exact."""
+    inside, _ = _quarters(hour_ms, edge)
+    if not inside:
+        return [edge]
+    first, last = hour_ms + inside[0] * BLOCK_MS, hour_ms + (inside[-1] + 1) * BLOCK_MS
+    parts = [Window(edge.start_ms, first), Window(last, edge.end_ms)]
+    return [part for part in parts if part.minutes]
+
+
+def _quarters(hour_ms: int, edge: Window) -> tuple[list[int], list[int]]:
+    """The quarters of the hour wholly inside the edge (consecutive), and those it cuts."""
     starts = [hour_ms + j * BLOCK_MS for j in range(BLOCKS)]
     inside = [j for j, s in enumerate(starts) if edge.start_ms <= s and s + BLOCK_MS <= edge.end_ms]
     cut = [
@@ -85,12 +114,7 @@ def edge_bounds(
         for j, s in enumerate(starts)
         if j not in inside and s < edge.end_ms and edge.start_ms < s + BLOCK_MS
     ]
-    known = blocks[inside].sum(axis=0, dtype=np.int64)
-    rest = blocks[cut].sum(axis=0, dtype=np.int64)
-    capped = (blocks[inside + cut] == BLOCK_CAP).any(axis=0)
-    known[capped] = 0
-    rest[capped] = totals[: len(capped)][capped]
-    return known, rest
+    return inside, cut
 
 
 def hour_revisions(conns: Sequence[Connection], start_ms: int, end_ms: int) -> dict[int, int]:

@@ -12,11 +12,13 @@ A window [start, end) ending inside the window index splits into
 With ``base`` the exact part and ``bound`` the rest of the edges, let T be the K-th
 largest base (K: the ranking kept, api_max_limit). At least K ads have at least T clicks,
 so an ad whose base + bound is below T cannot be in the top K. Only the others (a few
-thousand, at Zipf-skewed or uniform popularity) have their edge minutes read from the
-rollup, by primary key, in place of their quarters; their sums are then exact and the
-ranking is the exact one. The edge read and a check that no hour changed since it was
-loaded share one snapshot. A filter works the same way over a filtered rollup's minutes
-and hours.
+thousand, at Zipf-skewed or uniform popularity) have the edge minutes their whole
+quarters do not cover read from the rollup, by primary key (all of the edge where a
+quarter is capped); their sums are then exact and the ranking is the exact one. The
+rollups are keyed minute first, so each minute read is a probe per candidate: the cut
+quarters' minutes are at most 14 at each end of an edge, where the edge has up to 59.
+The edge read and a check that no hour changed since it was loaded share one snapshot.
+A filter works the same way over a filtered rollup's minutes and hours.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import logging
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from adclick.db.connect import Connection
 from adclick.db.shards import snapshots
@@ -33,8 +36,10 @@ from adclick.query.hour_index import (
     HourClicks,
     HourCounts,
     edge_bounds,
+    edge_capped,
     floor_hour,
     hour_revisions,
+    unknown_parts,
 )
 from adclick.query.ranking import RankedAd, Sums, top_n
 from adclick.query.sql_source import ads_clicks_between
@@ -78,15 +83,21 @@ def rank_long_window(
             whole.append(counts)
         elif end > start:
             edges[hour_ms] = Window(start, end)
-    known = np.zeros(ads, dtype=np.int64)  # the edges' clicks known from whole quarters
     bound = np.zeros(ads, dtype=np.int64)
+    # Per edge: the ads whose edge is read whole (a capped quarter), and what their
+    # quarters told of it, which that read replaces.
+    capped: dict[int, npt.NDArray[np.bool_]] = {}
+    known: dict[int, Sums] = {}
     if plan.source is Source.ROLLUP:
         for counts in whole:
             _add(base, counts.clicks)
         for hour_ms, edge in edges.items():
-            exact, rest = edge_bounds(hours[hour_ms].blocks, hours[hour_ms].clicks, hour_ms, edge)
-            _add(known, exact)
+            blocks = hours[hour_ms].blocks
+            exact, rest = edge_bounds(blocks, hours[hour_ms].clicks, hour_ms, edge)
+            known[hour_ms] = np.zeros(ads, dtype=np.int64)
+            _add(known[hour_ms], exact)
             _add(bound, rest)
+            capped[hour_ms] = _padded(edge_capped(blocks, hour_ms, edge), ads)
     else:
         assert plan.rollup is not None
         table = plan.rollup.table
@@ -94,14 +105,22 @@ def rank_long_window(
                                        plan, query_filter))  # fmt: skip
         for hour_ms, edge in edges.items():
             counts = hours[hour_ms]
+            known[hour_ms] = np.zeros(ads, dtype=np.int64)
+            capped[hour_ms] = np.zeros(ads, dtype=np.bool_)
             if not counts.filtered:
                 continue  # an hour without rollups
             rows = counts.filtered[table]
-            exact, rest = edge_bounds(counts.filtered_blocks[table], rows.clicks, hour_ms, edge)
-            for into, part in ((known, exact), (bound, rest)):
-                per_row = FilteredRows(rows.ads, rows.values, part)
+            blocks = counts.filtered_blocks[table]
+            exact, rest = edge_bounds(blocks, rows.clicks, hour_ms, edge)
+            in_capped_rows = edge_capped(blocks, hour_ms, edge).astype(np.int64)
+            for into, per_row_clicks in ((known[hour_ms], exact), (bound, rest)):
+                per_row = FilteredRows(rows.ads, rows.values, per_row_clicks)
                 _add(into, index.filtered_sums([per_row], plan, query_filter))
-    base += known
+            # An ad's edge is read whole when a row of it that the filter keeps is capped.
+            per_row = FilteredRows(rows.ads, rows.values, in_capped_rows)
+            capped[hour_ms] = _padded(index.filtered_sums([per_row], plan, query_filter) > 0, ads)
+    for edge_known in known.values():
+        base += edge_known  # a lower bound of each ad's clicks in the window
 
     candidates = _candidates(base, bound, index.max_limit)
     if len(candidates) > MAX_CANDIDATES:
@@ -115,14 +134,21 @@ def rank_long_window(
             log.info("long window %s: an hour changed since it was loaded", window)
             return None
         names = index.ads.names
-        wanted = [names[int(code)] for code in candidates]
-        # The candidates' edges are read whole, in place of what their quarters told.
-        base[candidates] -= known[candidates]
-        for edge in edges.values() if wanted else ():
-            for ad_id, clicks in ads_clicks_between(conns, wanted, edge, plan, query_filter):
-                code = index.ads.code(ad_id)
-                assert code is not None  # every candidate was encoded
-                base[code] += clicks
+        # The candidates' unknown edge minutes are read by primary key and added to what
+        # their quarters told: the minutes outside the edge's whole quarters or, for an
+        # ad with a capped quarter, all of the edge in place of what its quarters told.
+        for hour_ms, edge in edges.items() if len(candidates) else ():
+            whole_edge = candidates[capped[hour_ms][candidates]]
+            base[whole_edge] -= known[hour_ms][whole_edge]
+            reads = [(edge, whole_edge)] if len(whole_edge) else []
+            rest_only = candidates[~capped[hour_ms][candidates]]
+            reads += [(part, rest_only) for part in unknown_parts(hour_ms, edge) if len(rest_only)]
+            for part, codes in reads:
+                wanted = [names[int(code)] for code in codes]
+                for ad_id, clicks in ads_clicks_between(conns, wanted, part, plan, query_filter):
+                    code = index.ads.code(ad_id)
+                    assert code is not None  # every candidate was encoded
+                    base[code] += clicks
     return top_n(base, names, index.max_limit)
 
 
@@ -149,6 +175,13 @@ def _candidates(base: Sums, bound: Sums, keep: int) -> Sums:
     clicked = np.count_nonzero(base)
     threshold = np.partition(base, len(base) - keep)[len(base) - keep] if clicked >= keep else 0
     return partial[base[partial] + bound[partial] >= max(threshold, 1)]
+
+
+def _padded(flags: npt.NDArray[np.bool_], size: int) -> npt.NDArray[np.bool_]:
+    """``flags`` per ad code, False for the codes past its end (ads newer than its hour)."""
+    out = np.zeros(size, dtype=np.bool_)
+    out[: min(size, len(flags))] = flags[:size]
+    return out
 
 
 def _add(total: Sums, part: Sums | HourClicks) -> None:
