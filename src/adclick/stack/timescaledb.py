@@ -140,10 +140,10 @@ def install_timescaledb(state_dir: Path, say: Say) -> None:
 def shared_buffers_mb() -> int:
     """A quarter of the machine's memory (PostgreSQL's usual advice), 128 MB to 8 GB.
 
-    Ingest writes the current hour's per-minute rollup indexes all over: at the design
-    scale ~0.7 GB of them with Zipf-popular ads and ~3 GB with uniformly popular ones by
-    the hour's end, which must stay in shared buffers for ingest to keep its pace
-    (docs/benchmarks.md, bench day; docs/operations.md).
+    Ingest writes the right edge of the current hour's per-minute rollup indexes (keyed
+    minute first, migration 0010) and the rows of the last minutes it updates; the
+    closer and the API read the newest minutes. The rest of the buffers cache what
+    per-ad reads of older windows touch (docs/operations.md).
     """
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return max(128, min(8192, total // 4 // 2**20))
