@@ -16,7 +16,7 @@ from datetime import timedelta
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -176,6 +176,15 @@ class Settings(BaseSettings):
         "partitions it lists, which together must be 0 .. ADCLICK_TOPIC_PARTITIONS - 1, "
         "each once. ADCLICK_DATABASE_URL stays the home of what is not per ad (the "
         "closer's lists). Empty: one database holds everything.",
+    )
+    shard_partitioner: Literal["all", "consistent_random", "murmur2_random"] = Field(
+        "all",
+        description="How the producers of the clicks topic choose a partition from the ad "
+        "id (the message key), so that adClicks reads an ad's counts from the shard "
+        "owning its partition only: consistent_random (librdkafka's default: confluent-kafka "
+        "and adclick's own collector and load generator) or murmur2_random (the Java "
+        "client's default). all: every shard is asked, whatever the producers do. Without "
+        "ADCLICK_SHARDS it has no effect.",
     )
     database_passfile: Path | None = Field(
         None,

@@ -16,7 +16,7 @@ import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cross_web import HTTPException  # strawberry raises its refusals as this
@@ -238,6 +238,12 @@ class Served:
     backend: QueryBackend
     feed: TopListFeed
     expected_revision: str | None
+    # With ADCLICK_SHARDS, each shard's settings and those it is read with, made once.
+    shards: list[tuple[Settings, Settings]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        shards = self.settings.shard_settings() if self.settings.shards else []
+        object.__setattr__(self, "shards", [(shard, shard.for_reads()) for shard in shards])
 
 
 def _served(request: Request) -> Served:
@@ -262,8 +268,7 @@ def readiness(served: Served) -> dict[str, str]:
         problems["database"] = mask_secrets(str(exc))
     # With ADCLICK_SHARDS the counts are in every shard (read from its standby if it
     # names one): a shard that is down or behind makes answers short or stale.
-    for index, shard in enumerate(settings.shard_settings() if settings.shards else []):
-        reads = shard.for_reads()
+    for index, (shard, reads) in enumerate(served.shards):
         try:
             with connect(reads, autocommit=True, timeout_s=2) as conn:
                 found = _database_problems(

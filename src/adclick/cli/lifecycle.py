@@ -329,20 +329,24 @@ def reconcile(
         run_reconciliation(shard, _moment(start), _moment(end))  # recorded in each shard
         for shard in settings.shard_settings()
     ]
-    report = reports[0]
-    for other in reports[1:]:
-        report.discrepancies += other.discrepancies
-        report.rows_checked += other.rows_checked
+    if len(reports) > 1:
+        for number, shard_report in enumerate(reports):
+            typer.echo(
+                f"shard {number}: checked {shard_report.rows_checked:,} rollup rows: "
+                f"{len(shard_report.discrepancies):,} discrepancies",
+                err=True,
+            )
+    discrepancies = [d for shard_report in reports for d in shard_report.discrepancies]
+    rows_checked = sum(shard_report.rows_checked for shard_report in reports)
     writer = csv.writer(sys.stdout)
-    if report.discrepancies:
+    if discrepancies:
         writer.writerow(["rollup", "bucket", "ad_id", "dimensions", "expected", "stored"])
-    for d in report.discrepancies[:show]:
+    for d in discrepancies[:show]:
         writer.writerow(
             [d.rollup, d.bucket.isoformat(), d.ad_id, "|".join(d.dimensions), d.expected, d.stored]
         )
     typer.echo(
-        f"checked {report.rows_checked:,} rollup rows: {len(report.discrepancies):,} discrepancies",
-        err=True,
+        f"checked {rows_checked:,} rollup rows: {len(discrepancies):,} discrepancies", err=True
     )
-    if report.discrepancies:
+    if discrepancies:
         raise typer.Exit(1)

@@ -18,6 +18,7 @@ from adclick.db.replica import read_with_retry
 from adclick.db.rollups import filtered_rollups
 from adclick.db.shards import connections, snapshots
 from adclick.db.shards import read_with_retry as read_shards_with_retry
+from adclick.kafka.partitioners import owning_shards
 from adclick.query import ad_reads, sql_source
 from adclick.query.arguments import check_value
 from adclick.query.budget import RequestBudget
@@ -337,8 +338,11 @@ class ClickQueries:
                 if budget is not None and not charged:
                     budget.charge("adClicks", window, plan.source, len(ad_ids))
                     charged = True
+                # The counts from the shards owning the ads (ADCLICK_SHARD_PARTITIONER),
+                # the clock from all: the window and its completeness are the service's.
+                owners = [conns[i] for i in owning_shards(self.settings, ad_ids)]
                 counts = sql_source.ads_series(
-                    conns, sorted(set(ad_ids)), window, plan, query_filter, buckets.step
+                    owners, sorted(set(ad_ids)), window, plan, query_filter, buckets.step
                 )
             return clock, window, plan, query_filter, buckets, counts
 

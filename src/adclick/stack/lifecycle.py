@@ -193,7 +193,8 @@ def shard_clusters(settings: Settings) -> list[tuple[Settings, TimescaleCluster]
 def existing_local_shards(settings: Settings) -> int:
     """How many shards the local stack was brought up with (1: not sharded)."""
     count = 1
-    while (settings.state_dir / f"{SHARD_DIR}{count}" / "PG_VERSION").exists():
+    # Only the data directory is looked at: the port does not matter here.
+    while TimescaleCluster(settings.state_dir, 0, f"{SHARD_DIR}{count}").initialised():
         count += 1
     return count
 
