@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -69,6 +70,26 @@ CONSUMER_LAG = Gauge(
     ["partition"],
     multiprocess_mode="max",
 )
+
+
+def record_batch(
+    consumed: int, inserted: int, duplicates: int, late: int, dead_lettered: Mapping[str, int]
+) -> None:
+    """One committed batch's counts (dead letters by reason)."""
+    EVENTS_CONSUMED.inc(consumed)
+    EVENTS_INSERTED.inc(inserted)
+    EVENTS_DUPLICATE.inc(duplicates)
+    EVENTS_LATE.inc(late)
+    for reason, count in dead_lettered.items():
+        EVENTS_DEAD_LETTERED.labels(reason).inc(count)
+
+
+def record_partition(partition: int, watermark_ms: int | None, lag: int | None) -> None:
+    """A partition's watermark and consumer lag after a batch (None: not known yet)."""
+    if watermark_ms is not None:
+        WATERMARK.labels(str(partition)).set(watermark_ms / 1000)
+    if lag is not None:
+        CONSUMER_LAG.labels(str(partition)).set(lag)
 
 
 def serve_metrics(settings: Settings, port: int, workers: int) -> None:

@@ -74,6 +74,15 @@ class WorkerTotals:
     first_batch_at: float | None = None
     last_commit_at: float | None = None
 
+    def add(self, consumed: int, inserted: int, duplicates: int, late: int, dead: int) -> None:
+        """One committed batch's counts."""
+        self.batches += 1
+        self.consumed += consumed
+        self.inserted += inserted
+        self.duplicates += duplicates
+        self.late += late
+        self.dead_lettered += dead
+
 
 class IngestWorker:
     """One consumer of the ingest group; ``run`` returns when stopped or idle."""
@@ -315,28 +324,17 @@ class IngestWorker:
     def _count(
         self, consumed: int, valid: int, inserted: int, late: int, reasons: dict[str, int]
     ) -> None:
-        totals = self.totals
-        totals.batches += 1
-        totals.consumed += consumed
-        totals.inserted += inserted
-        totals.duplicates += valid - inserted
-        totals.late += late
-        totals.dead_lettered += sum(reasons.values())
-        metrics.EVENTS_CONSUMED.inc(consumed)
-        metrics.EVENTS_INSERTED.inc(inserted)
-        metrics.EVENTS_DUPLICATE.inc(valid - inserted)
-        metrics.EVENTS_LATE.inc(late)
-        for reason, count in reasons.items():
-            metrics.EVENTS_DEAD_LETTERED.labels(reason).inc(count)
+        duplicates = valid - inserted
+        self.totals.add(consumed, inserted, duplicates, late, sum(reasons.values()))
+        metrics.record_batch(consumed, inserted, duplicates, late, reasons)
         for partition, next_offset in self._positions.items():
-            watermark = self._clocks.watermark_ms(partition)
-            if watermark is not None:
-                metrics.WATERMARK.labels(str(partition)).set(watermark / 1000)
+            lag = None
             if next_offset is not None:
                 # The end of the partition as of the last fetch (no broker round trip).
                 tp = TopicPartition(self.settings.clicks_topic, partition)
                 _low, high = self._consumer.get_watermark_offsets(tp, cached=True) or (0, 0)
-                metrics.CONSUMER_LAG.labels(str(partition)).set(max(high - next_offset, 0))
+                lag = max(high - next_offset, 0)
+            metrics.record_partition(partition, self._clocks.watermark_ms(partition), lag)
 
     def _recover(self) -> None:
         """After a failed batch: reconnect and rewind every partition to its stored offset."""
