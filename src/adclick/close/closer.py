@@ -40,6 +40,7 @@ from adclick.db.connect import Connection, connect
 from adclick.db.rollups import filtered_rollups
 from adclick.errors import ConfigurationError, DependencyUnavailableError
 from adclick.kafka import make_consumer, make_producer, the_only_partition
+from adclick.kafka.errors import KafkaClientError
 from adclick.query.filters import Filter, Plan, Source, plan_filter
 from adclick.query.ranking import RankedAd
 from adclick.query.window import MINUTE_MS, Window, from_ms
@@ -326,12 +327,12 @@ class MinuteCloser:
 
     def _publish(self, lists: list[TopList]) -> None:
         offsets: dict[int, int] = {}
-        failures: list[str] = []
+        failures: list[KafkaError] = []
 
         def delivered(position: int) -> Any:
             def report(error: KafkaError | None, message: Any) -> None:
                 if error is not None:
-                    failures.append(str(error))
+                    failures.append(error)
                 else:
                     offsets[position] = message.offset()
 
@@ -347,7 +348,9 @@ class MinuteCloser:
         self._producer.flush(30)
         if failures or len(offsets) < len(lists):
             # They stay unconfirmed in the database; the next start publishes them.
-            raise DependencyUnavailableError(f"could not publish top lists: {failures[:3]}")
+            raise KafkaClientError(
+                f"could not publish top lists ({len(offsets)} of {len(lists)} delivered)", failures
+            )
         self._mark_published((top, offsets[i]) for i, top in enumerate(lists))
         self.totals.lists += len(lists)
         metrics.LISTS_PUBLISHED.inc(len(lists))

@@ -16,10 +16,9 @@ import logging
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from adclick.errors import DependencyUnavailableError
 from adclick.ingest.batch import DeadLetter
 from adclick.kafka.clients import make_producer
-from adclick.kafka.errors import is_too_large
+from adclick.kafka.errors import KafkaClientError, is_too_large
 from adclick.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,7 +34,7 @@ class DeadLetterPublisher:
     def __init__(self, settings: Settings) -> None:
         self._topic = settings.dlq_topic
         self._producer: Producer = make_producer(settings, {"linger.ms": 5})
-        self._errors: list[str] = []
+        self._errors: list[KafkaError] = []
         self._too_large: list[DeadLetter] = []
 
     def publish(self, dead_letters: list[DeadLetter], timeout_s: float = 30.0) -> None:
@@ -59,8 +58,8 @@ class DeadLetterPublisher:
             remaining = self._producer.flush(timeout_s)
         if remaining or self._errors:
             errors, self._errors = self._errors, []
-            raise DependencyUnavailableError(
-                f"dead-letter topic {self._topic}: {remaining} undelivered, errors: {errors[:3]}"
+            raise KafkaClientError(
+                f"dead-letter topic {self._topic}: {remaining} undelivered", errors
             )
 
     def _send(self, letter: DeadLetter, *, with_payload: bool) -> None:
@@ -70,7 +69,7 @@ class DeadLetterPublisher:
             if with_payload and is_too_large(error):
                 self._too_large.append(letter)
             else:
-                self._errors.append(str(error))
+                self._errors.append(error)
 
         value = letter.to_json(with_payload=with_payload)
         key = None if letter.key is None else letter.key[:MAX_KEY_BYTES]
@@ -86,6 +85,4 @@ class DeadLetterPublisher:
                     with_payload = False
                     value = letter.to_json(with_payload=False)
                     continue
-                raise DependencyUnavailableError(
-                    f"dead-letter topic {self._topic}: {error}"
-                ) from None
+                raise KafkaClientError.of(f"dead-letter topic {self._topic}", exc) from None

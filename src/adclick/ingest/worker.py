@@ -42,6 +42,7 @@ from adclick.ingest.recent import RecentClicks
 from adclick.ingest.shards import ShardWriters
 from adclick.ingest.writer import WriteResult
 from adclick.kafka.clients import make_consumer
+from adclick.kafka.errors import KafkaClientError
 from adclick.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -226,7 +227,7 @@ class IngestWorker:
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
                     if error.fatal():
-                        raise DependencyUnavailableError(f"Kafka: {error}")
+                        raise KafkaClientError("the clicks consumer", [error])
                     log.warning("%s: Kafka reports %s", self.name, error)
                 continue
             # A message of a partition revoked during this consume() belongs to the next

@@ -9,7 +9,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from adclick.errors import ConfigurationError, DependencyUnavailableError
+from adclick.errors import ConfigurationError
+from adclick.kafka.errors import KafkaClientError
 from adclick.settings import Settings
 
 
@@ -71,8 +72,8 @@ def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)
     except KafkaException as exc:
-        raise DependencyUnavailableError(
-            f"Kafka at {settings.kafka_bootstrap_servers} is not reachable: {exc}"
+        raise KafkaClientError.of(
+            f"Kafka at {settings.kafka_bootstrap_servers} is not reachable", exc
         ) from exc
     wanted = {
         settings.clicks_topic: settings.topic_partitions,
@@ -95,7 +96,7 @@ def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
             created.append(name)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise DependencyUnavailableError(f"cannot create topic {name}: {exc}") from exc
+                raise KafkaClientError.of(f"cannot create topic {name}", exc) from exc
     return created
 
 
