@@ -4,8 +4,8 @@
     SELECT minute, ad_id, {dimensions}, sum(clicks)::bigint
     FROM deltas
     WHERE new
-    GROUP BY minute, ad_id, {dimensions}
-    ORDER BY minute, ad_id, {dimensions}
+    GROUP BY ad_id, {dimensions}, minute
+    ORDER BY ad_id, {dimensions}, minute
 ),
 
 {name} AS (
@@ -13,7 +13,7 @@
     SELECT minute, ad_id, {dimensions}, sum(clicks)::bigint
     FROM deltas
     WHERE NOT new
-    GROUP BY minute, ad_id, {dimensions}
-    ORDER BY minute, ad_id, {dimensions}
-    ON CONFLICT (minute, ad_id, {dimensions}) DO UPDATE SET clicks = r.clicks + excluded.clicks
+    GROUP BY ad_id, {dimensions}, minute
+    ORDER BY ad_id, {dimensions}, minute
+    ON CONFLICT (ad_id, {dimensions}, minute) DO UPDATE SET clicks = r.clicks + excluded.clicks
 )

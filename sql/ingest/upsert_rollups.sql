@@ -40,14 +40,14 @@ per_minute_new AS (
     SELECT minute, ad_id, sum(clicks)::bigint
     FROM deltas
     WHERE new
-    GROUP BY minute, ad_id
-    ORDER BY minute, ad_id
+    GROUP BY ad_id, minute
+    ORDER BY ad_id, minute
 ){filtered_upserts}
 
 INSERT INTO clicks_1m AS r (minute, ad_id, clicks)
 SELECT minute, ad_id, sum(clicks)::bigint
 FROM deltas
 WHERE NOT new
-GROUP BY minute, ad_id
-ORDER BY minute, ad_id
-ON CONFLICT (minute, ad_id) DO UPDATE SET clicks = r.clicks + excluded.clicks;
+GROUP BY ad_id, minute
+ORDER BY ad_id, minute
+ON CONFLICT (ad_id, minute) DO UPDATE SET clicks = r.clicks + excluded.clicks;

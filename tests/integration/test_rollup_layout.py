@@ -1,6 +1,6 @@
 """The rollups' layout: hour chunks for the per-minute rollups and clicks_1h keyed hour
-first (migration 0009), the per-minute rollups keyed minute first (migration 0010). An
-existing database converts in place, both ways, and every count stays exact.
+first (migration 0009), then quarter-hour chunks (migration 0010). An existing database
+converts in place, both ways, and every count stays exact.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from tests.helpers import (
     rollup_counts,
 )
 
+QUARTER = timedelta(minutes=15)
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 
@@ -67,36 +68,6 @@ def per_minute_rollups(settings: Settings) -> list[str]:
     return ["clicks_1m", *(name for (name,) in filtered)]
 
 
-def per_minute_layout(settings: Settings) -> dict[str, tuple[list[str], list[str]]]:
-    """Each per-minute rollup's key columns and its other indexes' names."""
-    layout = {}
-    for table in per_minute_rollups(settings):
-        others = query(
-            settings,
-            "SELECT indexrelid::regclass::text FROM pg_index"
-            " WHERE indrelid = %s::regclass AND NOT indisprimary ORDER BY 1",
-            table,
-        )
-        layout[table] = (primary_key(settings, table), [name for (name,) in others])
-    return layout
-
-
-def minute_first(settings: Settings) -> dict[str, tuple[list[str], list[str]]]:
-    dimensions = dict(query(settings, "SELECT table_name, dimensions FROM filtered_rollups"))
-    return {
-        table: (["minute", "ad_id", *dimensions.get(table, [])], [])
-        for table in per_minute_rollups(settings)
-    }
-
-
-def ad_first(settings: Settings) -> dict[str, tuple[list[str], list[str]]]:
-    dimensions = dict(query(settings, "SELECT table_name, dimensions FROM filtered_rollups"))
-    return {
-        table: (["ad_id", *dimensions.get(table, []), "minute"], [f"{table}_minute_brin"])
-        for table in per_minute_rollups(settings)
-    }
-
-
 def test_an_existing_database_converts_in_place_and_stays_exact(settings: Settings) -> None:
     command.downgrade(alembic_config(settings), "0008")
     assert primary_key(settings, "clicks_1h") == ["ad_id", "hour"]
@@ -110,8 +81,8 @@ def test_an_existing_database_converts_in_place_and_stays_exact(settings: Settin
 
     upgrade(settings)  # as `adclick migrate` on an existing database
     assert primary_key(settings, "clicks_1h") == ["hour", "ad_id"]
-    # Later clicks into the old range land in its day chunk; recent ones in hour chunks
-    # (about 70 minutes of event time: two or three of them).
+    # Later clicks into the old range land in its day chunk; recent ones in quarter-hour
+    # chunks (migration 0010; about 70 minutes of event time: five or six of them).
     late = load(settings, LoadSpec(events=500, start_ms=old_start_ms, seed=2, event_rate=0.5))
     recent = load(settings, recent_spec(2_000, seed=3, event_rate=0.5))
     assert ingest_until_idle(settings).inserted == late.total + recent.total
@@ -120,7 +91,7 @@ def test_an_existing_database_converts_in_place_and_stays_exact(settings: Settin
         intervals = chunk_intervals(settings, table)
         assert intervals[: len(before)] == before, f"{table}: the old day chunks stay as they are"
         new = intervals[len(before) :]
-        assert len(new) >= 2 and set(new) == {HOUR}, f"{table}: new chunks are hours"
+        assert len(new) >= 4 and set(new) == {QUARTER}, f"{table}: new chunks are quarters"
 
     truth = merged(old, late, recent)
     assert rollup_counts(settings) == truth.by_ad_minute
@@ -139,28 +110,30 @@ def test_the_layout_goes_down_and_up_again_with_every_count(settings: Settings) 
     assert hourly_counts(settings) == hours_from_minutes(truth.by_ad_minute)
 
 
-def test_the_per_minute_rollups_are_keyed_minute_first_both_ways(settings: Settings) -> None:
-    # A filtered rollup of two dimensions besides the country one: the key keeps their order.
+def test_quarter_hour_chunks_both_ways(settings: Settings) -> None:
+    # A filtered rollup of two dimensions besides the country one gets them as well.
     settings = settings.model_copy(update={"dimension_sets": [["country"], ["os", "device"]]})
     create_filtered_rollups(settings)
-    assert minute_first(settings)["clicks_1m_by_os_device"][0] == [
-        "minute", "ad_id", "os", "device"
-    ]  # fmt: skip
-    assert per_minute_layout(settings) == minute_first(settings)
-    first = load(settings, recent_spec(1_000, seed=5, event_rate=1.0))
+    tables = per_minute_rollups(settings)
+    assert "clicks_1m_by_os_device" in tables
+    first = load(settings, recent_spec(1_000, seed=5, event_rate=1.0))  # ~17 minutes
     assert ingest_until_idle(settings).inserted == first.total
+    for table in tables:
+        assert set(chunk_intervals(settings, table)) == {QUARTER}, table
 
     command.downgrade(alembic_config(settings), "0009")
-    assert per_minute_layout(settings) == ad_first(settings)
-    assert rollup_counts(settings) == first.by_ad_minute
-    assert country_rollup_counts(settings) == first.by_ad_minute_country
+    # Two days ago: new chunks are hours again; the quarter-hour ones stay.
+    old_start_ms = (int(time.time() * 1000) - 2 * 86_400_000) // 3_600_000 * 3_600_000
+    old = load(settings, LoadSpec(events=500, start_ms=old_start_ms, seed=6, event_rate=0.5))
+    assert ingest_until_idle(settings).inserted == old.total
+    for table in tables:
+        intervals = chunk_intervals(settings, table)
+        assert intervals[0] == HOUR and set(intervals[1:]) == {QUARTER}, table
 
     upgrade(settings)
-    assert per_minute_layout(settings) == minute_first(settings)
-    # Ingest upserts onto the converted keys: new rows and rows already there.
-    second = load(settings, recent_spec(1_000, seed=6, event_rate=1.0))
+    second = load(settings, recent_spec(1_000, seed=7, event_rate=1.0))
     assert ingest_until_idle(settings).inserted == second.total
-    truth = merged(first, second)
+    truth = merged(first, old, second)
     assert rollup_counts(settings) == truth.by_ad_minute
     assert country_rollup_counts(settings) == truth.by_ad_minute_country
     assert hourly_counts(settings) == hours_from_minutes(truth.by_ad_minute)

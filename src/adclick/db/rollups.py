@@ -68,6 +68,7 @@ def ensure_filtered_rollups(conn: Connection, settings: Settings) -> None:
         statement = sql.SQL(template).format(
             table=sql.Identifier(rollup.table),
             table_name=sql.Literal(rollup.table),
+            brin_index=sql.Identifier(f"{rollup.table}_minute_brin"),
             dimension_columns=columns,
             dimension_key=key,
             dimensions=sql.Literal(list(rollup.dimensions)),

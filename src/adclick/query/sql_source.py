@@ -7,7 +7,7 @@ dimension names) are composed into the statements, quoted by psycopg.sql.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from psycopg import sql
 
@@ -54,44 +54,22 @@ def ads_series_statement(
             "hours_end": from_ms(hours[-1] + HOUR_MS),
             "start": from_ms(window.start_ms),
             "end": from_ms(window.end_ms),
-            "minutes_before": minutes_of(Window(window.start_ms, hours.start)),
-            "minutes_after": minutes_of(Window(hours[-1] + HOUR_MS, window.end_ms)),
         }
     table, time_column, measure = _relation(plan)
     conditions, params = _conditions(plan, query_filter)
-    ads, ads_params = _ads_conditions(plan, window, ad_ids)
     statement = sql.SQL(
         "SELECT ad_id, (extract(epoch FROM time_bucket(%(bucket)s, {time})) * 1000)::bigint, "
         "{measure}::bigint FROM {table} "
-        "WHERE {ads} AND {time} >= %(start)s AND {time} < %(end)s{conditions} "
+        "WHERE ad_id = ANY(%(ads)s) AND {time} >= %(start)s AND {time} < %(end)s{conditions} "
         "GROUP BY 1, 2"
-    ).format(time=time_column, measure=measure, table=table, ads=ads, conditions=conditions)
-    params |= ads_params | {
+    ).format(time=time_column, measure=measure, table=table, conditions=conditions)
+    params |= {
         "bucket": timedelta(milliseconds=bucket_ms),
+        "ads": ad_ids,
         "start": from_ms(window.start_ms),
         "end": from_ms(window.end_ms),
     }
     return statement, params
-
-
-def _ads_conditions(plan: Plan, window: Window, ad_ids: list[str]) -> Statement:
-    """The condition that finds the given ads' rows in the window, and its parameters.
-
-    The per-minute rollups are keyed minute first (migration 0010): the ads' rows are one
-    index probe per minute and ad, so the condition names the window's minutes (the range
-    beside it keeps chunk exclusion). The raw table is read by its time range.
-    """
-    if plan.source is Source.RAW:
-        return sql.SQL("ad_id = ANY(%(ads)s)"), {"ads": ad_ids}
-    return sql.SQL("minute = ANY(%(minutes)s) AND ad_id = ANY(%(ads)s)"), {
-        "minutes": minutes_of(window),
-        "ads": ad_ids,
-    }
-
-
-def minutes_of(window: Window) -> list[datetime]:
-    """The window's minutes, as the rollups' ``minute`` values."""
-    return [from_ms(m) for m in window.minute_starts()]
 
 
 def ads_series(
@@ -125,8 +103,8 @@ def ads_clicks_between(
     plan: Plan,
     query_filter: Filter,
 ) -> list[tuple[str, int]]:
-    """Clicks of the given ads over the window, by primary-key probes (one per minute and
-    ad), from every shard (an ad's rows are all in one)."""
+    """Clicks of the given ads over the window, by primary-key range scans (one per ad and
+    chunk), from every shard (an ad's rows are all in one)."""
     statement, params = ads_clicks_between_statement(ad_ids, window, plan, query_filter)
     return [
         (str(ad), int(clicks)) for conn in conns for ad, clicks in conn.execute(statement, params)
@@ -139,12 +117,11 @@ def ads_clicks_between_statement(
     """The statement of ``ads_clicks_between`` and its parameters."""
     table, time_column, measure = _relation(plan)
     conditions, params = _conditions(plan, query_filter)
-    ads, ads_params = _ads_conditions(plan, window, ad_ids)
     statement = sql.SQL(
-        "SELECT ad_id, {measure}::bigint FROM {table} WHERE {ads} "
+        "SELECT ad_id, {measure}::bigint FROM {table} WHERE ad_id = ANY(%(ads)s) "
         "AND {time} >= %(start)s AND {time} < %(end)s{conditions} GROUP BY ad_id"
-    ).format(time=time_column, measure=measure, table=table, ads=ads, conditions=conditions)
-    params |= ads_params | {"start": from_ms(window.start_ms), "end": from_ms(window.end_ms)}
+    ).format(time=time_column, measure=measure, table=table, conditions=conditions)
+    params |= {"ads": ad_ids, "start": from_ms(window.start_ms), "end": from_ms(window.end_ms)}
     return statement, params
 
 

@@ -140,10 +140,10 @@ def install_timescaledb(state_dir: Path, say: Say) -> None:
 def shared_buffers_mb() -> int:
     """A quarter of the machine's memory (PostgreSQL's usual advice), 128 MB to 8 GB.
 
-    Ingest writes the right edge of the current hour's per-minute rollup indexes (keyed
-    minute first, migration 0010) and the rows of the last minutes it updates; the
-    closer and the API read the newest minutes. The rest of the buffers cache what
-    per-ad reads of older windows touch (docs/operations.md).
+    Ingest writes the current quarter hour's per-minute rollup indexes all over (keyed
+    ad first, in quarter-hour chunks: migration 0010): at the design scale up to ~0.8 GB
+    of them with uniformly popular ads, which stay in shared buffers (docs/benchmarks.md,
+    bench day; docs/operations.md).
     """
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return max(128, min(8192, total // 4 // 2**20))
@@ -152,6 +152,9 @@ def shared_buffers_mb() -> int:
 def _settings_conf(port: int, socket_dir: Path) -> str:
     # Durable settings (fsync, synchronous_commit) stay at their defaults: counts are
     # billed, and a committed batch must survive a crash of the machine too.
+    # max_locks_per_transaction: a query over the 90 days of quarter-hour chunks of a
+    # per-minute rollup locks ~8,640 chunks and their indexes (~26,000 locks); the shared
+    # lock table holds this times max_connections, so two such queries must fit.
     # wal_buffers: ingest writes ~0.7 kB of WAL per click; with the default 16 MB the
     # buffers filled ~55,000 times in a 3-million-click run and backends wrote WAL
     # themselves; with 64 MB 0 and 3,794 times, and 5-7% more clicks/s (docs/benchmarks.md).
@@ -169,7 +172,7 @@ wal_buffers = 64MB
 max_wal_size = 8GB
 checkpoint_timeout = 15min
 wal_compression = on
-max_locks_per_transaction = 256
+max_locks_per_transaction = 1024
 logging_collector = off
 log_min_messages = warning
 """

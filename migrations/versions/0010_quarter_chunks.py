@@ -1,4 +1,4 @@
-"""Per-minute rollups keyed minute first: ingest appends to the index instead of spreading over it.
+"""Quarter-hour chunks for the per-minute rollups: ingest's random upserts stay in a quarter's index.
 
 Revision ID: 0010
 Revises: 0009
