@@ -14,9 +14,9 @@ largest base (K: the ranking kept, api_max_limit). At least K ads have at least 
 so an ad whose base + bound is below T cannot be in the top K. Only the others (a few
 thousand, at Zipf-skewed or uniform popularity) have the edge minutes their whole
 quarters do not cover read from the rollup, by primary key (all of the edge where a
-quarter is capped); their sums are then exact and the ranking is the exact one. The
-rollups are keyed minute first, so each minute read is a probe per candidate: the cut
-quarters' minutes are at most 14 at each end of an edge, where the edge has up to 59.
+quarter is capped); their sums are then exact and the ranking is the exact one. Those
+minutes are at most 14 at each end of an edge (which has up to 59), inside one
+quarter-hour chunk of the rollup: one short range scan per candidate and end.
 The edge read and a check that no hour changed since it was loaded share one snapshot.
 A filter works the same way over a filtered rollup's minutes and hours.
 """
