@@ -141,7 +141,7 @@ def shared_buffers_mb() -> int:
     """A quarter of the machine's memory (PostgreSQL's usual advice), 128 MB to 8 GB.
 
     Ingest writes the current quarter hour's per-minute rollup indexes all over (keyed
-    ad first, in quarter-hour chunks: migration 0010): at the design scale up to ~0.8 GB
+    ad first, in quarter-hour chunks: migration 0010): at the design scale up to ~0.9 GB
     of them with uniformly popular ads, which stay in shared buffers (docs/benchmarks.md,
     bench day; docs/operations.md).
     """
