@@ -1,4 +1,4 @@
-"""Quarter-hour chunks for the per-minute rollups: ingest's random upserts stay in a quarter's index.
+"""Quarter-hour chunks for the per-minute rollups: ingest's upserts stay in a quarter's index.
 
 Revision ID: 0010
 Revises: 0009
