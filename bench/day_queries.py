@@ -2,7 +2,7 @@
 
 Retention keeps 90 days of per-minute rollups hot; with hour chunks that is 2,160 chunks
 per rollup table, and the planner (TimescaleDB's chunk exclusion) sees all of them. The
-days before the built day are sparse here, one row per hour and table, because what
+days before the built day are sparse here, one row per chunk and table, because what
 costs planning and retention is the number of chunks, not their rows.
 
 For each query the API sends by SQL (adclick.query.sql_source: every adClicks, and the
@@ -32,7 +32,7 @@ from adclick.query import sql_source
 from adclick.query.filters import Filter, Plan, Source
 from adclick.query.window import HOUR_MS, MINUTE_MS, Window
 from adclick.settings import Settings
-from bench.query_dataset import one_row_per_hour
+from bench.query_dataset import one_row_per_chunk
 
 HISTORY_AD = "ad-history"
 TOP_LIMIT = 100
@@ -47,7 +47,8 @@ def add_history(
     day_start_ms: int,
     days: int,
 ) -> int:
-    """One row per hour and rollup for the ``days - 1`` days before the day; chunks made."""
+    """One row per hour in clicks_1h and per chunk interval in the per-minute rollups for
+    the ``days - 1`` days before the day; chunks made."""
     start_ms = day_start_ms - (days - 1) * 24 * HOUR_MS
     start, end = _dt(start_ms), _dt(day_start_ms)
     hours = sql.SQL("generate_series(%(start)s, %(end)s - INTERVAL '1 hour', INTERVAL '1 hour')")
@@ -59,7 +60,7 @@ def add_history(
         ).format(hours),
         {"start": start, "end": end, "ad": HISTORY_AD},
     )
-    one_row_per_hour(admin, rollups, start_ms, day_start_ms, HISTORY_AD)
+    one_row_per_chunk(admin, rollups, start_ms, day_start_ms, HISTORY_AD)
     admin.execute("ANALYZE clicks_1h")
     return _chunk_count(admin) - before
 

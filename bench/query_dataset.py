@@ -91,7 +91,7 @@ class DatasetSpec:
 
     @property
     def sparse_hours(self) -> int:
-        """The leading hours whose per-minute rollups hold one row per hour and table."""
+        """The leading hours whose per-minute rollups hold one row per chunk and table."""
         return 0 if self.full_hours is None else max(0, self.hours - self.full_hours)
 
     @property
@@ -286,7 +286,7 @@ def _build(settings: Settings, spec: DatasetSpec, *, end_ms: int | None = None) 
         with _progress() as progress:
             task = progress.add_task("minutes", total=spec.minutes, rows=0)
             full_from_ms = start_ms + spec.sparse_hours * HOUR_MS
-            for table in one_row_per_hour(conn, rollups, start_ms, full_from_ms, SPARSE_AD):
+            for table in one_row_per_chunk(conn, rollups, start_ms, full_from_ms, SPARSE_AD):
                 rows[table] += spec.sparse_hours
             for sparse_ms in range(start_ms, full_from_ms, HOUR_MS):
                 rows["clicks_1h"] += _write_per_ad(
@@ -348,18 +348,23 @@ _TIME_COLUMN = {"clicks_1m": "minute", "clicks_1h": "hour"}
 SPARSE_AD = "ad-sparse"
 
 
-def one_row_per_hour(
+def one_row_per_chunk(
     conn: psycopg.Connection[Any],
     rollups: Sequence[FilteredRollup],
     start_ms: int,
     end_ms: int,
     ad: str,
 ) -> list[str]:
-    """One row of ``ad`` per hour of [start_ms, end_ms) in clicks_1m and every filtered
-    rollup, so that each hour chunk exists: what costs planning and retention is the
-    number of chunks, not their rows (sparse hours here, bench day's history days).
-    Returns the tables written."""
-    hours = sql.SQL("generate_series(%(start)s, %(end)s - INTERVAL '1 hour', INTERVAL '1 hour')")
+    """One row of ``ad`` per chunk interval of [start_ms, end_ms) in clicks_1m and every
+    filtered rollup (a quarter hour since migration 0010), so that each chunk exists: what
+    costs planning and retention is the number of chunks, not their rows (sparse hours
+    here, bench day's history days). Returns the tables written."""
+    row = conn.execute(
+        "SELECT time_interval FROM timescaledb_information.dimensions"
+        " WHERE hypertable_name = 'clicks_1m' AND column_name = 'minute'"
+    ).fetchone()
+    assert row is not None, "clicks_1m is not a hypertable"
+    steps = sql.SQL("generate_series(%(start)s, %(end)s - %(step)s, %(step)s)")
     per_minute = [("clicks_1m", ()), *((r.table, r.dimensions) for r in rollups)]
     for table, dimensions in per_minute:
         columns = sql.SQL("").join(sql.SQL(", {}").format(sql.Identifier(d)) for d in dimensions)
@@ -367,9 +372,9 @@ def one_row_per_hour(
         conn.execute(
             sql.SQL(
                 "INSERT INTO {table} (minute, ad_id{columns}, clicks) "
-                "SELECT h, %(ad)s{values}, 1 FROM {hours} AS h ON CONFLICT DO NOTHING"
-            ).format(table=sql.Identifier(table), columns=columns, values=values, hours=hours),
-            {"start": _dt(start_ms), "end": _dt(end_ms), "ad": ad},
+                "SELECT m, %(ad)s{values}, 1 FROM {steps} AS m ON CONFLICT DO NOTHING"
+            ).format(table=sql.Identifier(table), columns=columns, values=values, steps=steps),
+            {"start": _dt(start_ms), "end": _dt(end_ms), "step": row[0], "ad": ad},
         )
     return [table for table, _dimensions in per_minute]
 
