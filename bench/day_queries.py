@@ -1,6 +1,6 @@
 """``python -m bench day --history-days N``: the API's rollup queries with months of chunks.
 
-Retention keeps 90 days of per-minute rollups hot; with hour chunks that is 2,160 chunks
+Retention keeps 90 days of per-minute rollups hot; with quarter-hour chunks that is 8,640 chunks
 per rollup table, and the planner (TimescaleDB's chunk exclusion) sees all of them. The
 days before the built day are sparse here, one row per chunk and table, because what
 costs planning and retention is the number of chunks, not their rows.
