@@ -1,7 +1,7 @@
 """The hour index's quarter hours bound a window's edge inside an hour (hour_index.edge_bounds):
 what they call known is exact, and known + rest is never below the edge's clicks; and
 the known part plus the minutes outside the whole quarters (unknown_parts) is the edge's
-exact count, except where a quarter is capped (edge_capped), whose edge is read whole."""
+exact count, except where a quarter is capped (edge_bounds says so), whose edge is read whole."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from adclick.query.hour_index import BLOCK_CAP, BLOCKS, edge_bounds, edge_capped, unknown_parts
+from adclick.query.hour_index import BLOCK_CAP, BLOCKS, edge_bounds, unknown_parts
 from adclick.query.window import HOUR_MS, MINUTE_MS, Window
 
 HOUR = 1_000 * HOUR_MS  # some whole hour
@@ -41,7 +41,7 @@ def test_known_is_exact_and_known_plus_rest_bounds_the_edge(
     blocks = np.minimum(quarters, BLOCK_CAP).astype(np.uint8)
     totals = per_minute.sum(axis=1)
     window = Window(HOUR + first * MINUTE_MS, HOUR + end * MINUTE_MS)
-    known, rest = edge_bounds(blocks, totals, HOUR, window)
+    known, rest, _capped = edge_bounds(blocks, totals, HOUR, window)
     in_edge = per_minute[:, first:end].sum(axis=1)
     whole_quarters = [j for j in range(BLOCKS) if first <= 15 * j and 15 * (j + 1) <= end]
     assert (known <= in_edge).all()
@@ -59,7 +59,7 @@ def test_known_is_exact_and_known_plus_rest_bounds_the_edge(
 def test_an_edge_of_whole_quarters_is_known_exactly() -> None:
     per_minute = np.arange(3 * 60, dtype=np.int64).reshape(3, 60) % 5
     blocks = quarters_of(per_minute).astype(np.uint8)
-    known, rest = edge_bounds(
+    known, rest, _capped = edge_bounds(
         blocks, per_minute.sum(axis=1), HOUR, Window(HOUR + 15 * MINUTE_MS, HOUR + HOUR_MS)
     )
     assert known.tolist() == per_minute[:, 15:].sum(axis=1).tolist()
@@ -73,8 +73,7 @@ def test_known_plus_the_unknown_minutes_is_the_edge_unless_capped(
     first, end = edge
     blocks = np.minimum(quarters_of(per_minute), BLOCK_CAP).astype(np.uint8)
     window = Window(HOUR + first * MINUTE_MS, HOUR + end * MINUTE_MS)
-    known, _ = edge_bounds(blocks, per_minute.sum(axis=1), HOUR, window)
-    capped = edge_capped(blocks, HOUR, window)
+    known, _, capped = edge_bounds(blocks, per_minute.sum(axis=1), HOUR, window)
     parts = unknown_parts(HOUR, window)
     read = np.zeros(len(per_minute), dtype=np.int64)
     for part in parts:

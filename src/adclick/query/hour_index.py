@@ -73,25 +73,20 @@ class HourCounts:
 
 def edge_bounds(
     blocks: Blocks, totals: HourClicks | Sums, hour_ms: int, edge: Window
-) -> tuple[Sums, Sums]:
+) -> tuple[Sums, Sums, npt.NDArray[np.bool_]]:
     """Per ad (or row) of an hour, its clicks in ``edge`` (a part of that hour): those
     known exactly (whole quarters inside the edge) and an upper bound of the rest (the
     quarters the edge cuts; the hour's total where a quarter involved is capped), so that
-    known <= clicks in the edge <= known + rest. Where ``edge_capped`` holds, known is 0."""
+    known <= clicks in the edge <= known + rest; and where a quarter the edge involves is
+    capped (``capped``: nothing of the edge is known there, known is 0, and all of the
+    edge must be read)."""
     inside, cut = _quarters(hour_ms, edge)
     known = blocks[inside].sum(axis=0, dtype=np.int64)
     rest = blocks[cut].sum(axis=0, dtype=np.int64)
-    capped = edge_capped(blocks, hour_ms, edge)
+    capped = np.asarray((blocks[inside + cut] == BLOCK_CAP).any(axis=0), dtype=np.bool_)
     known[capped] = 0
     rest[capped] = totals[: len(capped)][capped]
-    return known, rest
-
-
-def edge_capped(blocks: Blocks, hour_ms: int, edge: Window) -> npt.NDArray[np.bool_]:
-    """Per ad (or row): whether a quarter the edge involves is capped, so that nothing of
-    its clicks in the edge is known and all of the edge must be read."""
-    inside, cut = _quarters(hour_ms, edge)
-    return np.asarray((blocks[inside + cut] == BLOCK_CAP).any(axis=0), dtype=np.bool_)
+    return known, rest, capped
 
 
 def unknown_parts(hour_ms: int, edge: Window) -> list[Window]:

@@ -36,7 +36,6 @@ from adclick.query.hour_index import (
     HourClicks,
     HourCounts,
     edge_bounds,
-    edge_capped,
     floor_hour,
     hour_revisions,
     unknown_parts,
@@ -93,11 +92,11 @@ def rank_long_window(
             _add(base, counts.clicks)
         for hour_ms, edge in edges.items():
             blocks = hours[hour_ms].blocks
-            exact, rest = edge_bounds(blocks, hours[hour_ms].clicks, hour_ms, edge)
+            exact, rest, capped_ads = edge_bounds(blocks, hours[hour_ms].clicks, hour_ms, edge)
             known[hour_ms] = np.zeros(ads, dtype=np.int64)
             _add(known[hour_ms], exact)
             _add(bound, rest)
-            capped[hour_ms] = _padded(edge_capped(blocks, hour_ms, edge), ads)
+            capped[hour_ms] = _padded(capped_ads, ads)
     else:
         assert plan.rollup is not None
         table = plan.rollup.table
@@ -111,13 +110,12 @@ def rank_long_window(
                 continue  # an hour without rollups
             rows = counts.filtered[table]
             blocks = counts.filtered_blocks[table]
-            exact, rest = edge_bounds(blocks, rows.clicks, hour_ms, edge)
-            in_capped_rows = edge_capped(blocks, hour_ms, edge).astype(np.int64)
+            exact, rest, capped_rows = edge_bounds(blocks, rows.clicks, hour_ms, edge)
             for into, per_row_clicks in ((known[hour_ms], exact), (bound, rest)):
                 per_row = FilteredRows(rows.ads, rows.values, per_row_clicks)
                 _add(into, index.filtered_sums([per_row], plan, query_filter))
             # An ad's edge is read whole when a row of it that the filter keeps is capped.
-            per_row = FilteredRows(rows.ads, rows.values, in_capped_rows)
+            per_row = FilteredRows(rows.ads, rows.values, capped_rows.astype(np.int64))
             capped[hour_ms] = _padded(index.filtered_sums([per_row], plan, query_filter) > 0, ads)
     for edge_known in known.values():
         base += edge_known  # a lower bound of each ad's clicks in the window
