@@ -175,7 +175,11 @@ class AdclickGraphQL(GraphQL[Context, None]):
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         principal = authenticate(request.headers.get("authorization"), self.settings)
         context = Context(
-            principal=principal, queries=self.queries, feed=self.feed, admin=self.admin
+            principal=principal,
+            queries=self.queries,
+            feed=self.feed,
+            admin=self.admin,
+            settings=self.settings,
         )
         request.scope[_CONTEXT_KEY] = context  # for the HTTP cache headers (__call__)
         request.scope[_SUB_RESPONSE_KEY] = response  # for the status code (process_result)

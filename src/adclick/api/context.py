@@ -1,4 +1,4 @@
-"""What every resolver gets: who is asking, and the query service."""
+"""What every resolver gets: who is asking, the query service and the settings."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from adclick.api.admin import Admin
 from adclick.api.auth import Principal
 from adclick.api.http_cache import Cacheability
 from adclick.query.service import QueryService
+from adclick.settings import Settings
 from adclick.top_lists.feed import TopListFeed
 
 
@@ -18,6 +19,7 @@ class Context:
     queries: QueryService
     feed: TopListFeed
     admin: Admin
+    settings: Settings
     # What the request's fields say about reusing its HTTP answer (api/http_cache.py).
     cacheability: Cacheability = field(default_factory=Cacheability)
     # Set by strawberry from a WebSocket's connection_init payload.
