@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from adclick.events.dead_letter import DeadLetterReason
-from adclick.ingest.batch import assemble_batch
+from adclick.ingest.batch import CLICK_ID, OFFSET, TS_MS, assemble_batch
 from adclick.ingest.clock import PartitionClocks, Timeliness
 from adclick.ingest.recent import RecentClicks
 from tests.kafka_records import FakeRecord
@@ -39,7 +39,7 @@ def test_good_and_bad_messages_are_split_and_nothing_is_lost() -> None:
         FakeRecord(0, 12, click(T0 + 1000)),
     ]
     batch = assemble(records)
-    assert [row[8] for row in batch.rows] == [10, 5, 12]
+    assert [row[OFFSET] for row in batch.rows] == [10, 5, 12]
     assert [(d.partition, d.offset, d.reason) for d in batch.dead_letters] == [
         (0, 11, "malformed"),
         (1, 6, "malformed"),
@@ -133,7 +133,7 @@ def test_repeats_within_a_batch_and_recent_clicks_are_dropped_as_duplicates() ->
         max_skew_ms=MINUTE,
         recent=recent,
     )
-    assert [row[1] for row in first.rows] == ["a"] and first.known_duplicates == 1
+    assert [row[CLICK_ID] for row in first.rows] == ["a"] and first.known_duplicates == 1
     recent.add_all(first.keys)
     second = assemble_batch(
         [FakeRecord(0, 2, click(T0, click_id="a")), FakeRecord(0, 3, click(T0 + 1, click_id="a"))],
@@ -144,7 +144,7 @@ def test_repeats_within_a_batch_and_recent_clicks_are_dropped_as_duplicates() ->
         recent=recent,
     )
     # Same click_id at another time is another click: the key is (time, click_id).
-    assert [row[0] for row in second.rows] == [T0 + 1] and second.known_duplicates == 1
+    assert [row[TS_MS] for row in second.rows] == [T0 + 1] and second.known_duplicates == 1
     assert second.next_offsets == {0: 4}
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 
 from adclick.db.rollups import FilteredRollup
-from adclick.ingest.batch import StagingRow
+from adclick.ingest.batch import AD_ID, COUNTRY, TS_MS, StagingRow
 from adclick.time_units import MINUTE_MS
 
 DeltaKey = tuple[int | str, ...]  # (minute in epoch ms, ad_id, *dimension values)
@@ -68,11 +68,10 @@ def aggregate(
     """
     # Column by column, so that the counting runs inside Counter's C loop: this is per
     # click, and it was a tenth of the worker's time as a per-row Python loop.
-    # Staging row columns: 0 event time (ms), 2 ad_id, 5 country.
-    minutes = [row[0] - row[0] % MINUTE_MS for row in rows]
-    ads = [row[2] for row in rows]
+    minutes = [row[TS_MS] - row[TS_MS] % MINUTE_MS for row in rows]
+    ads = [row[AD_ID] for row in rows]
     values = [
-        [row[5] for row in rows]
+        [row[COUNTRY] for row in rows]
         if dimension == "country"
         else [attrs.get(dimension, "") for attrs in attributes]
         for dimension in dimensions

@@ -34,6 +34,9 @@ from adclick.db.rollups import FilteredRollup, ensure_filtered_rollups, filtered
 from adclick.events.dead_letter import DeadLetterReason
 from adclick.ingest.aggregate import DeltaColumns, aggregate, delta_dimensions
 from adclick.ingest.batch import (
+    OFFSET,
+    PARTITION,
+    TS_MS,
     Batch,
     DeadLetter,
     StagingRow,
@@ -205,7 +208,7 @@ class BatchWriter:
         above: list[int] = []
         below: list[int] = []
         for i, staged in enumerate(batch.rows):
-            (below if staged[0] < floor_ms else above).append(i)
+            (below if staged[TS_MS] < floor_ms else above).append(i)
         if not below:
             return above, []
         floor = datetime.fromtimestamp(floor_ms / 1000, UTC).isoformat()
@@ -235,7 +238,7 @@ class BatchWriter:
             cur.execute(load_sql("ingest/insert_staged"))
             inserted = set(cur.fetchall())
             cur.execute("TRUNCATE ingest_staging")
-        return [i for i in indexes if (rows[i][7], rows[i][8]) in inserted], True
+        return [i for i in indexes if (rows[i][PARTITION], rows[i][OFFSET]) in inserted], True
 
     def _add_to_rollups(self, columns: DeltaColumns) -> None:
         keys = MinuteAdKeys.of(columns.minutes, columns.ads)
