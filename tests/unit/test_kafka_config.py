@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from confluent_kafka import Consumer
 from hypothesis import given
 from hypothesis import strategies as st
 
 from adclick.errors import ConfigurationError
-from adclick.kafka.clients import consumer_config, producer_config
+from adclick.kafka.clients import consumer_config, incremental_rebalancing, producer_config
 from adclick.settings import Settings
 
 OPERATOR = {
@@ -52,6 +53,25 @@ def test_a_clash_with_what_adclick_needs_is_refused_by_name(
 def test_agreeing_with_what_adclick_needs_is_no_clash() -> None:
     config = consumer_config(Settings(kafka_config={"enable.auto.commit": "false"}))
     assert config["enable.auto.commit"] is False
+
+
+@pytest.mark.parametrize(
+    ("operator", "incremental"),
+    [
+        ({}, False),
+        ({"partition.assignment.strategy": "range"}, False),
+        ({"partition.assignment.strategy": "cooperative-sticky"}, True),
+        ({"group.protocol": "consumer"}, True),
+        ({"group.protocol": "classic"}, False),
+    ],
+)
+def test_the_worker_knows_whether_rebalances_are_incremental(
+    operator: dict[str, str], incremental: bool
+) -> None:
+    # tests/integration/test_rebalance.py runs workers of both kinds of group.
+    config = consumer_config(Settings(kafka_config=operator))
+    assert incremental_rebalancing(config) is incremental
+    Consumer(config).close()  # librdkafka accepts the combination (no broker needed)
 
 
 keys = st.sampled_from(

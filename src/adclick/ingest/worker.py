@@ -41,7 +41,7 @@ from adclick.ingest.new_keys import NO_CLAIMS, floor_after
 from adclick.ingest.recent import RecentClicks
 from adclick.ingest.shards import ShardWriters
 from adclick.ingest.writer import WriteResult
-from adclick.kafka.clients import make_consumer
+from adclick.kafka.clients import consumer_config, incremental_rebalancing
 from adclick.kafka.errors import KafkaClientError
 from adclick.settings import Settings
 
@@ -112,7 +112,9 @@ class IngestWorker:
         self._recent = RecentClicks(settings.ingest_recent_clicks)
         self._parser_failures_logged: set[str] = set()
         self._dead_letters = DeadLetterPublisher(settings)
-        self._consumer: Consumer = make_consumer(settings, **{"client.id": f"adclick-{name}"})
+        config = consumer_config(settings, **{"client.id": f"adclick-{name}"})
+        self._consumer = Consumer(config)
+        self._incremental = incremental_rebalancing(config)
         self._admin: AdminClient | None = None  # made when first needed (exit when idle)
 
     @retry(
@@ -140,11 +142,16 @@ class IngestWorker:
     # -- assignment -----------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Read the partitions gained (all of them, unless rebalancing is incremental)
+        from their stored positions."""
         self._finish_pending()  # the writer's connection is needed here
         offsets = self._restore_positions([tp.partition for tp in partitions])
         for tp in partitions:
             tp.offset = offsets[tp.partition]
-        consumer.assign(partitions)
+        if self._incremental:
+            consumer.incremental_assign(partitions)
+        else:
+            consumer.assign(partitions)
         self._ever_assigned = self._ever_assigned or bool(partitions)
         log.info(
             "%s assigned partitions %s at %s",
@@ -154,14 +161,18 @@ class IngestWorker:
         )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Give up the partitions lost (all of them, unless rebalancing is incremental)."""
         # Commit the batch in flight first: the next owner resumes from stored offsets,
         # and should not read this batch again.
         self._finish_pending()
         for tp in partitions:
             self._positions.pop(tp.partition, None)
             self._clocks.newest_ms.pop(tp.partition, None)
-        self._writer.reset_new_keys(NO_CLAIMS)
-        consumer.unassign()
+        if self._incremental:
+            consumer.incremental_unassign(partitions)
+        else:
+            consumer.unassign()
+        self._writer.reset_new_keys(self._claims_floor())
         log.info("%s revoked partitions %s", self.name, [tp.partition for tp in partitions])
 
     # -- the loop -------------------------------------------------------------------
@@ -365,9 +376,16 @@ class IngestWorker:
                 self._clocks.newest_ms.pop(partition, None)
             else:
                 self._clocks.newest_ms[partition] = position.newest_ms
-        # Rows of these partitions' ads stored so far are all older than this.
-        self._writer.reset_new_keys(floor_after([p.newest_ms for p in stored.values()]))
+        self._writer.reset_new_keys(self._claims_floor())
         return offsets
+
+    def _claims_floor(self) -> int:
+        """The first minute from which the writer may claim rollup rows as new: rows of
+        the held partitions' ads stored so far are all older (their clocks hold the
+        newest event time committed; no batch is in flight when this is asked)."""
+        if not self._positions:
+            return NO_CLAIMS
+        return floor_after([self._clocks.newest_ms.get(p) for p in self._positions])
 
     def _drained(self) -> bool:
         """True when the group has committed every partition of the topic up to its end.

@@ -42,13 +42,18 @@ def consumer_config(settings: Settings, **required: Any) -> dict[str, Any]:
     """A consumer of the ingest group whose offsets live in the database, not in Kafka:
     committing or storing offsets in Kafka is refused whatever ADCLICK_KAFKA_CONFIG says.
     ``required`` replaces the group and adds what the caller needs."""
-    defaults = {
-        "session.timeout.ms": settings.kafka_session_timeout_ms,
-        "heartbeat.interval.ms": max(500, settings.kafka_session_timeout_ms // 6),
-        "partition.assignment.strategy": "roundrobin",
+    defaults: dict[str, Any] = {
         "fetch.max.bytes": 52_428_800,
         "queued.max.messages.kbytes": 262_144,
     }
+    # KIP-848's protocol (group.protocol consumer, the operator's choice) keeps sessions
+    # and assignment on the broker: librdkafka refuses these settings beside it.
+    if str(settings.kafka_config.get("group.protocol", "")).lower() != "consumer":
+        defaults |= {
+            "session.timeout.ms": settings.kafka_session_timeout_ms,
+            "heartbeat.interval.ms": max(500, settings.kafka_session_timeout_ms // 6),
+            "partition.assignment.strategy": "roundrobin",
+        }
     required = {
         "group.id": settings.consumer_group,
         "enable.auto.commit": False,
@@ -59,6 +64,17 @@ def consumer_config(settings: Settings, **required: Any) -> dict[str, Any]:
         **required,
     }
     return settings.kafka_client_config(defaults, **required)
+
+
+def incremental_rebalancing(config: Mapping[str, Any]) -> bool:
+    """Whether a consumer of ``config`` rebalances incrementally: a rebalance then hands it
+    only the partitions it gains or loses, to be added with ``incremental_assign`` and taken
+    away with ``incremental_unassign`` (the whole assignment otherwise). So it is with the
+    cooperative-sticky assignor and with the broker-side protocol of KIP-848
+    (group.protocol consumer); an operator may choose either in ADCLICK_KAFKA_CONFIG."""
+    strategy = str(config.get("partition.assignment.strategy", "")).lower()
+    protocol = str(config.get("group.protocol", "classic")).lower()
+    return protocol == "consumer" or "cooperative-sticky" in strategy
 
 
 def make_consumer(settings: Settings, **required: Any) -> Consumer:
