@@ -9,10 +9,19 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import time
+from concurrent.futures import Future
+from typing import Any
 
+import psycopg
 import pytest
 
-from adclick.settings import Settings
+from adclick.errors import DependencyUnavailableError
+from adclick.ingest import worker as worker_module
+from adclick.ingest.batch import Batch
+from adclick.ingest.worker import IngestWorker
+from adclick.settings import ProcessKind, Settings
+from tests.conftest import free_port
 from tests.helpers import (
     committed_offsets,
     ingest_process,
@@ -70,3 +79,33 @@ def test_workers_joining_and_leaving_mid_stream_count_exactly(
             if process is not None and process.poll() is None:
                 _stop(process)
     assert rollup_counts(settings) == truth.by_ad_minute
+
+
+class _Consumer:
+    """The part of a consumer a revocation uses."""
+
+    def unassign(self) -> None:
+        raise AssertionError("the callback should have given up before this")
+
+
+def test_a_rebalance_callback_gives_up_on_the_database_within_its_bound(
+    settings: Settings, monkeypatch: Any
+) -> None:
+    # The group waits for a worker inside a rebalance callback: its database retries
+    # there are bounded apart from (and far shorter than) the main loop's 120 s.
+    monkeypatch.setattr(worker_module, "REBALANCE_DATABASE_RETRY_S", 2.0)
+    worker = IngestWorker(settings.for_process(ProcessKind.INGEST))
+    try:
+        failed: Future[Any] = Future()
+        failed.set_exception(psycopg.OperationalError("server closed the connection"))
+        worker._pending = worker_module._Pending(failed, Batch(topic="t"), time.perf_counter())
+        # The database is gone: nothing listens on its port any more.
+        worker.settings = settings.model_copy(
+            update={"database_url": f"postgresql://adclick@127.0.0.1:{free_port()}/adclick"}
+        )
+        started = time.monotonic()
+        with pytest.raises(DependencyUnavailableError):
+            worker._on_revoke(_Consumer(), [])  # type: ignore[arg-type]
+        assert time.monotonic() - started < 15
+    finally:
+        worker._consumer.close()

@@ -30,7 +30,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
     OffsetSpec,
 )
-from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from adclick.errors import DependencyUnavailableError
 from adclick.ingest import metrics
@@ -50,6 +50,10 @@ log = logging.getLogger(__name__)
 # How long a worker keeps retrying an unreachable database before it gives up and exits
 # (a supervisor restarts it; nothing is lost, the batch is re-read).
 DATABASE_RETRY_S = 120.0
+# The same inside a rebalance callback, where the whole group waits for this worker (up
+# to max.poll.interval.ms, 300 s by default, before librdkafka evicts it): past this the
+# worker exits, the group goes on without it, and its supervisor starts it again.
+REBALANCE_DATABASE_RETRY_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -117,14 +121,15 @@ class IngestWorker:
         self._incremental = incremental_rebalancing(config)
         self._admin: AdminClient | None = None  # made when first needed (exit when idle)
 
-    @retry(
-        retry=retry_if_exception_type((psycopg.OperationalError, DependencyUnavailableError)),
-        wait=wait_exponential(multiplier=0.2, max=5),
-        stop=stop_after_delay(DATABASE_RETRY_S),
-        reraise=True,
-    )
-    def _connect_writer(self) -> ShardWriters:
-        return ShardWriters(self.settings)
+    def _connect_writer(self, within_s: float = DATABASE_RETRY_S) -> ShardWriters:
+        """Writers on every shard, retrying an unreachable database for ``within_s``."""
+        retrying = Retrying(
+            retry=retry_if_exception_type((psycopg.OperationalError, DependencyUnavailableError)),
+            wait=wait_exponential(multiplier=0.2, max=5),
+            stop=stop_after_delay(within_s),
+            reraise=True,
+        )
+        return retrying(ShardWriters, self.settings)
 
     def stop(self) -> None:
         """Finish the batch in flight, then leave the group and return from ``run``."""
@@ -144,7 +149,7 @@ class IngestWorker:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Read the partitions gained (all of them, unless rebalancing is incremental)
         from their stored positions."""
-        self._finish_pending()  # the writer's connection is needed here
+        self._finish_pending(REBALANCE_DATABASE_RETRY_S)  # its connection is needed here
         offsets = self._restore_positions([tp.partition for tp in partitions])
         for tp in partitions:
             tp.offset = offsets[tp.partition]
@@ -164,7 +169,7 @@ class IngestWorker:
         """Give up the partitions lost (all of them, unless rebalancing is incremental)."""
         # Commit the batch in flight first: the next owner resumes from stored offsets,
         # and should not read this batch again.
-        self._finish_pending()
+        self._finish_pending(REBALANCE_DATABASE_RETRY_S)
         for tp in partitions:
             self._positions.pop(tp.partition, None)
             self._clocks.newest_ms.pop(tp.partition, None)
@@ -291,8 +296,9 @@ class IngestWorker:
                     count,
                 )
 
-    def _finish_pending(self) -> bool:
-        """Wait for the batch in flight; False if it failed (and the worker has rewound)."""
+    def _finish_pending(self, reconnect_within_s: float = DATABASE_RETRY_S) -> bool:
+        """Wait for the batch in flight; False if it failed (and the worker has rewound,
+        reconnecting within ``reconnect_within_s``)."""
         pending, self._pending = self._pending, None
         if pending is None:
             return True
@@ -304,7 +310,7 @@ class IngestWorker:
             log.error(
                 "%s: batch of %d not written (%s); re-reading", self.name, batch.consumed, exc
             )
-            self._recover()
+            self._recover(reconnect_within_s)
             return False
         committed_at = time.time()
         self.totals.last_commit_at = committed_at
@@ -348,12 +354,12 @@ class IngestWorker:
                 lag = max(high - next_offset, 0)
             metrics.record_partition(partition, self._clocks.watermark_ms(partition), lag)
 
-    def _recover(self) -> None:
+    def _recover(self, reconnect_within_s: float) -> None:
         """After a failed batch: reconnect and rewind every partition to its stored offset."""
         # Keys of the failed batch may be in the memory of recent clicks: forget them all.
         self._recent.clear()
         self._writer.close()
-        self._writer = self._connect_writer()
+        self._writer = self._connect_writer(reconnect_within_s)
         offsets = self._restore_positions(list(self._positions))
         for partition, offset in offsets.items():
             try:
