@@ -48,6 +48,7 @@ from adclick.settings import Role, Settings
 from adclick.stack.broker import TansuBroker
 from adclick.stack.lifecycle import local_targets
 from adclick.stack.timescaledb import TimescaleCluster
+from adclick.time_units import HOUR_MS
 from bench.environment import (
     bench_database_settings,
     delete_topics,
@@ -77,9 +78,10 @@ FAULTS = (  # (fraction of the run, kind)
     (0.65, "recalculate"),
 )
 # Armed from the start, beside the others: maintain exports a raw chunk only when one
-# passes its hot time, which at 24x happens once or twice an hour, at a time that depends
-# on where the run starts in the day (a fixed slot missed it in a 60-minute run).
+# passes its hot time, which SoakPlan.event_start_ms makes happen about half-way through
+# the run (a fixed slot missed it in a 60-minute run).
 WATCHED_FAULTS = ("kill_maintain_mid_export",)
+DAY_MS = 24 * HOUR_MS  # raw_clicks' chunk interval (migration 0001)
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,24 @@ class SoakPlan:
         timeout (30 s by default), 6 hours at 720x. The hot time covers a minute of
         stalled sending (12 hours at 720x, 6 at 24x)."""
         return max(timedelta(hours=6), timedelta(seconds=60 * self.speedup))
+
+    def event_start_ms(self, now_ms: int) -> int:
+        """Where the run's event time starts, given the wall clock at its start.
+
+        Event time ends a few minutes before the wall clock (nothing from the future).
+        maintain exports raw_clicks by UTC day chunk once the day has passed its hot time,
+        so whether a run sees an export depended on the time of day it started (the short
+        form in CI had none between 06:00 and 12:00 UTC): the start goes back, by less than
+        a day, until a midnight lies where the day before it passes its hot time half-way
+        through the run. When the run is too short for that, it starts as late as it can.
+        """
+        span_ms = int(self.seconds * self.speedup * 1000)
+        latest_ms = now_ms - span_ms - 300_000
+        to_export_ms = span_ms // 2 - int(self.hot_time.total_seconds() * 1000)
+        if to_export_ms < 0:
+            return latest_ms
+        midnight_ms = (latest_ms + to_export_ms) // DAY_MS * DAY_MS
+        return midnight_ms - to_export_ms
 
 
 @dataclass
@@ -211,9 +231,7 @@ def _soak(
     _wait_ready(urls, say)
     processes.started = time.monotonic()  # the run's clock: faults, samples, queries
 
-    now_ms = int(time.time() * 1000)
-    # Event time ends a few minutes before the wall clock (nothing from the future).
-    event_start_ms = now_ms - int(plan.seconds * plan.speedup * 1000) - 300_000
+    event_start_ms = plan.event_start_ms(int(time.time() * 1000))
     traffic = Traffic(settings, plan, event_start_ms)
     steady = traffic.spec(1, plan.rate, plan.seconds, 0.0)
     truth = traffic.truth = TruthAccumulator.for_spec(steady)
