@@ -163,6 +163,38 @@ def test_one_ad_reads_like_a_batch_of_one(data: Data) -> None:
 
 
 @pytest.mark.parametrize(
+    ("filter_", "window"),
+    [
+        ({}, WindowArgs(last_minutes=60)),
+        ({"country": ["US"]}, WindowArgs(last_minutes=7)),
+        ({"os": ["13"]}, WindowArgs(last_minutes=7)),  # the first dimension free: SQL
+        ({}, WindowArgs(last_minutes=30 * 60)),  # before the index: SQL
+    ],
+)
+def test_the_api_answers_on_its_event_loop_only_what_the_index_holds(
+    data: Data, filter_: dict[str, list[str]], window: WindowArgs
+) -> None:
+    # The resolvers ask *_in_memory on the event loop and go to a thread only on None:
+    # an answer there must be the index's own, and a None must have charged nothing.
+    ads = _ads(data)
+    budgets = [RequestBudget.of(data.settings) for _ in range(3)]
+    full = data.indexed.ads_clicks(ads, window, dict(filter_), budget=budgets[0])
+    batch = data.indexed.ads_clicks_in_memory(ads, window, dict(filter_), budget=budgets[1])
+    single = data.indexed.ad_clicks_in_memory(ads[0], window, dict(filter_), budget=budgets[2])
+    if full.from_index:
+        assert batch is not None and batch.series.tolist() == full.series.tolist()
+        assert (budgets[1].cost, budgets[1].filter_values) == (
+            budgets[0].cost,
+            budgets[0].filter_values,
+        )
+        assert single is not None and single.clicks == int(full.clicks[0])
+    else:
+        assert batch is None and single is None
+        assert (budgets[1].cost, budgets[1].filter_values) == (0, 0)
+        assert (budgets[2].cost, budgets[2].filter_values) == (0, 0)
+
+
+@pytest.mark.parametrize(
     ("ad_ids", "code"),
     [
         ([], ErrorCode.BAD_AD_ID),

@@ -190,6 +190,15 @@ class RemoteQueries:
         )
         return answer
 
+    def ad_clicks_in_memory(self, *_args: Any, **_kwargs: Any) -> AdClicks | None:
+        """None: every answer is a call to the supervisor, which the worker waits for in a
+        thread, never on its event loop (``ad_clicks``)."""
+        return None
+
+    def ads_clicks_in_memory(self, *_args: Any, **_kwargs: Any) -> AdsClicks | None:
+        """None, as ``ad_clicks_in_memory``."""
+        return None
+
     def ads_clicks(
         self,
         ad_ids: Sequence[str],

@@ -166,6 +166,27 @@ class QueryService(Protocol):
         budget: RequestBudget | None = ...,
     ) -> AdsClicks: ...
 
+    def ad_clicks_in_memory(
+        self,
+        ad_id: str,
+        window_args: WindowArgs,
+        filter_args: Mapping[str, Sequence[str] | None],
+        granularity: Granularity = ...,
+        budget: RequestBudget | None = ...,
+    ) -> AdClicks | None:
+        """``ad_clicks`` when the window index holds the answer, else None (and nothing
+        charged): it never waits on I/O, so the API's event loop may call it directly."""
+
+    def ads_clicks_in_memory(
+        self,
+        ad_ids: Sequence[str],
+        window_args: WindowArgs,
+        filter_args: Mapping[str, Sequence[str] | None],
+        granularity: Granularity = ...,
+        budget: RequestBudget | None = ...,
+    ) -> AdsClicks | None:
+        """``ads_clicks`` when the window index holds the answer, else None (see above)."""
+
     def top_ads(
         self,
         limit: int,
@@ -276,11 +297,55 @@ class ClickQueries:
         """Clicks of ``ad_id``; ``budget`` (one request's) is charged before any SQL."""
         check_value(ad_id, "adId", ErrorCode.BAD_AD_ID)
         batch = self.ads_clicks([ad_id], window_args, filter_args, granularity, budget)
-        return AdClicks(
-            batch.window, batch.clock, batch.source, batch.query_filter,
-            ad_id=ad_id, clicks=int(batch.clicks[0]), granularity=granularity,
-            series=list(zip(batch.bucket_starts, batch.series[0].tolist(), strict=True)),
-            from_index=batch.from_index,
+        return _one_ad(batch, ad_id, granularity)
+
+    def ad_clicks_in_memory(
+        self,
+        ad_id: str,
+        window_args: WindowArgs,
+        filter_args: Mapping[str, Sequence[str] | None],
+        granularity: Granularity = Granularity.MINUTE,
+        budget: RequestBudget | None = None,
+    ) -> AdClicks | None:
+        """``ad_clicks`` from the window index, or None when the answer needs SQL."""
+        check_value(ad_id, "adId", ErrorCode.BAD_AD_ID)
+        batch = self.ads_clicks_in_memory([ad_id], window_args, filter_args, granularity, budget)
+        return None if batch is None else _one_ad(batch, ad_id, granularity)
+
+    def ads_clicks_in_memory(
+        self,
+        ad_ids: Sequence[str],
+        window_args: WindowArgs,
+        filter_args: Mapping[str, Sequence[str] | None],
+        granularity: Granularity = Granularity.MINUTE,
+        budget: RequestBudget | None = None,
+    ) -> AdsClicks | None:
+        """``ads_clicks`` from the window index, or None (nothing charged) when the index
+        does not hold the window or cannot find the filter's rows: no I/O, no waiting, so
+        the API answers these on its event loop (`python -m bench load`: a thread per
+        answer cost 0.4 ms of the 1.4 ms of CPU an adClicks request took)."""
+        _check_ads(ad_ids, self.settings.api_max_batch_ads)
+        snapshot = self.index.snapshot if self.index is not None else None
+        if snapshot is None:
+            return None
+        assert self.index is not None
+        # "The last M minutes" as topAds resolves them: minutes the snapshot holds.
+        window = self._window(snapshot.clock, window_args)
+        query_filter, plan = self._plan(filter_args, window, snapshot.clock)
+        if not (snapshot.covers(window) and ad_reads.answerable(plan, query_filter)):
+            return None
+        buckets = self._buckets(window, granularity)
+        if budget is not None:
+            budget.charge_filter(filter_args)
+            budget.charge("adClicks", window, plan.source, len(ad_ids))
+        codes = ad_reads.ad_codes(self.index.ads, ad_ids)
+        minutes = ad_reads.minute_counts(
+            snapshot, window, plan, query_filter, codes, self.index.values
+        )
+        return AdsClicks(
+            window, snapshot.clock, plan.source, query_filter, ad_ids=list(ad_ids),
+            bucket_starts=list(buckets), series=_bucketed(minutes, window, buckets),
+            from_index=True,
         )  # fmt: skip
 
     def ads_clicks(
@@ -293,37 +358,11 @@ class ClickQueries:
     ) -> AdsClicks:
         """Clicks of each of ``ad_ids`` (at most api_max_batch_ads, repeats allowed), from
         the window index when it holds the window, else by one SQL statement."""
-        if not ad_ids:
-            raise QueryError(ErrorCode.BAD_AD_ID, "adIds must list at least one ad")
-        if len(ad_ids) > self.settings.api_max_batch_ads:
-            raise QueryError(
-                ErrorCode.TOO_MANY_ADS,
-                f"{len(ad_ids):,} ads in one request, more than "
-                f"{self.settings.api_max_batch_ads:,} (ADCLICK_API_MAX_BATCH_ADS)",
-            )
-        for ad_id in ad_ids:
-            check_value(ad_id, "adIds", ErrorCode.BAD_AD_ID)
+        in_memory = self.ads_clicks_in_memory(ad_ids, window_args, filter_args, granularity, budget)
+        if in_memory is not None:
+            return in_memory
         if budget is not None:
             budget.charge_filter(filter_args)
-        snapshot = self.index.snapshot if self.index is not None else None
-        if snapshot is not None:
-            # "The last M minutes" as topAds resolves them: minutes the snapshot holds.
-            window = self._window(snapshot.clock, window_args)
-            query_filter, plan = self._plan(filter_args, window, snapshot.clock)
-            buckets = self._buckets(window, granularity)
-            if snapshot.covers(window) and ad_reads.answerable(plan, query_filter):
-                assert self.index is not None
-                if budget is not None:
-                    budget.charge("adClicks", window, plan.source, len(ad_ids))
-                codes = ad_reads.ad_codes(self.index.ads, ad_ids)
-                minutes = ad_reads.minute_counts(
-                    snapshot, window, plan, query_filter, codes, self.index.values
-                )
-                return AdsClicks(
-                    window, snapshot.clock, plan.source, query_filter, ad_ids=list(ad_ids),
-                    bucket_starts=list(buckets), series=_bucketed(minutes, window, buckets),
-                    from_index=True,
-                )  # fmt: skip
         charged = False
 
         def read(
@@ -515,3 +554,25 @@ class ClickQueries:
                     "(ADCLICK_DIMENSION_SETS) or shorten the window.",
                 )
         return query_filter, plan
+
+
+def _check_ads(ad_ids: Sequence[str], most: int) -> None:
+    if not ad_ids:
+        raise QueryError(ErrorCode.BAD_AD_ID, "adIds must list at least one ad")
+    if len(ad_ids) > most:
+        raise QueryError(
+            ErrorCode.TOO_MANY_ADS,
+            f"{len(ad_ids):,} ads in one request, more than {most:,} (ADCLICK_API_MAX_BATCH_ADS)",
+        )
+    for ad_id in ad_ids:
+        check_value(ad_id, "adIds", ErrorCode.BAD_AD_ID)
+
+
+def _one_ad(batch: AdsClicks, ad_id: str, granularity: Granularity) -> AdClicks:
+    """The answer of a batch of one ad, as adClicks gives it."""
+    return AdClicks(
+        batch.window, batch.clock, batch.source, batch.query_filter,
+        ad_id=ad_id, clicks=int(batch.clicks[0]), granularity=granularity,
+        series=list(zip(batch.bucket_starts, batch.series[0].tolist(), strict=True)),
+        from_index=batch.from_index,
+    )  # fmt: skip
