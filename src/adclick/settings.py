@@ -202,7 +202,10 @@ class Settings(BaseSettings):
         'e.g. {"security.protocol": "SASL_SSL"}. They win over adclick\'s tuning (linger.ms, '
         "acks, fetch sizes); what adclick sets for correctness (the ingest consumer's "
         "group.id, enable.auto.commit, enable.auto.offset.store and auto.offset.reset) may "
-        "not be given another value: the process refuses to start, naming it.",
+        "not be given another value: the process refuses to start, naming it. A "
+        "group.instance.id (static membership) names the host: each ingest worker process "
+        "joins as <id>-worker-<n>. An incremental rebalance protocol (cooperative-sticky, "
+        "or group.protocol consumer) is followed.",
     )
     clicks_topic: str = Field(
         "ad-clicks", pattern=_KAFKA_NAME, description="Topic of click events (key: ad_id)."

@@ -7,6 +7,7 @@ assignment, librdkafka refused, and no worker of such a group ever committed).""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import time
@@ -109,3 +110,20 @@ def test_a_rebalance_callback_gives_up_on_the_database_within_its_bound(
         assert time.monotonic() - started < 15
     finally:
         worker._consumer.close()
+
+
+def test_static_members_of_one_host_read_each_partition_once(settings: Settings) -> None:
+    # group.instance.id names the host; its workers must not share it (on the local
+    # broker both got every partition and read everything twice; Kafka fences one).
+    spec = recent_spec(30_000, seed=37, ads=1_000)
+    truth = load(settings, spec)
+    static = settings.model_copy(
+        update={"kafka_config": {**settings.kafka_config, "group.instance.id": "host-a"}}
+    )
+    supervisor = ingest_process(static, "--workers", "2", "--exit-when-idle", "5")
+    _out, err = supervisor.communicate(timeout=240)
+    text = err.decode()
+    assert supervisor.returncode == 0, text[-3000:]
+    consumed = [int(n) for n in re.findall(r"done: WorkerTotals\(consumed=(\d+)", text)]
+    assert len(consumed) == 2 and sum(consumed) == spec.events, consumed
+    assert rollup_counts(settings) == truth.by_ad_minute

@@ -11,7 +11,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adclick.errors import ConfigurationError
-from adclick.kafka.clients import consumer_config, incremental_rebalancing, producer_config
+from adclick.kafka.clients import (
+    consumer_config,
+    incremental_rebalancing,
+    member_config,
+    producer_config,
+)
 from adclick.settings import Settings
 
 OPERATOR = {
@@ -72,6 +77,14 @@ def test_the_worker_knows_whether_rebalances_are_incremental(
     config = consumer_config(Settings(kafka_config=operator))
     assert incremental_rebalancing(config) is incremental
     Consumer(config).close()  # librdkafka accepts the combination (no broker needed)
+
+
+def test_each_worker_process_is_its_own_static_member() -> None:
+    static = Settings(kafka_config={"group.instance.id": "host-7"})
+    configs = [member_config(static, f"worker-{n}") for n in range(2)]
+    assert [c["group.instance.id"] for c in configs] == ["host-7-worker-0", "host-7-worker-1"]
+    assert [c["client.id"] for c in configs] == ["adclick-worker-0", "adclick-worker-1"]
+    assert "group.instance.id" not in member_config(Settings(), "worker-0")
 
 
 keys = st.sampled_from(

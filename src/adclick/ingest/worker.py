@@ -41,7 +41,7 @@ from adclick.ingest.new_keys import NO_CLAIMS, floor_after
 from adclick.ingest.recent import RecentClicks
 from adclick.ingest.shards import ShardWriters
 from adclick.ingest.writer import WriteResult
-from adclick.kafka.clients import consumer_config, incremental_rebalancing
+from adclick.kafka.clients import incremental_rebalancing, member_config
 from adclick.kafka.errors import KafkaClientError
 from adclick.settings import Settings
 
@@ -116,7 +116,7 @@ class IngestWorker:
         self._recent = RecentClicks(settings.ingest_recent_clicks)
         self._parser_failures_logged: set[str] = set()
         self._dead_letters = DeadLetterPublisher(settings)
-        config = consumer_config(settings, **{"client.id": f"adclick-{name}"})
+        config = member_config(settings, name)
         self._consumer = Consumer(config)
         self._incremental = incremental_rebalancing(config)
         self._admin: AdminClient | None = None  # made when first needed (exit when idle)

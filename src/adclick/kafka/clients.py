@@ -66,6 +66,21 @@ def consumer_config(settings: Settings, **required: Any) -> dict[str, Any]:
     return settings.kafka_client_config(defaults, **required)
 
 
+def member_config(settings: Settings, member: str) -> dict[str, Any]:
+    """The ingest consumer of worker ``member`` (see ``consumer_config``).
+
+    An operator's group.instance.id (static membership: a restarted member keeps its
+    partitions without a rebalance) names the host, and each worker process gets its own,
+    ``<id>-<member>``: members sharing one either fence each other out of the group in
+    turn, or, on the local broker, both get every partition and read it twice."""
+    operator = dict(settings.kafka_config)
+    required = {"client.id": f"adclick-{member}"}
+    instance = operator.pop("group.instance.id", None)
+    if instance is not None:
+        required["group.instance.id"] = f"{instance}-{member}"
+    return consumer_config(settings.model_copy(update={"kafka_config": operator}), **required)
+
+
 def incremental_rebalancing(config: Mapping[str, Any]) -> bool:
     """Whether a consumer of ``config`` rebalances incrementally: a rebalance then hands it
     only the partitions it gains or loses, to be added with ``incremental_assign`` and taken
