@@ -10,9 +10,9 @@ runtime.
 """
 
 import dataclasses
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import strawberry
 from strawberry.permission import BasePermission
@@ -44,6 +44,8 @@ from adclick.query import service
 from adclick.query.window import from_ms
 from adclick.settings import Role
 from adclick.top_lists.history import list_series
+
+AnswerT = TypeVar("AnswerT", service.AdClicks, service.AdsClicks)
 
 # The filter argument of every resolver that has one; its GraphQL type is set per
 # configuration (api/schema.py, ``typed_filter``).
@@ -80,6 +82,21 @@ def _filter_args(click_filter: Any) -> dict[str, list[str] | None]:
     return {} if click_filter is None else dict(vars(click_filter))
 
 
+async def _read(
+    info: Info[Context, None],
+    in_memory: Callable[..., AnswerT | None],
+    anywhere: Callable[..., AnswerT],
+    *arguments: Any,
+) -> AnswerT:
+    """An ad read's answer: from memory on the event loop when the window index holds it
+    (a thread per answer cost more than the answer), else in a thread (SQL)."""
+    answer = in_memory(*arguments)
+    if answer is None:
+        answer = await in_thread(anywhere, *arguments)
+    info.context.cacheability.note(answer.complete)
+    return answer
+
+
 async def ad_clicks(
     info: Info[Context, None],
     ad_id: str,
@@ -95,12 +112,8 @@ async def ad_clicks(
         granularity,
         request_budget(info.context.settings),
     )
-    # From memory on the event loop: a thread per answer cost more than the answer.
-    answer = queries.ad_clicks_in_memory(*arguments)
-    if answer is None:
-        answer = await in_thread(queries.ad_clicks, *arguments)
+    answer = await _read(info, queries.ad_clicks_in_memory, queries.ad_clicks, *arguments)
     AD_READS.labels(_answered_by(answer)).inc()
-    info.context.cacheability.note(answer.complete)
     return AdClicks(
         ad_id=answer.ad_id,
         clicks=Long(answer.clicks),
@@ -127,11 +140,8 @@ async def ads_clicks(
         granularity,
         request_budget(info.context.settings),
     )
-    answer = queries.ads_clicks_in_memory(*arguments)
-    if answer is None:
-        answer = await in_thread(queries.ads_clicks, *arguments)
+    answer = await _read(info, queries.ads_clicks_in_memory, queries.ads_clicks, *arguments)
     AD_READS.labels(_answered_by(answer)).inc(len(ad_ids))
-    info.context.cacheability.note(answer.complete)
     starts = [from_ms(s) for s in answer.bucket_starts]
     return AdsClicks(
         ads=[

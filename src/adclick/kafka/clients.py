@@ -48,7 +48,7 @@ def consumer_config(settings: Settings, **required: Any) -> dict[str, Any]:
     }
     # KIP-848's protocol (group.protocol consumer, the operator's choice) keeps sessions
     # and assignment on the broker: librdkafka refuses these settings beside it.
-    if str(settings.kafka_config.get("group.protocol", "")).lower() != "consumer":
+    if not _broker_assigns(settings.kafka_config):
         defaults |= {
             "session.timeout.ms": settings.kafka_session_timeout_ms,
             "heartbeat.interval.ms": max(500, settings.kafka_session_timeout_ms // 6),
@@ -88,8 +88,12 @@ def incremental_rebalancing(config: Mapping[str, Any]) -> bool:
     cooperative-sticky assignor and with the broker-side protocol of KIP-848
     (group.protocol consumer); an operator may choose either in ADCLICK_KAFKA_CONFIG."""
     strategy = str(config.get("partition.assignment.strategy", "")).lower()
-    protocol = str(config.get("group.protocol", "classic")).lower()
-    return protocol == "consumer" or "cooperative-sticky" in strategy
+    return _broker_assigns(config) or "cooperative-sticky" in strategy
+
+
+def _broker_assigns(config: Mapping[str, Any]) -> bool:
+    """Whether ``config`` chooses KIP-848's group protocol (group.protocol consumer)."""
+    return str(config.get("group.protocol", "classic")).lower() == "consumer"
 
 
 def make_consumer(settings: Settings, **required: Any) -> Consumer:
