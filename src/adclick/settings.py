@@ -398,6 +398,14 @@ class Settings(BaseSettings):
     api_max_tokens: int = Field(
         2000, ge=1, le=1_000_000, description="Most tokens in one query document."
     )
+    api_response_cache_mb: int = Field(
+        64,
+        ge=0,
+        le=65_536,
+        description="Memory for answers the API made from its indexes alone and sends "
+        "again to identical requests until the indexes next change (0: none kept; an API "
+        "of several workers keeps none).",
+    )
     api_max_body_bytes: int = Field(
         65_536,
         ge=1024,

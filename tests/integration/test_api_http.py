@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 
 from tests.api_client import ApiProcess, free_port
+from tests.helpers import wait_for
 from tests.integration.conftest import ApiData
-from tests.integration.test_api import TOP_ADS, top_ads
+from tests.integration.test_api import TOP_ADS, assert_top_equals_truth, metric_values, top_ads
 from tests.truth_ranking import iso, minute_s
 
 OPERATIONS = Path(__file__).resolve().parents[2] / "graphql" / "operations"
@@ -39,6 +40,48 @@ def test_answers_over_complete_windows_may_be_reused_and_revalidate(api_data: Ap
     refused = _post(api_data, {"query": TOP_ADS, "variables": {"window": window, "limit": 0}},
                     api_data.tokens.reader)  # fmt: skip
     assert refused.headers["cache-control"] == "no-store"
+
+
+def test_kept_answers_go_again_only_to_callers_who_may_read(
+    api_data: ApiData, tmp_path: Path
+) -> None:
+    """An API of one process sends an answer it made from memory again as it was, to the
+    same request of any reader, and never to a caller without a valid token; other
+    answers are made again each time (api/response_cache.py)."""
+    settings = api_data.settings.model_copy(update={"api_port": free_port()})
+    api = ApiProcess(settings, tmp_path / "api.log")
+    try:
+        url, tokens = f"{api.url}/graphql", api_data.tokens
+
+        def post(body: dict[str, Any], token: str | None) -> dict[str, Any]:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            answer: dict[str, Any] = httpx.post(url, json=body, headers=headers).json()
+            return answer
+
+        def reused() -> float:
+            return metric_values(api.url, "adclick_api_answers_kept_total").get("reused", 0.0)
+
+        body = {"query": TOP_ADS, "variables": {"window": {"lastMinutes": 5}, "limit": 10}}
+        first = post(body, tokens.reader)["data"]["topAds"]
+        assert_top_equals_truth(first, api_data.truth, 10)
+        wait_for(  # within one snapshot of the index (it refreshes every 0.2 s here)
+            lambda: post(body, tokens.reader)["data"]["topAds"] == first and reused() > 0,
+            timeout_s=10,
+            what="a kept answer sent again",
+        )
+        for token in [None, "not-a-token"]:
+            codes = [e["extensions"]["code"] for e in post(body, token)["errors"]]
+            assert codes == ["UNAUTHENTICATED"]
+        counted = metric_values(api.url, "adclick_api_requests_total")
+        assert counted["topAds,ok"] >= 2  # kept answers count as answered requests
+        # Made from the database each time: never kept.
+        status = {"query": "{ ingestStatus { partition nextOffset } }"}
+        before = reused()
+        for _ in range(5):
+            assert post(status, tokens.admin)["data"]["ingestStatus"]
+        assert reused() == before
+    finally:
+        assert api.stop() == 0
 
 
 def test_operations_are_sent_by_document_id(api_data: ApiData) -> None:

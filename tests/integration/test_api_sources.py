@@ -11,12 +11,13 @@ from adclick.demo.talkingdata import DEFAULT_SAMPLE, read_sample, shift_to_now, 
 from adclick.settings import Settings
 from tests.api_client import ApiProcess, with_tokens
 from tests.helpers import ingest_until_idle, load, recent_spec, send, wait_for
-from tests.integration.test_api import assert_top_equals_truth, top_ads
+from tests.integration.test_api import assert_top_equals_truth, metric_values, top_ads
 from tests.truth_ranking import iso, minute_s, truth_top
 
 
 def test_late_events_reach_answers_already_given(settings: Settings, tmp_path: Path) -> None:
-    """A late click changes a minute the window index holds; the next answer has it."""
+    """A late click changes a minute the window index holds; the next answer has it,
+    though the API had kept the answer before (api/response_cache.py)."""
     settings, tokens = with_tokens(settings, api_refresh_interval_s=0.2)
     spec = recent_spec(8_000, seed=31, ads=500, event_rate=10.0, duplicate_fraction=0.05)
     truth = load(settings, spec)
@@ -26,6 +27,12 @@ def test_late_events_reach_answers_already_given(settings: Settings, tmp_path: P
         reader = api.client(tokens.reader)
         before = top_ads(reader, {"lastMinutes": 10}, 1000)
         assert_top_equals_truth(before, truth, 1000)
+        # Asked again while the index stands still: the kept answer, sent as it was.
+        wait_for(
+            lambda: top_ads(reader, {"lastMinutes": 10}, 1000) == before and _reused(api) > 0,
+            timeout_s=10,
+            what="the API to send a kept answer again",
+        )
         # Late clicks for the tenth-ranked ad, two minutes into the window: enough to
         # make it the first.
         ad = before["ads"][9]["adId"]
@@ -63,6 +70,10 @@ def test_late_events_reach_answers_already_given(settings: Settings, tmp_path: P
         )
     finally:
         assert api.stop() == 0
+
+
+def _reused(api: ApiProcess) -> float:
+    return metric_values(api.url, "adclick_api_answers_kept_total").get("reused", 0.0)
 
 
 def test_filters_no_rollup_covers_are_answered_from_raw_clicks(

@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -44,7 +45,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from adclick.api.admin import Admin
-from adclick.api.auth import authenticate
+from adclick.api.auth import Principal, authenticate
 from adclick.api.context import Context
 from adclick.api.errors import ApiErrorCode, error_response
 from adclick.api.http import RequestTooLarge, http_error_code, read_body
@@ -56,8 +57,9 @@ from adclick.api.media_types import (
     is_request_error,
     prefers_graphql_response,
 )
-from adclick.api.metrics import INVALID, REQUESTS
+from adclick.api.metrics import INVALID, REQUESTS, count_request
 from adclick.api.query_host import QueryHost
+from adclick.api.response_cache import ResponseCache
 from adclick.api.schema import build_schema
 from adclick.api.trusted_documents import TrustedDocuments
 from adclick.api.web_app import WebApp
@@ -78,6 +80,7 @@ log = logging.getLogger(__name__)
 RESOLVER_THREADS = 32
 _CONTEXT_KEY = "adclick.context"
 _SUB_RESPONSE_KEY = "adclick.sub_response"
+_PRINCIPAL_KEY = "adclick.principal"
 # Requests in flight may finish for GRACEFUL_S after SIGTERM (WebSocket subscriptions are
 # closed then); the background parts get STOP_WAIT_S each after that. Together under the
 # 10 s docs/api.md promises, whatever is in flight.
@@ -103,6 +106,7 @@ class AdclickGraphQL(GraphQL[Context, None]):
         self.feed = feed
         self.admin = admin
         self.documents = TrustedDocuments.load(OPERATIONS_DIR)
+        self.answers = ResponseCache(settings.api_response_cache_mb * 1024 * 1024)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -110,19 +114,13 @@ class AdclickGraphQL(GraphQL[Context, None]):
             return
         response: Response
         try:
-            receive = await read_body(scope, receive, self.settings.api_max_body_bytes)
+            body, receive = await read_body(scope, receive, self.settings.api_max_body_bytes)
         except RequestTooLarge as too_large:
             REQUESTS.labels(INVALID, "error").inc()
             response = error_response(413, ApiErrorCode.REQUEST_TOO_LARGE, str(too_large))
         else:
             try:
-                request = Request(scope, receive=receive)
-                response = await self.run(request)
-                context = scope.get(_CONTEXT_KEY)
-                if isinstance(context, Context):
-                    response = with_cache_headers(
-                        response, request.headers, context.cacheability, self.settings
-                    )
+                response = await self._answer(Request(scope, receive=receive), body)
             except HTTPException as exc:  # strawberry's refusals, as plain text before
                 REQUESTS.labels(INVALID, "error").inc()
                 response = error_response(exc.status_code, http_error_code(exc), exc.reason)
@@ -138,6 +136,28 @@ class AdclickGraphQL(GraphQL[Context, None]):
         if is_json and prefers_graphql_response(Headers(scope=scope).get("accept")):
             response.headers["content-type"] = f"{GRAPHQL_RESPONSE}; charset=utf-8"
         await response(scope, receive, send)
+
+    async def _answer(self, request: Request, body: bytes) -> Response:
+        """The answer kept for this request if the indexes have not moved since it was
+        made (api/response_cache.py), else strawberry's; with the HTTP cache headers."""
+        started = time.perf_counter()
+        principal = authenticate(request.headers.get("authorization"), self.settings)
+        request.scope[_PRINCIPAL_KEY] = principal  # for get_context: authenticated once
+        key = self.answers.key(request.scope, body, principal)
+        state = self.queries.memory_state()
+        kept = self.answers.get(key, state)
+        if kept is not None:
+            response, cacheability = self.answers.response(kept)
+            count_request(kept.operation, failed=False, started=started)
+        else:
+            response = await self.run(request)
+            context = request.scope.get(_CONTEXT_KEY)
+            if not isinstance(context, Context):  # strawberry answered without executing
+                return response
+            cacheability = context.cacheability
+            states = (state, self.queries.memory_state())
+            self.answers.keep(key, states, response, cacheability, context.operation)
+        return with_cache_headers(response, request.headers, cacheability, self.settings)
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         data = await super().process_result(request, result)
@@ -173,7 +193,9 @@ class AdclickGraphQL(GraphQL[Context, None]):
         return resolved
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
-        principal = authenticate(request.headers.get("authorization"), self.settings)
+        principal = request.scope.get(_PRINCIPAL_KEY)
+        if not isinstance(principal, Principal):  # a WebSocket (see on_ws_connect too)
+            principal = authenticate(request.headers.get("authorization"), self.settings)
         context = Context(
             principal=principal,
             queries=self.queries,

@@ -24,3 +24,5 @@ class Context:
     cacheability: Cacheability = field(default_factory=Cacheability)
     # Set by strawberry from a WebSocket's connection_init payload.
     connection_params: dict[str, Any] = field(default_factory=dict)
+    # The operation's metric label, set by RequestMetrics (api/metrics.py) once it ran.
+    operation: str | None = None

@@ -26,9 +26,9 @@ def http_error_code(exc: HTTPException) -> ApiErrorCode:
     return ApiErrorCode.BAD_REQUEST
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> Receive:
+async def read_body(scope: Scope, receive: Receive, limit: int) -> tuple[bytes, Receive]:
     """Read an HTTP request's body, at most ``limit`` bytes (else RequestTooLarge, before
-    more is read); returns a ``receive`` that replays it. A declared Content-Length over
+    more is read); returns it and a ``receive`` that replays it. A declared Content-Length over
     the limit is refused without reading anything; a chunked body is counted as it comes.
     """
     if len(scope.get("query_string", b"")) > limit:
@@ -49,7 +49,8 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> Receive:
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
-    body: Message | None = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+    whole = b"".join(chunks)
+    body: Message | None = {"type": "http.request", "body": whole, "more_body": False}
 
     async def replay() -> Message:
         nonlocal body
@@ -58,4 +59,4 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> Receive:
             return message
         return await receive()
 
-    return replay
+    return whole, replay

@@ -22,13 +22,20 @@ from adclick.settings import Settings
 
 
 class Cacheability:
-    """What the fields of one request said about reusing its answer (all must agree)."""
+    """What the fields of one request said about reusing its answer (all must agree):
+    whether it is over complete windows (``reusable``: HTTP caches may keep it), and
+    whether it was made from the indexes in memory alone (``from_memory``: the API may
+    keep it itself, api/response_cache.py). None: no field said anything."""
 
-    def __init__(self) -> None:
-        self.reusable: bool | None = None  # None: no field said anything
+    def __init__(self, reusable: bool | None = None, from_memory: bool | None = None) -> None:
+        self.reusable = reusable
+        self.from_memory = from_memory
 
-    def note(self, reusable: bool) -> None:
+    def note(self, reusable: bool, *, from_memory: bool = False) -> None:
         self.reusable = reusable if self.reusable is None else self.reusable and reusable
+        self.from_memory = (
+            from_memory if self.from_memory is None else self.from_memory and from_memory
+        )
 
 
 def with_cache_headers(

@@ -245,6 +245,11 @@ class RemoteQueries:
         rows: list[tuple[Any, ...]] = self._remote().ingest_status()
         return rows
 
+    def memory_state(self) -> None:
+        """None: the indexes are the supervisor's, and asking it for their state would
+        cost a call per request, so a worker keeps no answers (api/response_cache.py)."""
+        return None
+
     def index_problem(self) -> str | None:
         problem: str | None = self._remote().index_problem()
         return problem

@@ -15,6 +15,7 @@ from functools import cache
 from prometheus_client import Counter, Gauge, Histogram
 from strawberry.extensions import SchemaExtension
 
+from adclick.api.context import Context
 from graphql import (
     DocumentNode,
     FieldNode,
@@ -85,8 +86,15 @@ class RequestMetrics(SchemaExtension):
             failed = bool(context.result and context.result.errors) or bool(
                 context.pre_execution_errors
             )
-            REQUESTS.labels(operation, "error" if failed else "ok").inc()
-            REQUEST_SECONDS.labels(operation).observe(time.perf_counter() - started)
+            count_request(operation, failed=failed, started=started)
+            if isinstance(context.context, Context):  # a kept answer is counted alike
+                context.context.operation = operation
+
+
+def count_request(operation: str, *, failed: bool, started: float) -> None:
+    """Count one answered operation, begun at ``started`` (time.perf_counter())."""
+    REQUESTS.labels(operation, "error" if failed else "ok").inc()
+    REQUEST_SECONDS.labels(operation).observe(time.perf_counter() - started)
 
 
 def operation_label(

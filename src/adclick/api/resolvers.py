@@ -93,7 +93,7 @@ async def _read(
     answer = in_memory(*arguments)
     if answer is None:
         answer = await in_thread(anywhere, *arguments)
-    info.context.cacheability.note(answer.complete)
+    info.context.cacheability.note(answer.complete, from_memory=answer.from_index)
     return answer
 
 
@@ -171,7 +171,8 @@ async def top_ads(
         request_budget(info.context.settings),
     )
     TOP_ADS_RANKED_BY.labels(answer.ranked_by.value).inc()
-    info.context.cacheability.note(answer.complete)
+    from_memory = answer.ranked_by is not service.RankedBy.SQL
+    info.context.cacheability.note(answer.complete, from_memory=from_memory)
     return TopAds(
         ads=[RankedAd(rank=a.rank, ad_id=a.ad_id, clicks=Long(a.clicks)) for a in answer.ads],
         window=window_of(answer),

@@ -137,6 +137,7 @@ class HourIndex:
         self._loaded: Mapping[int, HourCounts] = {}
         self._wanted = range(0)
         self.refreshed = False
+        self.generation = 0  # counts the changes of the hours held (as WindowIndex's)
 
     def refresh(self, conns: Sequence[Connection], minutes_start_ms: int, end_ms: int) -> int:
         """Load the newest changed or missing hour, if any; returns how many (0 or 1).
@@ -155,7 +156,10 @@ class HourIndex:
             # stale, and the next refresh loads the hour again (never the reverse).
             revision = revisions.get(hour, 0)
             loaded[hour] = self._load(conns, hour, revision) if revision else HourCounts(0, _NONE)
+        changed = loaded.keys() != self._loaded.keys() or bool(stale)
         self._loaded = loaded
+        if changed:  # after the hours it names are in place (ClickQueries.memory_state)
+            self.generation += 1
         self._wanted = wanted
         self.refreshed = True
         return min(len(stale), 1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -210,6 +210,10 @@ class QueryService(Protocol):
 
     def ingest_status(self) -> list[tuple[Any, ...]]: ...
 
+    def memory_state(self) -> Hashable | None:
+        """What answers from memory are made of now (see ClickQueries), or None when
+        there is nothing to name."""
+
 
 @dataclass(frozen=True)
 class ShardPools:
@@ -278,6 +282,17 @@ class ClickQueries:
             return 0
         with connections(self.shard_backgrounds) as conns:
             return self.hours.refresh(conns, snapshot.start_ms, snapshot.end_ms)
+
+    def memory_state(self) -> tuple[int, int] | None:
+        """What answers from memory are made of now: the window and hour indexes'
+        generations (None before the window index's first load, or without one).
+
+        Each moves after what it names is in place, so an answer made from memory while
+        this stayed the same is at least as new as what it names, and is the answer for
+        as long as it stays the same (api/response_cache.py)."""
+        if self.index is None or self.index.snapshot is None:
+            return None
+        return self.index.generation, self.hours.generation if self.hours is not None else 0
 
     @property
     def ready(self) -> bool:

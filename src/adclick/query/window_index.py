@@ -110,6 +110,9 @@ class WindowIndex:
         self.ads = Vocabulary()
         self.values = Vocabulary()
         self._snapshot: Snapshot | None = None
+        # Counts the snapshots made: what an answer from memory was made of is named by
+        # it (api/response_cache.py keeps answers while it stays the same).
+        self.generation = 0
         self._rankings: OrderedDict[tuple[Any, ...], tuple[tuple[int, ...], list[RankedAd]]]
         self._rankings = OrderedDict()
         self._rankings_lock = threading.Lock()
@@ -163,6 +166,7 @@ class WindowIndex:
                     minutes[minute_ms] = counts
                     rows += counts.rows
         self._snapshot = Snapshot(clock, start_ms, end_ms, minutes)
+        self.generation += 1  # after the snapshot it names is in place
         return RefreshReport(len(stale), rows, start_ms, end_ms)
 
     def sums(self, snapshot: Snapshot, window: Window, plan: Plan, query_filter: Filter) -> Sums:
