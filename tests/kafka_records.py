@@ -15,6 +15,7 @@ class FakeRecord:
     off: int
     payload: bytes | None
     k: bytes | None = b"ad"
+    stamp: tuple[int, int] = (1, CREATED_MS)  # (create time, epoch ms), as Message has it
 
     def partition(self) -> int:
         return self.part
@@ -29,4 +30,4 @@ class FakeRecord:
         return self.payload
 
     def timestamp(self) -> tuple[int, int]:
-        return (1, CREATED_MS)  # (create time, epoch ms), as confluent_kafka.Message has it
+        return self.stamp

@@ -11,7 +11,7 @@ import json
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from enum import StrEnum
 from functools import lru_cache
@@ -39,6 +39,17 @@ _ORIGIN = re.compile(
 )
 # The columns every filtered rollup has besides its dimensions (sql/schema/filtered_rollup.sql).
 _ROLLUP_COLUMNS = frozenset({"minute", "ad_id", "clicks"})
+# PostgreSQL's longest identifier (NAMEDATALEN - 1), and the name of a filtered rollup's
+# BRIN index after its table's (db/rollups.py): the longest name adclick makes of it.
+_MAX_NAME_BYTES = 63
+ROLLUP_BRIN_SUFFIX = "_minute_brin"
+
+
+def rollup_table_name(dimensions: Sequence[str]) -> str:
+    """The table of a filtered rollup of ``dimensions`` (as the settings hold them:
+    sorted), e.g. ``clicks_1m_by_country``."""
+    return "clicks_1m_by_" + "_".join(dimensions)
+
 
 # Every duration setting is at most this long: longer ones overflow date arithmetic
 # (a datetime ends at year 9999) and mean nothing for a click service.
@@ -550,6 +561,24 @@ class Settings(BaseSettings):
             if key in seen:
                 raise ValueError(f"dimension set {dims} is declared twice")
             seen.add(key)
+        # Each set is a table of its own: two sets of one name (["a_b"] and ["a", "b"])
+        # would write each other's table, and PostgreSQL cuts longer names (and so
+        # makes them equal) without an error.
+        tables: dict[str, list[str]] = {}
+        for dims in value:
+            table = rollup_table_name(sorted(dims))
+            if len(f"{table}{ROLLUP_BRIN_SUFFIX}".encode()) > _MAX_NAME_BYTES:
+                raise ValueError(
+                    f"dimension set {dims} makes the table name {table!r}, too long for "
+                    f"PostgreSQL (at most {_MAX_NAME_BYTES - len(ROLLUP_BRIN_SUFFIX)} "
+                    "characters): use shorter or fewer dimensions"
+                )
+            if table in tables:
+                raise ValueError(
+                    f"dimension sets {tables[table]} and {dims} would both be the table "
+                    f"{table!r}: rename a dimension"
+                )
+            tables[table] = dims
         return [sorted(dims) for dims in value]
 
     @model_validator(mode="after")

@@ -23,10 +23,11 @@ from adclick.kafka.clients import make_producer
 from adclick.lifecycle.cold import query_cold
 from adclick.lifecycle.policies import set_policy
 from adclick.lifecycle.reconcile import reconcile
-from adclick.lifecycle.tiering import Maintainer, MaintenanceReport, tiering_time
+from adclick.lifecycle.tiering import Chunk, Maintainer, MaintenanceReport, tiering_time
 from adclick.settings import Settings
 from tests.helpers import (
     adclick_process,
+    execute,
     ingest_until_idle,
     load,
     query,
@@ -396,3 +397,72 @@ def test_a_catalogued_cold_file_is_never_replaced(settings: Settings, tmp_path: 
     assert "catalogued" in report.conflicts[0]
     assert Path(url).read_bytes() == exported
     assert len(raw_chunks(settings)) == 2  # the hand-made chunk is kept for the operator
+
+
+def test_cold_files_are_named_apart_whatever_the_session_time_zone(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two quarter-hour chunks an hour apart around the end of daylight-saving time in
+    Berlin (02:00-03:00 local happens twice): named in local time, both went to one file,
+    the second written over the first and both catalogued as it. Whatever zone the
+    server, the database or the client (PGTZ) asks for, adclick's sessions are UTC."""
+    settings = settings.model_copy(update={"cold_storage_url": str(tmp_path / "cold")})
+    database = query(settings, "SELECT current_database()")[0][0]
+    alter = sql.SQL("ALTER DATABASE {} SET timezone = 'America/Sao_Paulo'")
+    execute(settings, alter.format(sql.Identifier(database)).as_string())
+    monkeypatch.setenv("PGTZ", "Europe/Berlin")
+    with connect(settings) as conn:
+        assert conn.execute("SHOW timezone").fetchone() == ("UTC",)
+    first, second = (
+        datetime(2024, 10, 27, 0, 5, tzinfo=UTC),
+        datetime(2024, 10, 27, 1, 5, tzinfo=UTC),
+    )
+    for minute, ad, clicks in [(first, "adA", 3), (second, "adB", 5)]:
+        execute(settings, "INSERT INTO clicks_1m (minute, ad_id, clicks) VALUES (%s, %s, %s)",
+                minute, ad, clicks)  # fmt: skip
+    policy(settings, "clicks_1m", settings.minute_rollup_retention, None)  # cold forever
+
+    report = Maintainer(settings).run()
+    assert (report.exported, report.dropped_chunks, report.conflicts) == (2, 2, [])
+    files = query(settings, "SELECT range_start, url FROM cold_files WHERE relation = 'clicks_1m'")
+    assert len({url for _start, url in files}) == 2
+    for start, url in files:
+        assert url.endswith(f"clicks_1m_{start.astimezone(UTC):%Y%m%dT%H%M%S}Z.parquet")
+    found = {
+        row["ad_id"]: row["clicks"]
+        for _start, url in files
+        for row in pq.read_table(url).to_pylist()
+    }
+    assert found == {"adA": 3, "adB": 5}
+
+
+def test_two_maintains_at_once_leave_each_database_to_one(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A second maintain started while one works leaves the database to it, and a chunk
+    dropped under a pass after it was listed is skipped: neither process fails, every
+    click is hot or in a verified cold file."""
+    settings = settings.model_copy(update={"cold_storage_url": str(tmp_path / "cold")})
+    now = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
+    old = now - 10 * DAY
+    _send_to(
+        settings, 0, [_click("a", old, "u1"), _click("a", old + DAY, "u2"), _click("a", now, "u")]
+    )
+    ingest_until_idle(settings)
+    second: list[MaintenanceReport] = []
+    dropped_by_hand: list[str] = []
+
+    def meanwhile(chunk: Chunk) -> None:
+        if not second:  # while the first pass holds the database
+            second.append(Maintainer(settings).run())
+        elif chunk.relation == "raw_clicks" and not dropped_by_hand:
+            # Exported and dropped elsewhere (an operator's drop_chunks) after the listing.
+            execute(settings, sql.SQL("DROP TABLE {}").format(chunk.table).as_string())
+            dropped_by_hand.append(chunk.name)
+
+    first = Maintainer(settings).run(on_chunk=meanwhile)
+    assert second[0].busy == [settings.describe_database()] and second[0].exported == 0
+    assert first.busy == [] and first.conflicts == []
+    assert dropped_by_hand and first.exported >= 1
+    again = Maintainer(settings).run()  # the lock went with the first pass's session
+    assert again.busy == [] and again.conflicts == []

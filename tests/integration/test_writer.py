@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from adclick.db.connect import connect
+from adclick.errors import ConfigurationError
 from adclick.ingest.batch import Batch, DeadLetter, assemble_batch
 from adclick.ingest.clock import PartitionClocks
 from adclick.ingest.new_keys import MinuteAdKeys, floor_after
@@ -141,3 +142,18 @@ def test_a_row_wrongly_taken_for_new_is_added_to_not_lost(
     assert "took for new exists" in caplog.text
     # It claims nothing more for a while, so one wrong claim does not cost every batch.
     assert owner.new_keys.new_mask(MinuteAdKeys.of([T0 + 60_000], ["ad2"])).tolist() == [False]
+
+
+def test_a_dimension_set_whose_table_was_made_for_another_is_refused(settings: Settings) -> None:
+    """ADCLICK_DIMENSION_SETS [["a", "b"]], and later [["a_b"]]: both are the table
+    clicks_1m_by_a_b. The writer used to start on the old table and fail every batch,
+    restart after restart; it now refuses to start, naming the table and why."""
+    earlier = settings.model_copy(update={"dimension_sets": [["a", "b"]]})
+    with connect(earlier) as conn:
+        BatchWriter(conn, earlier)
+    later = settings.model_copy(update={"dimension_sets": [["a_b"]]})
+    with connect(later) as conn, pytest.raises(ConfigurationError) as refused:
+        BatchWriter(conn, later)
+    assert "clicks_1m_by_a_b" in str(refused.value) and "another set" in str(refused.value)
+    with connect(earlier) as conn:
+        BatchWriter(conn, earlier)  # the configuration that made it still starts

@@ -7,6 +7,7 @@ break something later, and never answered with a traceback.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,8 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adclick.db.rollups import filtered_rollups
 from adclick.errors import ConfigurationError
-from adclick.settings import MAX_DURATION, Settings, load_settings
+from adclick.settings import MAX_DURATION, ROLLUP_BRIN_SUFFIX, Settings, load_settings
 
 NAMES = sorted(f"ADCLICK_{name.upper()}" for name in Settings.model_fields)
 # Values as an operator may mistype them: numbers of any size, durations, JSON, any text.
@@ -107,3 +109,30 @@ def test_cors_origins_are_origins(value: str, accepted: bool) -> None:
         else:
             with pytest.raises(ConfigurationError, match="ADCLICK_API_CORS_ORIGINS"):
                 load_settings()
+
+
+identifiers = st.from_regex(r"[a-z][a-z0-9_]{0,30}", fullmatch=True)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.lists(identifiers, min_size=1, max_size=4), min_size=1, max_size=4))
+def test_accepted_dimension_sets_are_tables_of_their_own(sets: list[list[str]]) -> None:
+    """Every accepted set is a table no other set shares, whose names PostgreSQL keeps
+    whole (it cuts identifiers at 63 bytes: two long names would become one table)."""
+    with environment("ADCLICK_DIMENSION_SETS", json.dumps(sets)):
+        try:
+            loaded = load_settings()
+        except ConfigurationError as exc:
+            assert "ADCLICK_DIMENSION_SETS" in str(exc) or "dimension_sets" in str(exc)
+            return
+    tables = [rollup.table for rollup in filtered_rollups(loaded)]
+    assert len(set(tables)) == len(tables)
+    assert all(len(f"{table}{ROLLUP_BRIN_SUFFIX}".encode()) <= 63 for table in tables)
+
+
+def test_sets_that_would_share_a_table_are_refused() -> None:
+    with (
+        environment("ADCLICK_DIMENSION_SETS", '[["a_b"], ["a", "b"]]'),
+        pytest.raises(ConfigurationError, match="both be the table 'clicks_1m_by_a_b'"),
+    ):
+        load_settings()

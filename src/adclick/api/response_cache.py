@@ -15,7 +15,11 @@ The key is everything else an answer depends on: whether the caller may read (no
 depends on which reader asks), the method, the query string, the body and its content
 type. Only answers without errors are kept, and only if the state did not move while the
 answer was made (``keep``): an answer is never kept under a state older than what it
-shows. Kept answers are bounded in bytes (least recently used go first).
+shows. An answer is kept the second time its request is made in one state, not the
+first: a dashboard's documents repeat within seconds, one random ad's read rarely does,
+and keeping every answer made the API's single-ad reads a third slower (hundreds of
+thousands of kept answers for the garbage collector to scan, nearly none sent again).
+Kept answers are bounded in bytes (least recently used go first).
 
 An API of several worker processes keeps nothing: its indexes are the supervisor's, and
 asking for their state would cost a call per request.
@@ -43,6 +47,10 @@ ANSWERS_KEPT = Counter(
     "of them without executing the operation (reused).",
     ["event"],
 )
+_KEPT, _REUSED = ANSWERS_KEPT.labels("kept"), ANSWERS_KEPT.labels("reused")
+# Requests seen once (by their key's hash) in the state they were seen in: at most this
+# many, forgotten all at once beyond it (a request forgotten is kept a request later).
+_SEEN_AT_MOST = 65_536
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,7 @@ class ResponseCache:
         self._answers: LRUCache[RequestKey, KeptAnswer] = LRUCache(
             maxsize=max(max_bytes, 1), getsizeof=lambda kept: kept.size
         )
+        self._seen: dict[int, Hashable] = {}
 
     def key(self, scope: Scope, body: bytes, principal: Principal) -> RequestKey | None:
         """What identifies an HTTP request's answer; None if it cannot be kept (a caller
@@ -86,7 +95,7 @@ class ResponseCache:
         kept = self._answers.get(key)
         if kept is None or kept.state != state:
             return None
-        ANSWERS_KEPT.labels("reused").inc()
+        _REUSED.inc()
         return kept
 
     def keep(
@@ -97,9 +106,10 @@ class ResponseCache:
         cacheability: Cacheability,
         operation: str | None,
     ) -> None:
-        """Keep ``response`` if every field was answered from memory, without errors, and
-        the state was the same before (``states[0]``) and after (``states[1]``) it was
-        made: then it was made in that state, and shows nothing newer or older."""
+        """Keep ``response`` if every field was answered from memory, without errors, the
+        state was the same before (``states[0]``) and after (``states[1]``) it was made
+        (then it was made in that state, and shows nothing newer or older), and the same
+        request was made before in that state."""
         before, after = states
         body = getattr(response, "body", None)
         if (
@@ -113,6 +123,11 @@ class ResponseCache:
             or b'"errors":' in body  # compact JSON: the response's own key (http_cache.py)
         ):
             return
+        if self._seen.get(hash(key)) != before:
+            if len(self._seen) >= _SEEN_AT_MOST:
+                self._seen.clear()
+            self._seen[hash(key)] = before
+            return
         size = len(body) + sum(len(part) for part in key)
         if size > self.max_bytes:
             return
@@ -124,7 +139,7 @@ class ResponseCache:
             operation,
             size,
         )
-        ANSWERS_KEPT.labels("kept").inc()
+        _KEPT.inc()
 
     @property
     def bytes_held(self) -> int:

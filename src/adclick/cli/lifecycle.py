@@ -154,6 +154,8 @@ def maintain(
         )
         for conflict in report.conflicts:
             typer.echo(f"kept a chunk: {conflict}", err=True)
+        for database in report.busy:
+            typer.echo(f"left {database} to another adclick maintain working on it", err=True)
         if every is None and report.conflicts:
             raise typer.Exit(1)  # an alert for cron; with --every the log says it each run
         if every is None or stop.wait(every):

@@ -10,6 +10,7 @@ often is). No message shows a password: the URL and the driver's error pass thro
 from __future__ import annotations
 
 import getpass
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,17 +27,16 @@ Connection = psycopg.Connection[tuple[Any, ...]]
 
 
 def connection_options(settings: Settings) -> dict[str, str]:
-    """libpq options every adclick connection adds to the URL: the password from the
-    password file, when the URL has none."""
-    passfile = settings.passfile
-    if passfile is None:
-        return {}
+    """libpq options every adclick connection adds to the URL: a session in UTC, and the
+    password from the password file when the URL has none."""
     try:
         params = conninfo_to_dict(settings.database_url)
     except psycopg.ProgrammingError:
         return {}  # connecting reports the bad URL
-    if params.get("password"):
-        return {}
+    options = {"options": _in_utc(str(params.get("options") or ""))}
+    passfile = settings.passfile
+    if passfile is None or params.get("password"):
+        return options
     user = str(params.get("user") or getpass.getuser())
     password = password_from(
         passfile,
@@ -45,7 +45,20 @@ def connection_options(settings: Settings) -> dict[str, str]:
         database=str(params.get("dbname") or user),
         user=user,
     )
-    return {} if password is None else {"password": password}
+    return options if password is None else options | {"password": password}
+
+
+def _in_utc(options: str) -> str:
+    """The URL's server options, with the session's time zone UTC.
+
+    Names, hours and days adclick derives from timestamps are UTC (a cold file's name, an
+    hour's bucket): a session in another zone made two quarter-hour chunks around a
+    daylight-saving change name one file. Set here, after the URL's own options, this
+    wins over the server's default and a role's setting; libpq's PGTZ would win over
+    it, so adclick drops PGTZ from its environment.
+    """
+    os.environ.pop("PGTZ", None)
+    return f"{options} -c TimeZone=UTC".strip()
 
 
 def unreachable(settings: Settings, exc: Exception) -> DependencyUnavailableError:

@@ -20,7 +20,7 @@ from psycopg import sql
 from adclick.db.connect import Connection
 from adclick.errors import ConfigurationError
 from adclick.resources import load_sql
-from adclick.settings import Settings
+from adclick.settings import ROLLUP_BRIN_SUFFIX, Settings, rollup_table_name
 
 # "country" is a column of every event; every other dimension is a further attribute.
 COLUMN_DIMENSIONS = frozenset({"country"})
@@ -35,7 +35,7 @@ class FilteredRollup:
     @property
     def table(self) -> str:
         """Table name, e.g. ``clicks_1m_by_country``."""
-        return "clicks_1m_by_" + "_".join(self.dimensions)
+        return rollup_table_name(self.dimensions)
 
 
 def raw_dimension(dimension: str) -> sql.Composable:
@@ -58,6 +58,7 @@ def ensure_filtered_rollups(conn: Connection, settings: Settings) -> None:
     """
     template = load_sql("schema/filtered_rollup")
     for rollup in filtered_rollups(settings):
+        _check_columns(conn, rollup)
         if _catalogued(conn, rollup):
             continue
         columns = sql.SQL(", ").join(
@@ -68,7 +69,7 @@ def ensure_filtered_rollups(conn: Connection, settings: Settings) -> None:
         statement = sql.SQL(template).format(
             table=sql.Identifier(rollup.table),
             table_name=sql.Literal(rollup.table),
-            brin_index=sql.Identifier(f"{rollup.table}_minute_brin"),
+            brin_index=sql.Identifier(f"{rollup.table}{ROLLUP_BRIN_SUFFIX}"),
             dimension_columns=columns,
             dimension_key=key,
             dimensions=sql.Literal(list(rollup.dimensions)),
@@ -83,6 +84,29 @@ def ensure_filtered_rollups(conn: Connection, settings: Settings) -> None:
                 "`adclick migrate` as the schema's owner first"
             ) from None
     conn.commit()
+
+
+def _check_columns(conn: Connection, rollup: FilteredRollup) -> None:
+    """Raise ConfigurationError if the rollup's table exists without the set's columns:
+    a table of that name made for another set (an earlier configuration) would fail every
+    batch written to it, batch after batch."""
+    found = {
+        name
+        for (name,) in conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(quote_ident(%s))"
+            " AND attnum > 0 AND NOT attisdropped",
+            (rollup.table,),
+        )
+    }
+    expected = {"minute", "ad_id", "clicks", *rollup.dimensions}
+    if found and found != expected:
+        conn.rollback()
+        raise ConfigurationError(
+            f"the table {rollup.table} has the columns {sorted(found)}, not those of the "
+            f"dimension set {list(rollup.dimensions)} (ADCLICK_DIMENSION_SETS): it was made "
+            "for another set; rename a dimension, or drop the table if its counts are not "
+            "needed"
+        )
 
 
 def _catalogued(conn: Connection, rollup: FilteredRollup) -> bool:

@@ -18,6 +18,7 @@ from types import FrameType
 import psycopg
 from confluent_kafka import (
     OFFSET_BEGINNING,
+    TIMESTAMP_NOT_AVAILABLE,
     Consumer,
     KafkaError,
     KafkaException,
@@ -315,9 +316,12 @@ class IngestWorker:
         committed_at = time.time()
         self.totals.last_commit_at = committed_at
         if batch.records:  # the first consumed: about the longest waiting, at no cost
-            metrics.FRESHNESS_SECONDS.observe(committed_at - batch.records[0].timestamp()[1] / 1000)
+            age_s = _waited_s(batch.records[0], committed_at)
+            if age_s is not None:
+                metrics.FRESHNESS_SECONDS.observe(age_s)
         if self.freshness_s is not None:
-            self.freshness_s.extend(committed_at - r.timestamp()[1] / 1000 for r in batch.records)
+            ages = (_waited_s(r, committed_at) for r in batch.records)
+            self.freshness_s.extend(age for age in ages if age is not None)
         self._positions.update(batch.next_offsets)
         # Clicks the database refused were remembered as committed: a repeat of one must be
         # refused again, not dropped as a duplicate.
@@ -423,3 +427,13 @@ class IngestWorker:
             if high > (low if committed is None else committed):
                 return False
         return True
+
+
+def _waited_s(record: KafkaRecord, committed_at: float) -> float | None:
+    """Seconds from a message's Kafka timestamp to ``committed_at``: None when it has
+    none (a producer may send 0 or none at all), 0 for one stamped later (a producer's
+    clock ahead), so one message cannot throw the freshness histogram off."""
+    kind, stamp_ms = record.timestamp()
+    if kind == TIMESTAMP_NOT_AVAILABLE or stamp_ms <= 0:
+        return None
+    return max(0.0, committed_at - stamp_ms / 1000)

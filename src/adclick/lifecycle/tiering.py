@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import fsspec
 import psycopg
@@ -77,6 +77,8 @@ class MaintenanceReport:
     files: list[str] = field(default_factory=list)
     # Chunks kept because their range is catalogued with other rows (ColdFileConflictError).
     conflicts: list[str] = field(default_factory=list)
+    # Databases left to another maintain working on them at the time (Maintainer.run).
+    busy: list[str] = field(default_factory=list)
 
     def plus(self, other: MaintenanceReport) -> MaintenanceReport:
         """Both passes' work (of two databases: shards)."""
@@ -110,6 +112,10 @@ def tiering_time(conn: Connection, settings: Settings) -> datetime:
     return _stream_times(conn, settings)[1]
 
 
+# The advisory lock one maintain pass holds on a database.
+_LOCK = "adclick-maintain"
+
+
 class Maintainer:
     """Applies every policy once per ``run``."""
 
@@ -119,8 +125,18 @@ class Maintainer:
         self.base_url = cold_storage_url(settings)
 
     def run(self, on_chunk: Callable[[Chunk], None] | None = None) -> MaintenanceReport:
+        """One pass over every policy; a pass another maintain holds the database for is
+        left to that one (``report.busy``): two passes at once would export, verify and
+        drop the same chunks in turn."""
         report = MaintenanceReport()
         with connect(self.settings) as conn:
+            # Held by the session until the connection closes, across the commits below.
+            row = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (_LOCK,)).fetchone()
+            conn.commit()
+            if not (row and row[0]):
+                report.busy.append(self.settings.describe_database())
+                self.say("another adclick maintain is working on this database: left to it")
+                return report
             now = tiering_time(conn, self.settings)
             policies = load_policies(conn)
             conn.commit()
@@ -134,19 +150,31 @@ class Maintainer:
                 for chunk in self._chunks(conn, policy.relation, before):
                     if on_chunk is not None:
                         on_chunk(chunk)
-                    self._raise_ingest_floor(conn, chunk)
-                    if policy.cold != timedelta(0):
-                        try:
-                            self._tier(conn, chunk, report)
-                        except ColdFileConflictError as exc:
-                            log.error("%s", exc)
-                            self.say(f"kept {chunk.relation} chunk: {exc}")
-                            report.conflicts.append(str(exc))
-                            continue
-                    report.dropped_chunks += self._drop(conn, chunk)
+                    try:
+                        self._retire(conn, chunk, policy, report)
+                    except psycopg.errors.UndefinedTable:
+                        # Dropped since it was listed (by hand, or a maintain that did not
+                        # take the lock): nothing of it is left to tier.
+                        conn.rollback()
+                        self.say(f"{chunk.relation} chunk {chunk.name} is gone; skipped")
                 if policy.cold is not None:
                     report.deleted_files += self._expire_files(conn, policy, before - policy.cold)
         return report
+
+    def _retire(
+        self, conn: Connection, chunk: Chunk, policy: Policy, report: MaintenanceReport
+    ) -> None:
+        """Tier the chunk if the policy keeps it cold, then drop it."""
+        self._raise_ingest_floor(conn, chunk)
+        if policy.cold != timedelta(0):
+            try:
+                self._tier(conn, chunk, report)
+            except ColdFileConflictError as exc:
+                log.error("%s", exc)
+                self.say(f"kept {chunk.relation} chunk: {exc}")
+                report.conflicts.append(str(exc))
+                return
+        report.dropped_chunks += self._drop(conn, chunk)
 
     # -- one chunk -----------------------------------------------------------------
 
@@ -190,9 +218,7 @@ class Maintainer:
                 f"holds {rows} rows (checksum {checksum}); the file is left as it is and the "
                 "chunk kept: compare the two and reconcile by hand"
             )
-        url = f"{self.base_url}/{chunk.relation}/{chunk.relation}_" + chunk.range_start.strftime(
-            "%Y%m%dT%H%M%SZ.parquet"
-        )
+        url = self._file_url(conn, chunk)
         self.say(f"exporting {chunk.relation} {chunk.range_start:%Y-%m-%d %H:%M} to {url}")
         rows, checksum, hot_bytes = self._export(conn, chunk, url)
         self._verify(chunk, url, rows, checksum)
@@ -214,6 +240,24 @@ class Maintainer:
         report.exported += 1
         report.exported_rows += rows
         report.files.append(url)
+
+    def _file_url(self, conn: Connection, chunk: Chunk) -> str:
+        """Where the chunk's file goes: named by its range's start in UTC (the name says
+        Z), so distinct ranges of a relation have distinct names; one catalogued for
+        another range is refused, never written over."""
+        start = chunk.range_start.astimezone(UTC)
+        url = f"{self.base_url}/{chunk.relation}/{chunk.relation}_{start:%Y%m%dT%H%M%SZ}.parquet"
+        holder = conn.execute(
+            "SELECT relation, range_start FROM cold_files WHERE url = %s", (url,)
+        ).fetchone()
+        conn.commit()
+        if holder is not None:
+            raise ColdFileConflictError(
+                f"{url} is catalogued for {holder[0]} from {holder[1]:%Y-%m-%d %H:%M}, so "
+                f"{chunk.relation} from {chunk.range_start:%Y-%m-%d %H:%M} cannot be written "
+                "there; the file is left as it is and the chunk kept"
+            )
+        return url
 
     def _columns(self, conn: Connection, chunk: Chunk) -> list[parquet.Column]:
         return [
