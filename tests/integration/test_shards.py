@@ -20,8 +20,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
+from prometheus_client import REGISTRY
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
@@ -46,6 +48,7 @@ from tests.helpers import (
     ingest_until_idle,
     load,
     query,
+    send,
     wait_for,
 )
 from tests.integration.test_api import assert_top_equals_truth, metric_values, top_ads
@@ -188,6 +191,14 @@ def api_answers(settings: Settings, truth: Truth) -> dict[Key, Any]:
         host.stop(timeout_s=10)
 
 
+def _misrouted() -> float:
+    """Clicks the ingest workers of this process dead-lettered as misrouted."""
+    found = REGISTRY.get_sample_value(
+        "adclick_ingest_events_dead_lettered_total", {"reason": "misrouted"}
+    )
+    return found or 0.0
+
+
 def _at(moment_s: int) -> datetime:
     return datetime.fromtimestamp(moment_s, tz=UTC)
 
@@ -221,7 +232,14 @@ def test_two_shards_count_exactly_and_answer_as_one_database(
     spec = traffic_spec(seed=41, invalid_fraction=0.01)
     with two_shards(stack_settings, second_cluster) as sharded:
         truth = load(sharded, spec)
+        # Clicks not keyed by their ad would split it over the shards: refused, not counted.
+        ad, minute_s = next(iter(truth.by_ad_minute))
+        stray = {"ad_id": ad, "timestamp": minute_s * 1000, "ip": "10.0.0.1", "country": "DE"}
+        send(sharded, [orjson.dumps(stray | {"user_id": f"stray{i}"}) for i in range(3)],
+             key=b"not-the-ad")  # fmt: skip
+        misrouted = _misrouted()
         ingest_until_idle(sharded)
+        assert _misrouted() - misrouted == 3
         assert compare(sharded, truth) == []  # every rollup row of both shards
         assert_each_shard_holds_its_partitions(sharded)
         closing = closer_settings(sharded)

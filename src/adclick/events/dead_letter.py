@@ -41,6 +41,9 @@ class DeadLetterReason(StrEnum):
     # so it can neither be deduplicated nor written (docs/lifecycle.md).
     ALREADY_TIERED = "already_tiered"
     REJECTED_BY_DATABASE = "rejected_by_database"
+    # With ADCLICK_SHARDS: a click not keyed by its ad, or in another partition than its
+    # ad's, would put one ad's clicks in two shards (ingest/routing.py).
+    MISROUTED = "misrouted"
     # The parser raised something other than its own InvalidEventError: a bug to fix,
     # counted and logged once per kind; the message is dead-lettered like any other
     # rather than stopping the process.

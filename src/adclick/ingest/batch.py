@@ -18,6 +18,7 @@ from adclick.events.model import ClickEvent
 from adclick.events.parse import parse_json_event
 from adclick.ingest.clock import PartitionClocks, Timeliness
 from adclick.ingest.recent import ClickKey, RecentClicks
+from adclick.ingest.routing import Routing
 
 # A valid click as COPY writes it: one row of raw_clicks (and of the staging table), in
 # the column order of sql/ingest/create_staging.sql, read by the positions named below.
@@ -145,11 +146,13 @@ def assemble_batch(
     now_ms: int,
     max_skew_ms: int,
     recent: RecentClicks | None = None,
+    routing: Routing | None = None,
 ) -> Batch:
     """Validate records in offset order, advancing ``clocks``; bad ones become dead letters.
 
     Valid clicks whose key is already in this batch or in ``recent`` are certain
-    duplicates and are dropped here (counted in ``known_duplicates``).
+    duplicates and are dropped here (counted in ``known_duplicates``). With ``routing``
+    (shards), a click must be in its ad's partition (ingest/routing.py).
     """
     batch = Batch(topic=topic, consumed=len(records), records=records)
     future_limit = now_ms + max_skew_ms
@@ -162,6 +165,8 @@ def assemble_batch(
         payload = record.value()
         try:
             event = _parse(payload, batch.parser_failures)
+            if routing is not None:  # before the clock: a misrouted click moves nothing
+                routing.check(record.key(), event.ad_id, partition)
             timeliness = _admit(event, partition, clocks, future_limit)
         except InvalidEventError as exc:
             batch.dead_letters.append(

@@ -40,6 +40,7 @@ from adclick.ingest.clock import PartitionClocks
 from adclick.ingest.dead_letters import DeadLetterPublisher
 from adclick.ingest.new_keys import NO_CLAIMS, floor_after
 from adclick.ingest.recent import RecentClicks
+from adclick.ingest.routing import Routing
 from adclick.ingest.shards import ShardWriters
 from adclick.ingest.writer import WriteResult
 from adclick.kafka.clients import incremental_rebalancing, member_config
@@ -108,6 +109,7 @@ class IngestWorker:
             horizon_ms=int(settings.dedup_horizon.total_seconds() * 1000),
         )
         self._max_skew_ms = int(settings.max_clock_skew.total_seconds() * 1000)
+        self._routing = Routing.of(settings)
         # Next offset to read per assigned partition (None: from the beginning).
         self._positions: dict[int, int | None] = {}
         self._ever_assigned = False
@@ -272,6 +274,7 @@ class IngestWorker:
             now_ms=int(time.time() * 1000),
             max_skew_ms=self._max_skew_ms,
             recent=self._recent,
+            routing=self._routing,
         )
         self._recent.add_all(batch.keys)
         self._report_parser_failures(batch)
