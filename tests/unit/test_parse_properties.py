@@ -162,3 +162,20 @@ def test_the_derived_click_id_of_a_plain_click_is_unchanged() -> None:
     spaced = parse_json_event(orjson.dumps({**GOOD, "user_id": "user\u30001"}))
     assert spaced.user_id == "user\u30001"
     assert event_from_dict({**GOOD, "user_id": "user\u30001"}) == spaced
+
+
+@example("ß")
+@example("ﬀ")
+@example("\x1fUS")
+@given(st.text(max_size=6))
+def test_a_country_is_two_or_three_ascii_letters_as_sent(country: str) -> None:
+    """Whatever the text: accepted exactly when it is 2 or 3 ASCII letters (space around
+    them aside), stored in upper case; never a code made by upper-casing something else
+    ("ß" is not "SS")."""
+    verdict = classify(orjson.dumps(GOOD | {"country": country}))
+    letters = country.strip()
+    controls = any(unicodedata.category(c) == "Cc" for c in country)
+    if not controls and 2 <= len(letters) <= 3 and letters.isascii() and letters.isalpha():
+        assert isinstance(verdict, ClickEvent) and verdict.country == letters.upper()
+    else:
+        assert verdict == "invalid_field"

@@ -134,12 +134,13 @@ def _ip(value: str) -> str:
 
 
 def _country(value: str) -> str:
-    code = value.upper()
-    if not (2 <= len(code) <= 3 and code.isascii() and code.isalpha()):
+    # Checked before upper-casing: "ß".upper() is "SS", "ﬀ".upper() "FF" (a code from
+    # no code at all).
+    if not (2 <= len(value) <= 3 and value.isascii() and value.isalpha()):
         raise InvalidEventError(
             DeadLetterReason.INVALID_FIELD, f"country {value[:40]!r} is not a 2 or 3 letter code"
         )
-    return code
+    return value.upper()
 
 
 def _attributes(data: dict[str, Any]) -> dict[str, str]:
