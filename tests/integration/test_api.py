@@ -192,6 +192,33 @@ def test_ad_clicks_equal_the_truth(api_data: ApiData) -> None:
         assert by_country["clicks"] == truth_clicks(truth, start_s, end_s, ["US"])[ad]
 
 
+ADS_CLICKS = """
+query ($adIds: [String!]!, $window: WindowInput!) {
+  adsClicks(adIds: $adIds, window: $window) {
+    ads { adId clicks series { start clicks } }
+    adIds clicks
+    window { from to }
+  }
+}"""
+
+
+def test_ads_clicks_as_objects_and_as_columns_equal_the_truth(api_data: ApiData) -> None:
+    """Each ad asked for, in order and repeats kept, as objects (``ads``) and as the two
+    lists (``adIds``, ``clicks``) a dashboard of many ads asks for."""
+    hour = top_ads(api_data.reader, {"lastMinutes": 60}, 1000)
+    ranked = [ad["adId"] for ad in hour["ads"]]
+    asked = [ranked[-1], "ad-that-never-clicked", ranked[0], ranked[len(ranked) // 2], ranked[0]]
+    for window in ({"lastMinutes": 5}, {"lastMinutes": 60}):
+        answer = api_data.reader.run(ADS_CLICKS, adIds=asked, window=window)["adsClicks"]
+        start_s, end_s = minute_s(answer["window"]["from"]), minute_s(answer["window"]["to"])
+        totals = truth_clicks(api_data.truth, start_s, end_s)
+        assert answer["adIds"] == asked == [ad["adId"] for ad in answer["ads"]]
+        assert answer["clicks"] == [totals[ad] for ad in asked]
+        assert [ad["clicks"] for ad in answer["ads"]] == answer["clicks"]
+        assert [sum(b["clicks"] for b in ad["series"]) for ad in answer["ads"]] == answer["clicks"]
+        assert any(answer["clicks"]), "no clicks in the window, nothing proven"
+
+
 def test_ad_clicks_by_hour_sum_the_minutes_of_each_hour(api_data: ApiData) -> None:
     truth = api_data.truth
     minutes = sorted({minute for _ad, minute in truth.by_ad_minute})

@@ -25,7 +25,6 @@ from adclick.api.metrics import AD_READS, SUBSCRIPTIONS, TOP_ADS_RANKED_BY
 from adclick.api.types import (
     AdClicks,
     AdsClicks,
-    AdTotal,
     ClickBucket,
     Granularity,
     Long,
@@ -142,18 +141,15 @@ async def ads_clicks(
     )
     answer = await _read(info, queries.ads_clicks_in_memory, queries.ads_clicks, *arguments)
     AD_READS.labels(_answered_by(answer)).inc(len(ad_ids))
-    starts = [from_ms(s) for s in answer.bucket_starts]
     return AdsClicks(
-        ads=[
-            AdTotal(ad_id=a, clicks=Long(c), bucket_starts=starts, bucket_clicks=row)
-            for a, c, row in zip(
-                answer.ad_ids, answer.clicks.tolist(), answer.series.tolist(), strict=True
-            )
-        ],
         granularity=granularity,
         window=window_of(answer),
         filter=conditions_of(answer.query_filter),
         source=answer.source,
+        ad_ids=answer.ad_ids,
+        clicks=answer.clicks.tolist(),
+        bucket_starts=[from_ms(s) for s in answer.bucket_starts],
+        bucket_rows=answer.series.tolist(),
     )
 
 

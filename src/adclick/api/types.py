@@ -103,13 +103,33 @@ class AdTotal:
     )
 
 
+def _ads_of(root: "AdsClicks") -> list[AdTotal]:
+    return [
+        AdTotal(ad_id=a, clicks=Long(c), bucket_starts=root.bucket_starts, bucket_clicks=row)
+        for a, c, row in zip(root.ad_ids, root.clicks, root.bucket_rows, strict=True)
+    ]
+
+
 @strawberry.type(description="Clicks of several ads over one window, in the order asked.")
 class AdsClicks:
-    ads: list[AdTotal]
+    ads: list[AdTotal] = strawberry.field(
+        resolver=_ads_of, description="Each ad asked for, in order (made only when asked for)."
+    )
     granularity: Granularity
     window: Window
     filter: list[FilterCondition]
     source: Source
+    # Columns: GraphQL completes an object per ad of ``ads`` (about 17 us of the server's
+    # CPU per ad, most of a 1,000-ad answer's); a list of scalars costs a fraction.
+    ad_ids: list[str] = strawberry.field(
+        description="The ads asked for, in order (repeats kept): ads' adId, as one list."
+    )
+    clicks: list[Long] = strawberry.field(
+        description="Each ad's clicks over the window, in the order of adIds: ads' clicks "
+        "as one list, far cheaper for the server to send for many ads."
+    )
+    bucket_starts: strawberry.Private[list[datetime]]
+    bucket_rows: strawberry.Private[list[list[int]]]
 
 
 @strawberry.type
