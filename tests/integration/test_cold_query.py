@@ -21,7 +21,11 @@ def cold_settings(settings: Settings, tmp_path: Path, monkeypatch: pytest.Monkey
     cold = tmp_path / "cold"
     (cold / "raw_clicks").mkdir(parents=True)
     url = cold / "raw_clicks" / "2024-07-09.parquet"
-    pq.write_table(pa.table({"ad_id": ["ad001"] * 2, "user_id": ["user-1"] * 2}), url)
+    # A timestamp as tiering writes it (lifecycle/parquet.py): DuckDB needs pytz to hand
+    # one to Python, and a missing pytz failed every query that selected it.
+    times = pa.array([1_720_483_201_000_000, 1_720_483_262_000_000], pa.timestamp("us", tz="UTC"))
+    table = pa.table({"ts": times, "ad_id": ["ad001"] * 2, "user_id": ["user-1"] * 2})
+    pq.write_table(table, url)
     with connect(settings) as conn:
         conn.execute(
             "INSERT INTO cold_files (relation, range_start, range_end, url, rows, checksum,"
@@ -45,6 +49,16 @@ def test_cold_query_answers_a_select_over_the_catalogued_files(cold_settings: Se
         "--operator", "--output", "csv", "SELECT ad_id, count(*) AS n FROM raw_clicks GROUP BY 1"
     )
     assert (code, output) == (0, "ad_id,n ad001,2")
+
+
+def test_cold_query_returns_timestamps(cold_settings: Settings) -> None:
+    code, output = cold_query(
+        "--operator", "--output", "csv", "SELECT ts, ad_id FROM raw_clicks ORDER BY ts"
+    )
+    assert (code, output) == (
+        0,
+        "ts,ad_id 2024-07-09 00:00:01+00:00,ad001 2024-07-09 00:01:02+00:00,ad001",
+    )
 
 
 def test_cold_query_is_for_operators_only(cold_settings: Settings) -> None:

@@ -4,7 +4,7 @@ finds every injected discrepancy and none on clean data."""
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +17,15 @@ from adclick.ingest.clock import PartitionClocks
 from adclick.ingest.writer import BatchWriter
 from adclick.lifecycle import recalculate as recalculation
 from adclick.lifecycle.recalculate import recalculate
+from adclick.lifecycle.recompute import RangeError
 from adclick.lifecycle.reconcile import reconcile
 from adclick.lifecycle.tiering import Maintainer
 from adclick.settings import Settings
-from tests.helpers import adclick_process, execute, query
+from tests.helpers import adclick_process, execute, ingest_until_idle, query
 from tests.integration.test_lifecycle import (
     DAY,
+    _click,
+    _send_to,
     lifecycle_settings,
     policy,
     raw_chunks,
@@ -164,3 +167,30 @@ def test_clicks_ingested_while_a_rollup_is_recomputed_are_kept(
     assert query(settings, "SELECT clicks FROM clicks_1m WHERE minute = %s AND ad_id = %s",
                  minute, ad) == [(clicks + 1,)]  # fmt: skip
     assert reconcile(settings, start, end).discrepancies == []
+
+
+def test_a_range_in_any_offset_is_the_same_range_in_utc(settings: Settings) -> None:
+    """Bounds in +05:30 used to be aligned to hours in +05:30: recalculate then wrote an
+    hour's row from the half of its clicks inside the range. Any offset is now the same
+    UTC range; bounds that are no whole UTC minute, or lie past any click's time, are
+    refused with a clear error."""
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    clicks = [_click("ad1", hour + timedelta(minutes=m), f"u{m}") for m in range(60)]
+    _send_to(settings, 0, clicks)
+    ingest_until_idle(settings)
+    truth = snapshot(settings)
+    india = timezone(timedelta(hours=5, minutes=30))
+    start = (hour + timedelta(minutes=20)).astimezone(india)
+    end = (hour + timedelta(minutes=50)).astimezone(india)
+    assert reconcile(settings, start, end).discrepancies == []
+    assert recalculate(settings, start, end).rows_changed == 0
+    assert snapshot(settings) == truth  # clicks_1h of the hour: still its 60 clicks
+    seconds_off = timezone(timedelta(minutes=5, seconds=30))
+    for bad_start, bad_end, message in [
+        (hour.replace(tzinfo=seconds_off), end, "whole minute in UTC"),  # 05:30 past the hour
+        (datetime(9999, 12, 30, tzinfo=UTC), datetime(9999, 12, 31, tzinfo=UTC), "2000..2100"),
+    ]:
+        with pytest.raises(RangeError, match=message):
+            recalculate(settings, bad_start, bad_end)
+        with pytest.raises(RangeError, match=message):
+            reconcile(settings, bad_start, bad_end)

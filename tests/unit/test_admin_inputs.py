@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -11,6 +12,12 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from adclick.api.auth import new_token
+from adclick.collect.checkpoints import (
+    FINGERPRINT_SIZE,
+    STATE_VERSION,
+    StateFileError,
+    StateStore,
+)
 from adclick.errors import InvalidInputError
 from adclick.loadgen.truth import HEADER, read_truth
 from adclick.settings import Role
@@ -44,3 +51,38 @@ def test_a_token_name_that_would_garble_logs_is_refused(name: str) -> None:
     with pytest.raises(ValidationError):
         new_token(name, Role.READER)
     assert new_token("frontend \u00e9", Role.READER)[1].name == "frontend \u00e9"
+
+
+def _checkpoint(offset: int, size: int) -> dict[str, object]:
+    return {"name": "app.log", "device": 1, "inode": 2, "offset": offset,
+            "fingerprint": "f", "fingerprint_size": size}  # fmt: skip
+
+
+@settings(max_examples=200)
+@given(st.integers(-(2**70), 2**70), st.integers(-(2**70), 2**70))
+def test_any_tail_state_file_is_used_or_refused_with_its_name(offset: int, size: int) -> None:
+    """A hand-edited checkpoint (a negative offset made the first read fail with EINVAL)
+    or a state path that is a directory: refused as the state file, never a traceback."""
+    state = {"version": STATE_VERSION, "files": {"app.log": {"current": _checkpoint(offset, size)}}}
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "tail.json"
+        path.write_text(json.dumps(state))
+        store = StateStore(path)
+        try:
+            loaded = store.load()
+        except StateFileError as exc:
+            assert str(path) in str(exc)
+            assert offset < 0 or offset >= 2**63 or not 0 <= size <= FINGERPRINT_SIZE
+            return
+        finally:
+            store.close()
+        current = loaded["app.log"].current
+        assert current is not None and current.offset == offset >= 0
+
+
+def test_a_directory_as_the_tail_state_file_is_refused_with_its_name(tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir()
+    store = StateStore(tmp_path / "state")
+    with pytest.raises(StateFileError, match=r"state file .*state cannot be read"):
+        store.load()
+    store.close()

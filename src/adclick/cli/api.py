@@ -26,7 +26,9 @@ from adclick.settings import ProcessKind, Role, Settings, get_settings
 @app.command()
 def api(
     host: Annotated[str | None, typer.Option(help="Listen address [ADCLICK_API_HOST].")] = None,
-    port: Annotated[int | None, typer.Option(help="Listen port [ADCLICK_API_PORT].")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65_535, help="Listen port [ADCLICK_API_PORT].")
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(min=1, max=64, help="Worker processes [ADCLICK_API_WORKERS].")
     ] = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 
 import typer
@@ -24,3 +25,18 @@ def run(typer_app: typer.Typer, prog: str) -> None:
     except AdclickError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         sys.exit(1)
+
+
+def finite(value: float | None) -> float | None:
+    """Every float option's callback: NaN and infinities refused.
+
+    click's FloatRange compares NaN false with any bound, so lets it through: ``maintain
+    --every nan`` ran pass after pass without a pause, and ``--every 1e300`` overflowed the
+    clock after its first pass (tests/unit/test_cli_options.py checks every option).
+    """
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+DAY_S = 86_400.0  # the longest wait or interval an option takes, in seconds

@@ -22,7 +22,7 @@ def close(
         bool, typer.Option("--once", help="Close what can be closed, revise, then exit.")
     ] = False,
     metrics_port: Annotated[
-        int | None, typer.Option(help="Serve Prometheus metrics on this port.")
+        int | None, typer.Option(min=1, max=65_535, help="Serve Prometheus metrics on this port.")
     ] = None,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="One log line per closed minute.")

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from adclick.cli.app import app
+from adclick.cli.app import DAY_S, app, finite
 from adclick.collect.follow import NotARegularFileError
 from adclick.collect.produce import EXIT_REJECTED, LineFormat, run_produce
 from adclick.collect.sender import DeliveryError
@@ -36,6 +36,8 @@ DeliveryTimeoutOption = Annotated[
     float,
     typer.Option(
         min=1.0,
+        max=DAY_S,
+        callback=finite,
         help="Seconds a message may wait for Kafka before it counts as undelivered.",
     ),
 ]
@@ -130,25 +132,41 @@ def tail(
         ),
     ] = False,
     poll_interval: Annotated[
-        float, typer.Option(min=0.01, help="Seconds between looks at idle files.")
+        float,
+        typer.Option(
+            min=0.01, max=DAY_S, callback=finite, help="Seconds between looks at idle files."
+        ),
     ] = 0.5,
     checkpoint_lines: Annotated[
         int, typer.Option(min=1, help="Checkpoint at least every this many lines.")
     ] = 10_000,
     checkpoint_interval: Annotated[
-        float, typer.Option(min=0.01, help="Checkpoint at least every this many seconds.")
+        float,
+        typer.Option(
+            min=0.01,
+            max=DAY_S,
+            callback=finite,
+            help="Checkpoint at least every this many seconds.",
+        ),
     ] = 1.0,
     rotate_wait: Annotated[
         float,
         typer.Option(
             min=0.0,
+            max=DAY_S,
+            callback=finite,
             help="Keep reading a rotated (renamed or deleted) file until it was quiet this "
             "many seconds: the application may write to it until it reopens its log.",
         ),
     ] = 5.0,
     exit_when_idle: Annotated[
         float | None,
-        typer.Option(help="Stop once no file got new data for this many seconds."),
+        typer.Option(
+            min=0.0,
+            max=DAY_S,
+            callback=finite,
+            help="Stop once no file got new data for this many seconds.",
+        ),
     ] = None,
     delivery_timeout: DeliveryTimeoutOption = 120.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,

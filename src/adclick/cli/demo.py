@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from adclick.cli.app import app
+from adclick.cli.app import app, finite
 from adclick.demo.runner import run_demo
 from adclick.demo.talkingdata import DEFAULT_SAMPLE
 from adclick.settings import get_settings
@@ -16,7 +16,10 @@ from adclick.settings import get_settings
 @app.command()
 def demo(
     rate: Annotated[
-        float, typer.Option(min=0, help="Synthetic clicks per second (0: none).")
+        float,
+        typer.Option(
+            min=0, max=1_000_000, callback=finite, help="Synthetic clicks per second (0: none)."
+        ),
     ] = 1000.0,
     sample: Annotated[
         Path, typer.Option(help="TalkingData sample CSV to replay first.")

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Column, Table
 from rich.text import Text
 
-from adclick.cli.app import app
+from adclick.cli.app import DAY_S, app, finite
 from adclick.db.connect import connect
 from adclick.errors import DependencyUnavailableError
 from adclick.lifecycle.policies import (
@@ -115,7 +115,13 @@ def retention_set(
 @app.command()
 def maintain(
     every: Annotated[
-        float | None, typer.Option(help="Run again every this many seconds, until stopped.")
+        float | None,
+        typer.Option(
+            min=1.0,
+            max=7 * DAY_S,
+            callback=finite,
+            help="Run again every this many seconds, until stopped.",
+        ),
     ] = None,
 ) -> None:
     """Apply the retention policies: tier, verify, catalogue and drop old chunks; expire files.
@@ -266,7 +272,7 @@ def _moment(text: str) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise typer.BadParameter(f"{text!r} is not an ISO-8601 time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 @app.command()
@@ -315,7 +321,7 @@ def reconcile(
         str, typer.Option("--from", help="First minute, ISO 8601 (UTC if no offset).")
     ],
     end: Annotated[str, typer.Option("--to", help="End minute (exclusive).")],
-    show: Annotated[int, typer.Option(help="Discrepancies to print at most.")] = 100,
+    show: Annotated[int, typer.Option(min=0, help="Discrepancies to print at most.")] = 100,
 ) -> None:
     """Compare every rollup row over [--from, --to) with counts recomputed from raw clicks.
 

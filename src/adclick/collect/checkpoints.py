@@ -30,6 +30,10 @@ class StateFileError(ConfigurationError):
     """The tail state file cannot be used: unreadable, corrupt, or held by another tail."""
 
 
+# Bytes at a file's start whose hash recognises it again (at most; fewer in a short file).
+FINGERPRINT_SIZE = 64
+
+
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
     """How far one file has been sent, and how to recognise that file again."""
@@ -54,8 +58,9 @@ class Checkpoint:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Checkpoint:
-        """The checkpoint from :meth:`to_dict`'s data."""
-        return cls(
+        """The checkpoint from :meth:`to_dict`'s data; ValueError for values no tail
+        wrote (a negative offset failed the first read with EINVAL)."""
+        checkpoint = cls(
             name=str(data["name"]),
             device=int(data["device"]),
             inode=int(data["inode"]),
@@ -63,6 +68,12 @@ class Checkpoint:
             fingerprint=str(data["fingerprint"]),
             fingerprint_size=int(data["fingerprint_size"]),
         )
+        if checkpoint.offset < 0 or not 0 <= checkpoint.fingerprint_size <= FINGERPRINT_SIZE:
+            raise ValueError(
+                f"checkpoint of {checkpoint.name[:200]!r}: offset {checkpoint.offset} and "
+                f"fingerprint size {checkpoint.fingerprint_size} are no tail's"
+            )
+        return checkpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +136,10 @@ class StateStore:
             raw = self.path.read_bytes()
         except FileNotFoundError:
             return {}
+        except OSError as exc:  # a directory, no permission, an I/O error
+            raise StateFileError(
+                f"state file {self.path} cannot be read ({exc.strerror}); fix or remove it"
+            ) from None
         try:
             self._stored = _state_from_json(raw)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:

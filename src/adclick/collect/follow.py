@@ -34,13 +34,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from adclick.collect.checkpoints import Checkpoint, PathState, TailState
+from adclick.collect.checkpoints import FINGERPRINT_SIZE, Checkpoint, PathState, TailState
 from adclick.collect.lines import MAX_LINE_BYTES, LongLine
 from adclick.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
 
-FINGERPRINT_SIZE = 64
 DEFAULT_MAX_LINE_BYTES = MAX_LINE_BYTES
 _SCAN_CHUNK = 1 << 20  # read size while skipping through a long line
 

@@ -26,8 +26,8 @@ MAX_ATTRIBUTES = 32
 LOG_LINE_PREFIX = "[AdClickEvent]"
 
 # Event times outside this range are certainly wrong (and would not fit the chunks).
-_MIN_TS_MS = 946_684_800_000  # 2000-01-01
-_MAX_TS_MS = 4_102_444_800_000  # 2100-01-01
+EARLIEST_TS_MS = 946_684_800_000  # 2000-01-01
+LATEST_TS_MS = 4_102_444_800_000  # 2100-01-01
 
 _REQUIRED = ("ad_id", "timestamp", "user_id", "ip", "country")
 _KNOWN = frozenset((*_REQUIRED, "click_id"))
@@ -59,7 +59,7 @@ def parse_timestamp_ms(value: object) -> int:
         raise InvalidEventError(
             DeadLetterReason.INVALID_FIELD, "timestamp must be ISO-8601 text or epoch ms"
         )
-    if not _MIN_TS_MS <= ts_ms < _MAX_TS_MS:
+    if not EARLIEST_TS_MS <= ts_ms < LATEST_TS_MS:
         raise InvalidEventError(
             DeadLetterReason.INVALID_FIELD, f"timestamp {value!r} is outside 2000..2100"
         )
@@ -204,7 +204,7 @@ def _validated(
     ad_id = _text(ad_id_value, "ad_id")
     if timestamp is None:
         raise InvalidEventError(DeadLetterReason.MISSING_FIELD, "timestamp")
-    if type(timestamp) is int and _MIN_TS_MS <= timestamp < _MAX_TS_MS:
+    if type(timestamp) is int and EARLIEST_TS_MS <= timestamp < LATEST_TS_MS:
         ts_ms = timestamp
     else:
         ts_ms = parse_timestamp_ms(timestamp)

@@ -51,7 +51,7 @@ def recalculate(
 ) -> RecalculationReport:
     report = RecalculationReport()
     with connect(settings) as conn:
-        check_range(conn, settings, start, end)
+        start, end = check_range(conn, settings, start, end)
         for rollup in rollups(settings, only):
             first, last = rollup.aligned(start, end)
             day = first

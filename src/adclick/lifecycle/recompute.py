@@ -10,13 +10,14 @@ moment between cataloguing and dropping).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from psycopg import sql
 
 from adclick.db.connect import Connection
 from adclick.db.rollups import COLUMN_DIMENSIONS, filtered_rollups, raw_dimension
 from adclick.errors import AdclickError
+from adclick.events.parse import EARLIEST_TS_MS, LATEST_TS_MS
 from adclick.lifecycle.cold import cold_storage_url, duckdb_connection
 from adclick.lifecycle.policies import load_policies
 from adclick.lifecycle.tiering import stream_time
@@ -40,7 +41,8 @@ class Rollup:
     dimensions: tuple[str, ...] = ()
 
     def aligned(self, start: datetime, end: datetime) -> tuple[datetime, datetime]:
-        """The range widened to whole buckets (hours for clicks_1h)."""
+        """The range widened to whole buckets (UTC hours for clicks_1h)."""
+        start, end = start.astimezone(UTC), end.astimezone(UTC)
         if self.bucket != "hour":
             return start, end
         floor = start.replace(minute=0, second=0, microsecond=0)
@@ -64,11 +66,22 @@ def rollups(settings: Settings, only: str | None = None) -> list[Rollup]:
     return chosen
 
 
-def check_range(conn: Connection, settings: Settings, start: datetime, end: datetime) -> None:
-    """Refuse ranges that are not whole minutes, or whose raw clicks have expired."""
+def check_range(
+    conn: Connection, settings: Settings, start: datetime, end: datetime
+) -> tuple[datetime, datetime]:
+    """The range in UTC; RangeError if it is not whole UTC minutes, lies outside the
+    times a click may have, or its raw clicks have expired.
+
+    In UTC before anything else: the rollups' buckets are UTC minutes and hours, and a
+    bound in an offset of half an hour (or with seconds) aligned in its own offset made
+    recalculate write an hour's row from half of its clicks.
+    """
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
     for name, moment in (("--from", start), ("--to", end)):
         if moment.second or moment.microsecond:
-            raise RangeError(f"{name} must be a whole minute, got {moment.isoformat()}")
+            raise RangeError(f"{name} must be a whole minute in UTC, got {moment.isoformat()}")
+        if not EARLIEST_TS_MS <= moment.timestamp() * 1000 <= LATEST_TS_MS:
+            raise RangeError(f"{name} must lie in 2000..2100, as every click, got {moment:%Y}")
     if end <= start:
         raise RangeError("--to must be after --from")
     raw = {p.relation: p for p in load_policies(conn)}["raw_clicks"]
@@ -80,6 +93,7 @@ def check_range(conn: Connection, settings: Settings, start: datetime, end: date
                 "raw_clicks): rollups before that can be neither recalculated nor reconciled"
             )
     conn.commit()
+    return start, end
 
 
 def key_columns(rollup: Rollup) -> sql.Composed:

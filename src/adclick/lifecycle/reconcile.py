@@ -41,7 +41,7 @@ def reconcile(
 ) -> ReconciliationReport:
     report = ReconciliationReport()
     with connect(settings) as conn:
-        check_range(conn, settings, start, end)
+        start, end = check_range(conn, settings, start, end)
         with snapshot_transaction(conn):
             for rollup in rollups(settings):
                 if on_rollup is not None:

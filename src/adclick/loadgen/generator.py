@@ -31,6 +31,8 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from adclick.events.parse import EARLIEST_TS_MS, LATEST_TS_MS  # the times a click may have
+
 DEFAULT_ADS = 2_000_000
 DEFAULT_ZIPF = 1.1
 DEFAULT_EVENT_RATE = 10_000.0
@@ -57,9 +59,6 @@ _IP_TABLE_SIZE = 65_536
 # for any minute before 2100.
 MAX_ADS = 100_000_000
 MAX_COUNTRIES = 300
-# The event parser refuses event times outside 2000-01-01 .. 2100-01-01.
-_MIN_TS_MS = 946_684_800_000
-_MAX_TS_MS = 4_102_444_800_000
 
 INVALID_KINDS = (
     "not_json",
@@ -165,7 +164,7 @@ class LoadSpec:
         if not (self.event_rate > 0 and math.isfinite(self.event_rate)):
             raise ValueError("event-rate must be > 0")
         earliest = self.start_ms - round(self.max_lateness_s * 1000)
-        if earliest < _MIN_TS_MS or self.start_ms + self.span_ms >= _MAX_TS_MS:
+        if earliest < EARLIEST_TS_MS or self.start_ms + self.span_ms >= LATEST_TS_MS:
             raise ValueError("event times (lateness included) must lie in 2000..2100")
         if self.block_size < 1:
             raise ValueError("block_size must be >= 1")
