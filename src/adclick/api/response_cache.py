@@ -17,8 +17,8 @@ type. Only answers without errors are kept, and only if the state did not move w
 answer was made (``keep``): an answer is never kept under a state older than what it
 shows. An answer is kept the second time its request is made in one state, not the
 first: a dashboard's documents repeat within seconds, one random ad's read rarely does,
-and keeping every answer made the API's single-ad reads a third slower (hundreds of
-thousands of kept answers for the garbage collector to scan, nearly none sent again).
+and keeping every answer made the API's random single-ad reads up to a third slower
+(docs/benchmarks.md, "Answers kept by the API"), nearly none of them sent again.
 Kept answers are bounded in bytes (least recently used go first).
 
 An API of several worker processes keeps nothing: its indexes are the supervisor's, and
