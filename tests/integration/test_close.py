@@ -24,6 +24,7 @@ from adclick.settings import Settings
 from tests.api_client import ApiProcess, with_tokens
 from tests.helpers import (
     adclick_process,
+    execute,
     ingest_until_idle,
     load,
     query,
@@ -282,6 +283,51 @@ def test_two_closers_make_one_list_per_minute(settings: Settings) -> None:
     assert [closer.wait(timeout=120) for closer in closers] == [0, 0]
     lists = assert_lists_equal_truth(settings, truth)
     assert {revision for revision, _ads in lists.values()} == {1}
+    assert_published_once_each(settings)
+
+
+def test_a_closer_whose_session_ended_leaves_its_lists_to_the_one_with_the_lock(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closer A stored lists and was about to publish them when its database session
+    ended, and its lock with it; closer B took the lock and published them from
+    recovery. A held the lock on a second connection it never used again: it published
+    them again and went on beside B, which then failed on a list A stored first, restart
+    after restart. A now finds its session gone before publishing and stands by."""
+    settings = closer_settings(settings)
+    truth = traffic(settings, seed=53)
+    first, second = MinuteCloser(settings), MinuteCloser(settings)
+    stored, resume = threading.Event(), threading.Event()
+    publish = first._publish
+
+    def publish_later(lists: list[Any]) -> None:
+        if not stored.is_set():  # its first lists: stored, not yet published
+            stored.set()
+            resume.wait(60)
+        publish(lists)
+
+    monkeypatch.setattr(first, "_publish", publish_later)
+    stop, failures = threading.Event(), []
+
+    def run(closer: MinuteCloser) -> None:
+        try:
+            closer.run(stop)
+        except BaseException as exc:  # a closer must ride this out, not fail
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(closer,)) for closer in (first, second)]
+    threads[0].start()
+    assert stored.wait(60)
+    execute(settings, "SELECT pg_terminate_backend(%s)", first._require_conn().info.backend_pid)
+    threads[1].start()
+    wait_for(lambda: second.totals.lists > 0, timeout_s=60, what="the second closer to publish")
+    resume.set()
+    wait_for(lambda: lists_settled(settings, 3.0), timeout_s=120, what="the lists to settle")
+    stop.set()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    assert_lists_equal_truth(settings, truth)
     assert_published_once_each(settings)
 
 

@@ -60,7 +60,13 @@ log = logging.getLogger(__name__)
 # Minutes closed per cycle at most, so a closer catching up still revises and reports.
 _MINUTES_PER_CYCLE = 30
 # What ends a session but not the closer (see run), and the longest wait before the next.
-_UNAVAILABLE = (psycopg.OperationalError, DependencyUnavailableError)
+# A list another closer stored first (it took the lock after this one's session ended)
+# ends the session too: the next one waits for the lock.
+_UNAVAILABLE = (
+    psycopg.OperationalError,
+    DependencyUnavailableError,
+    psycopg.errors.UniqueViolation,
+)
 _RECONNECT_MAX_S = 30.0
 
 
@@ -133,11 +139,7 @@ class MinuteCloser:
 
     def _session(self, stop: threading.Event, once: bool) -> None:
         """One connected session: the lock, recovery, then passes until stopped."""
-        with (
-            connect(self.settings, autocommit=True) as lock_conn,
-            connect(self.settings) as conn,
-            contextlib.ExitStack() as shards,
-        ):
+        with connect(self.settings) as conn, contextlib.ExitStack() as shards:
             self._conn = conn
             # Where the counts are: every shard (ADCLICK_SHARDS), else this database.
             self._shard_conns = (
@@ -145,7 +147,11 @@ class MinuteCloser:
                 if self.settings.shards
                 else [conn]
             )
-            if not self._wait_for_lock(lock_conn, stop):
+            # On the connection that stores and marks the lists: if its session ends, so
+            # does the lock, and the next statement fails instead of storing or
+            # publishing beside the closer that took the lock (a lock held on a second
+            # connection let two closers work at once).
+            if not self._wait_for_lock(conn, stop):
                 return
             # Lists spread over partitions would escape recovery and subscribers.
             the_only_partition(self._producer, self.settings.top_ads_topic)
@@ -170,12 +176,13 @@ class MinuteCloser:
             state.upcoming_sleep,
         )
 
-    def _wait_for_lock(self, lock_conn: Connection, stop: threading.Event) -> bool:
+    def _wait_for_lock(self, conn: Connection, stop: threading.Event) -> bool:
         # One closer per clicks topic and database; the lock goes with the session.
         key = f"adclick-minute-closer:{self.settings.clicks_topic}"
         announced = False
         while not stop.is_set():
-            row = lock_conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()
+            row = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()
+            conn.commit()  # a session lock: it outlives the transaction
             if row and row[0]:
                 log.info("minute closer active")
                 return True
@@ -326,6 +333,11 @@ class MinuteCloser:
         conn.commit()
 
     def _publish(self, lists: list[TopList]) -> None:
+        # Still this closer's turn: the lock's session is alive (a statement on it fails
+        # otherwise, and the closer that took the lock publishes these from recovery).
+        conn = self._require_conn()
+        conn.execute("SELECT 1")
+        conn.commit()
         offsets: dict[int, int] = {}
         failures: list[KafkaError] = []
 
