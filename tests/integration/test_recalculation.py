@@ -194,3 +194,37 @@ def test_a_range_in_any_offset_is_the_same_range_in_utc(settings: Settings) -> N
             recalculate(settings, bad_start, bad_end)
         with pytest.raises(RangeError, match=message):
             reconcile(settings, bad_start, bad_end)
+
+
+def test_recalculation_and_maintenance_take_turns_and_cold_ranges_are_refused(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A row repaired between maintain's export of its chunk and the drop was lost (the
+    cold file kept the old count); rows rewritten in a range already in cold files
+    brought its chunk back over the catalogued file, kept by maintain pass after pass.
+    Now the two take turns on a database, and a rollup's cold range is refused."""
+    settings = lifecycle_settings(settings, tmp_path)
+    now = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
+    old = now - 10 * DAY
+    for partition in range(3):
+        _send_to(settings, partition, [_click(f"live{partition}", now, "u")])
+    ingest_until_idle(settings)
+    _send_to(settings, 3, [_click("old", old, "u1"), _click("old", old, "u2")])  # a new partition
+    ingest_until_idle(settings)
+    policy(settings, "clicks_1m", 2 * DAY, None)  # per-minute rows go cold, kept for good
+
+    busy: list[list[str]] = []
+
+    def maintain_meanwhile(_rollup: object, _day: datetime) -> None:
+        busy.append(Maintainer(settings).run().busy)
+
+    last_hour = (now - timedelta(hours=1), now + timedelta(minutes=1))
+    recalculate(settings, *last_hour, only="clicks_1m", on_step=maintain_meanwhile)
+    assert busy == [[settings.describe_database()]]  # maintain left the database to it
+
+    report = Maintainer(settings).run()
+    assert report.exported >= 1 and report.conflicts == []
+    assert query(settings, "SELECT count(*) FROM clicks_1m WHERE ad_id = 'old'") == [(0,)]
+    with pytest.raises(RangeError, match=r"clicks_1m from .* is in cold storage"):
+        recalculate(settings, old, old + timedelta(minutes=1), only="clicks_1m")
+    assert Maintainer(settings).run().conflicts == []  # nothing came back over the file

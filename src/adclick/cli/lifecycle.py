@@ -117,7 +117,7 @@ def maintain(
     every: Annotated[
         float | None,
         typer.Option(
-            min=1.0,
+            min=0.1,
             max=7 * DAY_S,
             callback=finite,
             help="Run again every this many seconds, until stopped.",

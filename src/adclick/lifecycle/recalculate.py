@@ -10,6 +10,12 @@ that differ are replaced; changed (late clicks came in), the rows are recomputed
 more under the lock. The changed minutes' revisions then move so that the API and the
 minute closer reload them. Readers see the old rows until the commit, then the new ones.
 Recalculating correct rollups changes nothing and holds the lock for milliseconds.
+
+Maintenance and recalculation take turns on a database (``MAINTENANCE_LOCK``): a row
+repaired between maintain's export of its chunk and the chunk's drop was lost (the cold
+file kept the old count). A rollup's range already in cold files is refused: rows written
+there would bring its chunk back over a catalogued file, which maintain then keeps, pass
+after pass.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from psycopg import sql
 
 from adclick.db.connect import Connection, connect
 from adclick.lifecycle.recompute import (
+    RangeError,
     Rollup,
     check_range,
     differences,
@@ -30,6 +37,7 @@ from adclick.lifecycle.recompute import (
     rollups,
     stage_expected,
 )
+from adclick.lifecycle.tiering import MAINTENANCE_LOCK
 from adclick.resources import load_sql
 from adclick.settings import Settings
 
@@ -52,8 +60,12 @@ def recalculate(
     report = RecalculationReport()
     with connect(settings) as conn:
         start, end = check_range(conn, settings, start, end)
+        # Held by the session until it closes; waits for a maintain pass in progress.
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (MAINTENANCE_LOCK,))
+        conn.commit()
         for rollup in rollups(settings, only):
             first, last = rollup.aligned(start, end)
+            _refuse_cold(conn, rollup, first, last)
             day = first
             while day < last:
                 step_end = min(day + DAY, last)
@@ -65,6 +77,21 @@ def recalculate(
                 report.rows_written += written
                 day = step_end
     return report
+
+
+def _refuse_cold(conn: Connection, rollup: Rollup, start: datetime, end: datetime) -> None:
+    """RangeError if part of [start, end) of the rollup is in catalogued cold files."""
+    row = conn.execute(
+        "SELECT min(range_start), max(range_end) FROM cold_files"
+        " WHERE relation = %s AND range_start < %s AND range_end > %s",
+        (rollup.table, end, start),
+    ).fetchone()
+    conn.commit()
+    if row is not None and row[0] is not None:
+        raise RangeError(
+            f"{rollup.table} from {row[0]:%Y-%m-%d %H:%M} to {row[1]:%Y-%m-%d %H:%M} UTC is in "
+            "cold storage: its rows there cannot be rewritten; recalculate a range after it"
+        )
 
 
 def _recalculate_step(

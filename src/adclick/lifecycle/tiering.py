@@ -112,8 +112,8 @@ def tiering_time(conn: Connection, settings: Settings) -> datetime:
     return _stream_times(conn, settings)[1]
 
 
-# The advisory lock one maintain pass holds on a database.
-_LOCK = "adclick-maintain"
+# The advisory lock one maintain pass holds on a database (recalculate takes it too).
+MAINTENANCE_LOCK = "adclick-maintain"
 
 
 class Maintainer:
@@ -131,7 +131,9 @@ class Maintainer:
         report = MaintenanceReport()
         with connect(self.settings) as conn:
             # Held by the session until the connection closes, across the commits below.
-            row = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (_LOCK,)).fetchone()
+            row = conn.execute(
+                "SELECT pg_try_advisory_lock(hashtext(%s))", (MAINTENANCE_LOCK,)
+            ).fetchone()
             conn.commit()
             if not (row and row[0]):
                 report.busy.append(self.settings.describe_database())
