@@ -56,6 +56,7 @@ RELATIONS = ["raw_clicks", "clicks_1m", "clicks_1m_by_country", "clicks_1h", "to
         ("top_ads", timedelta(0), None, "positive"),
         ("top_ads", -DAY, None, "negative"),
         ("top_ads", DAY, -DAY, "negative"),
+        ("top_ads", timedelta(hours=1), timedelta(0), "revision horizon"),
         ("nope", DAY, None, "no policy for 'nope'"),
     ],
 )
@@ -85,7 +86,7 @@ def test_policies_that_break_answers_or_maintenance_are_refused_with_the_reason(
         ("clicks_1h", None, None),
         ("clicks_1h", 400 * DAY, 3650 * DAY),
         ("clicks_1h", None, timedelta(0)),  # never leaves the database: nothing is dropped
-        ("top_ads", timedelta(hours=1), timedelta(0)),
+        ("top_ads", timedelta(hours=2), timedelta(0)),
         ("raw_clicks", timedelta(days=36_525), timedelta(days=36_525)),
     ],
 )

@@ -168,6 +168,14 @@ def check_policy(
             "(ADCLICK_MINUTE_ROLLUP_RETENTION): the API answers windows that start that far "
             "back from it, and would answer them short; lower that setting first"
         )
+    if relation == "top_ads" and hot is not None and hot < settings.close_revision_horizon:
+        # The closer revises stored lists within the horizon and publishes stored ones on
+        # recovery: a list deleted under it was published again empty, or as new.
+        raise PolicyError(
+            f"top_ads must stay hot at least the closer's revision horizon "
+            f"({describe(settings.close_revision_horizon)}, ADCLICK_CLOSE_REVISION_HORIZON): "
+            "the closer still revises and recovers lists that recent"
+        )
     if relation == "clicks_1h" and hot is not None and cold == timedelta(0) and not force:
         raise PolicyError(
             "clicks_1h cold 0 drops the hourly counts without exporting them, and they are "

@@ -7,8 +7,10 @@ ingest must not wait for it. Then the rollup is locked against ingest's upserts 
 minutes' revisions (rollup_changes, raised by every ingest batch that changes a minute)
 are read again: unchanged, nothing was written to those minutes since, and only the rows
 that differ are replaced; changed (late clicks came in), the rows are recomputed once
-more under the lock. The changed minutes' revisions then move so that the API and the
-minute closer reload them. Readers see the old rows until the commit, then the new ones.
+more under the lock. The changed minutes' revisions then move so that the API reloads
+them and the minute closer revises its lists over them, within its revision horizon
+(older published lists stay as published). Readers see the old rows until the commit,
+then the new ones.
 Recalculating correct rollups changes nothing and holds the lock for milliseconds.
 
 Maintenance and recalculation take turns on a database (``MAINTENANCE_LOCK``): a row
