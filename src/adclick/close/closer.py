@@ -4,8 +4,9 @@ lists that late events changed.
 
 Exactly one current list per (window, filter, minute):
 
-- one closer works at a time: it holds a PostgreSQL advisory lock for its whole life (a
-  second closer stands by and takes over when the first one's session ends);
+- one closer works at a time: it holds a PostgreSQL advisory lock for its whole life, on
+  the connection it stores and marks lists with (a second closer stands by and takes
+  over when the first one's session ends, and the first then fails before publishing);
 - the lists of a minute are stored in one transaction, and published only after it
   commits; a list's ``published_offset`` records the broker's confirmation;
 - after a crash, lists stored but unconfirmed are looked up in the topic (from the last
