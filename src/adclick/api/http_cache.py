@@ -46,9 +46,7 @@ def with_cache_headers(
     body = getattr(response, "body", None)  # a streamed response has none: left as is
     if not isinstance(body, bytes):
         return response
-    # The body is compact JSON: an "errors": key is the response's own (no field of the
-    # schema has that name, and a string cannot hold an unescaped quote).
-    if response.status_code != 200 or b'"errors":' in body:
+    if not answered(response, body):
         response.headers["Cache-Control"] = "no-store"
         return response
     etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
@@ -62,6 +60,14 @@ def with_cache_headers(
         return Response(status_code=304, headers=headers)
     response.headers.update(headers)
     return response
+
+
+def answered(response: Response, body: bytes) -> bool:
+    """Whether ``response`` (with ``body``) is an answer: a 200 without errors, which HTTP
+    caches and the API itself may keep (api/response_cache.py); refusals and errors never."""
+    # The body is compact JSON: an "errors": key is the response's own (no field of the
+    # schema has that name, and a string cannot hold an unescaped quote).
+    return response.status_code == 200 and b'"errors":' not in body
 
 
 def _etags(header: str) -> set[str]:

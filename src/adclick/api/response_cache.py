@@ -37,7 +37,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from adclick.api.auth import Principal
-from adclick.api.http_cache import Cacheability
+from adclick.api.http_cache import Cacheability, answered
 
 RequestKey = tuple[str, str, bytes, str, bytes]
 
@@ -118,9 +118,8 @@ class ResponseCache:
             or before != after
             or not cacheability.from_memory
             or operation is None
-            or response.status_code != 200
             or not isinstance(body, bytes)
-            or b'"errors":' in body  # compact JSON: the response's own key (http_cache.py)
+            or not answered(response, body)
         ):
             return
         if self._seen.get(hash(key)) != before:

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Column, Table
 from rich.text import Text
 
-from adclick.cli.app import DAY_S, app, finite
+from adclick.cli.app import DAY_S, app, number_option
 from adclick.db.connect import connect
 from adclick.errors import DependencyUnavailableError
 from adclick.lifecycle.policies import (
@@ -116,10 +116,9 @@ def retention_set(
 def maintain(
     every: Annotated[
         float | None,
-        typer.Option(
+        number_option(
             min=0.1,
             max=7 * DAY_S,
-            callback=finite,
             help="Run again every this many seconds, until stopped.",
         ),
     ] = None,
@@ -272,7 +271,7 @@ def _moment(text: str) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise typer.BadParameter(f"{text!r} is not an ISO-8601 time") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # check_range: to UTC
 
 
 @app.command()

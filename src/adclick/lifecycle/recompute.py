@@ -41,8 +41,8 @@ class Rollup:
     dimensions: tuple[str, ...] = ()
 
     def aligned(self, start: datetime, end: datetime) -> tuple[datetime, datetime]:
-        """The range widened to whole buckets (UTC hours for clicks_1h)."""
-        start, end = start.astimezone(UTC), end.astimezone(UTC)
+        """The range (in UTC, as ``check_range`` gives it) widened to whole buckets (hours
+        for clicks_1h)."""
         if self.bucket != "hour":
             return start, end
         floor = start.replace(minute=0, second=0, microsecond=0)
