@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+from typing import Annotated, Any
 
 import typer
 
@@ -39,4 +40,13 @@ def finite(value: float | None) -> float | None:
     return value
 
 
+def number_option(*, min: float, max: float, help: str) -> Any:
+    """A float option within [min, max], NaN and infinities refused (``finite``): what
+    every float option of every command is made with."""
+    return typer.Option(min=min, max=max, callback=finite, help=help)
+
+
 DAY_S = 86_400.0  # the longest wait or interval an option takes, in seconds
+MetricsPortOption = Annotated[
+    int | None, typer.Option(min=1, max=65_535, help="Serve Prometheus metrics on this port.")
+]

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from prometheus_client import start_http_server
 
-from adclick.cli.app import app
+from adclick.cli.app import MetricsPortOption, app
 from adclick.close.closer import MinuteCloser
 from adclick.logs import configure_logging
 from adclick.settings import ProcessKind, get_settings
@@ -21,9 +21,7 @@ def close(
     once: Annotated[
         bool, typer.Option("--once", help="Close what can be closed, revise, then exit.")
     ] = False,
-    metrics_port: Annotated[
-        int | None, typer.Option(min=1, max=65_535, help="Serve Prometheus metrics on this port.")
-    ] = None,
+    metrics_port: MetricsPortOption = None,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="One log line per closed minute.")
     ] = False,

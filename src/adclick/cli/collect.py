@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from adclick.cli.app import DAY_S, app, finite
+from adclick.cli.app import DAY_S, app, number_option
 from adclick.collect.follow import NotARegularFileError
 from adclick.collect.produce import EXIT_REJECTED, LineFormat, run_produce
 from adclick.collect.sender import DeliveryError
@@ -34,10 +34,9 @@ FormatOption = Annotated[
 ]
 DeliveryTimeoutOption = Annotated[
     float,
-    typer.Option(
+    number_option(
         min=1.0,
         max=DAY_S,
-        callback=finite,
         help="Seconds a message may wait for Kafka before it counts as undelivered.",
     ),
 ]
@@ -133,38 +132,33 @@ def tail(
     ] = False,
     poll_interval: Annotated[
         float,
-        typer.Option(
-            min=0.01, max=DAY_S, callback=finite, help="Seconds between looks at idle files."
-        ),
+        number_option(min=0.01, max=DAY_S, help="Seconds between looks at idle files."),
     ] = 0.5,
     checkpoint_lines: Annotated[
         int, typer.Option(min=1, help="Checkpoint at least every this many lines.")
     ] = 10_000,
     checkpoint_interval: Annotated[
         float,
-        typer.Option(
+        number_option(
             min=0.01,
             max=DAY_S,
-            callback=finite,
             help="Checkpoint at least every this many seconds.",
         ),
     ] = 1.0,
     rotate_wait: Annotated[
         float,
-        typer.Option(
+        number_option(
             min=0.0,
             max=DAY_S,
-            callback=finite,
             help="Keep reading a rotated (renamed or deleted) file until it was quiet this "
             "many seconds: the application may write to it until it reopens its log.",
         ),
     ] = 5.0,
     exit_when_idle: Annotated[
         float | None,
-        typer.Option(
+        number_option(
             min=0.0,
             max=DAY_S,
-            callback=finite,
             help="Stop once no file got new data for this many seconds.",
         ),
     ] = None,

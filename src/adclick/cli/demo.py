@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from adclick.cli.app import app, finite
+from adclick.cli.app import app, number_option
 from adclick.demo.runner import run_demo
 from adclick.demo.talkingdata import DEFAULT_SAMPLE
 from adclick.settings import get_settings
@@ -17,9 +17,7 @@ from adclick.settings import get_settings
 def demo(
     rate: Annotated[
         float,
-        typer.Option(
-            min=0, max=1_000_000, callback=finite, help="Synthetic clicks per second (0: none)."
-        ),
+        number_option(min=0, max=1_000_000, help="Synthetic clicks per second (0: none)."),
     ] = 1000.0,
     sample: Annotated[
         Path, typer.Option(help="TalkingData sample CSV to replay first.")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from adclick.cli.app import DAY_S, app, finite
+from adclick.cli.app import DAY_S, MetricsPortOption, app, number_option
 from adclick.ingest.metrics import serve_metrics
 from adclick.ingest.supervisor import run_workers
 from adclick.logs import configure_logging
@@ -19,16 +19,13 @@ def ingest(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes in the group.")] = 1,
     exit_when_idle: Annotated[
         float | None,
-        typer.Option(
+        number_option(
             min=0.0,
             max=DAY_S,
-            callback=finite,
             help="Exit once the topic is drained and no event arrived for this many seconds.",
         ),
     ] = None,
-    metrics_port: Annotated[
-        int | None, typer.Option(min=1, max=65_535, help="Serve Prometheus metrics on this port.")
-    ] = None,
+    metrics_port: MetricsPortOption = None,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="One log line per batch.")
     ] = False,

@@ -21,7 +21,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from adclick.cli.app import DAY_S, app, finite
+from adclick.cli.app import DAY_S, app, number_option
 from adclick.errors import InvalidEventError
 from adclick.events import parse_timestamp_ms
 from adclick.kafka.clients import create_topics, make_producer
@@ -49,28 +49,24 @@ def loadgen(
     ] = None,
     rate: Annotated[
         float | None,
-        typer.Option(
+        number_option(
             min=0.001,
             max=10_000_000,
-            callback=finite,
             help="Pace the sends at this many messages per second.",
         ),
     ] = None,
     duration: Annotated[
         float | None,
-        typer.Option(
+        number_option(
             min=0.001,
             max=365 * DAY_S,
-            callback=finite,
             help="With --rate: send for this many seconds.",
         ),
     ] = None,
     ads: Annotated[int, typer.Option(min=1, help="Distinct ads (ad0000001, ...).")] = DEFAULT_ADS,
     zipf: Annotated[
         float,
-        typer.Option(
-            min=0.0, max=10.0, callback=finite, help="Zipf exponent of ad popularity; 0 is uniform."
-        ),
+        number_option(min=0.0, max=10.0, help="Zipf exponent of ad popularity; 0 is uniform."),
     ] = DEFAULT_ZIPF,
     uniform: Annotated[
         bool, typer.Option("--uniform", help="Every ad equally popular (--zipf 0).")
@@ -80,16 +76,15 @@ def loadgen(
     ] = _DEFAULT_MIX_TEXT,
     duplicate_fraction: Annotated[
         float,
-        typer.Option(
+        number_option(
             min=0.0,
             max=1.0,
-            callback=finite,
             help="Share of sends that re-send an earlier click byte for byte.",
         ),
     ] = 0.0,
     late_fraction: Annotated[
         float,
-        typer.Option(
+        number_option(
             min=0.0,
             max=1.0,
             help="Share of clicks stamped behind the stream time (they still count).",
@@ -97,19 +92,17 @@ def loadgen(
     ] = 0.0,
     max_lateness: Annotated[
         float,
-        typer.Option(
+        number_option(
             min=0.001,
             max=30 * DAY_S,
-            callback=finite,
             help="Most seconds a late click lies behind the stream.",
         ),
     ] = DEFAULT_MAX_LATENESS_S,
     invalid_fraction: Annotated[
         float,
-        typer.Option(
+        number_option(
             min=0.0,
             max=1.0,
-            callback=finite,
             help="Share of sends that are invalid (not clicks, not counted).",
         ),
     ] = 0.0,
@@ -122,10 +115,9 @@ def loadgen(
     ] = None,
     event_rate: Annotated[
         float | None,
-        typer.Option(
+        number_option(
             min=0.001,
             max=10_000_000,
-            callback=finite,
             help=f"Sends per second of event time. Default: {DEFAULT_EVENT_RATE:,.0f}, or "
             "--rate when paced, so that event time follows the wall clock.",
         ),
