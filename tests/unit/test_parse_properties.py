@@ -179,3 +179,61 @@ def test_a_country_is_two_or_three_ascii_letters_as_sent(country: str) -> None:
         assert isinstance(verdict, ClickEvent) and verdict.country == letters.upper()
     else:
         assert verdict == "invalid_field"
+
+
+def _object_text(pairs: list[tuple[str, Any]], *, ascii_only: bool) -> bytes:
+    # JSON's own writers cannot repeat a key; a hostile producer writes the text itself.
+    members = (
+        f"{json.dumps(key, ensure_ascii=ascii_only)}: {json.dumps(value, ensure_ascii=ascii_only)}"
+        for key, value in pairs
+    )
+    return ("{" + ", ".join(members) + "}").encode()
+
+
+scalar_values = st.none() | st.booleans() | st.integers(-(10**6), 10**6) | near_valid_text
+
+
+@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    extra=st.lists(
+        st.tuples(st.sampled_from([*FIELDS, "device", "os"]), scalar_values), max_size=3
+    ),
+    repeat=st.sampled_from([*FIELDS, "device", "os"]) | st.none(),
+    ascii_only=st.booleans(),
+)
+@example(extra=[("click_id", None)], repeat=None, ascii_only=True)
+@example(extra=[("timestamp", 1720483201000)], repeat=None, ascii_only=True)
+@example(extra=[("device", 'a"b\\c')], repeat="device", ascii_only=False)
+def test_a_key_sent_twice_is_refused_whatever_its_values(
+    extra: list[tuple[str, Any]], repeat: str | None, ascii_only: bool
+) -> None:
+    """{"ad_id": "a", "ad_id": "b"} is a click on a or on b depending on who reads it: a
+    message naming any key twice is refused (as malformed when nothing else is wrong with
+    it), on both decoding paths, and a message naming each key once gets the verdict of
+    its decoded object."""
+    pairs = [*GOOD.items(), *extra]
+    if repeat is not None:
+        pairs.append((repeat, dict(pairs).get(repeat, "x")))
+    verdict = classify(_object_text(pairs, ascii_only=ascii_only))
+    keys = [key for key, _value in pairs]
+    if len(set(keys)) < len(keys):
+        assert isinstance(verdict, str), "a click read from a message with a key twice"
+        if repeat is not None and len(set(keys)) == len(keys) - 1:
+            assert verdict == "malformed" or not isinstance(
+                classify(_object_text(pairs[:-1], ascii_only=ascii_only)), ClickEvent
+            )
+    else:
+        try:
+            expected: ClickEvent | str = event_from_dict(dict(pairs))
+        except InvalidEventError as exc:
+            expected = exc.reason
+        assert verdict == expected
+
+
+def test_a_key_spelled_with_escapes_is_the_same_key() -> None:
+    payload = _object_text([*GOOD.items()], ascii_only=True)[:-1] + b', "ad\\u005fid": "ad002"}'
+    assert classify(payload) == "malformed"
+
+
+def test_an_attribute_without_a_name_is_refused() -> None:
+    assert classify(orjson.dumps({**GOOD, "": "x"})) == "invalid_field"

@@ -6,6 +6,7 @@ ingest worker dead-letters the message with that reason.
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 from datetime import UTC, datetime
@@ -166,6 +167,9 @@ def _attributes(data: dict[str, Any]) -> dict[str, str]:
             raise InvalidEventError(
                 DeadLetterReason.INVALID_FIELD, f"attribute {name[:40]!r} must be a scalar"
             )
+        if not name:
+            # A filter names its attribute; a nameless one could never be asked for.
+            raise InvalidEventError(DeadLetterReason.INVALID_FIELD, "an attribute has no name")
         if len(value) > MAX_ID_LENGTH or len(name) > MAX_ID_LENGTH:
             raise InvalidEventError(
                 DeadLetterReason.INVALID_FIELD, f"attribute {name[:40]!r} is too long"
@@ -246,7 +250,7 @@ def parse_json_event(payload: bytes | str) -> ClickEvent:
         # msgspec checks UTF-8 lazily: invalid bytes inside a string of a known field
         # raise UnicodeDecodeError, not DecodeError. The general path words both.
         return _parse_general(payload)
-    return _validated(
+    event = _validated(
         plain.ad_id,
         plain.timestamp,
         plain.user_id,
@@ -255,6 +259,12 @@ def parse_json_event(payload: bytes | str) -> ClickEvent:
         plain.click_id,
         None,
     )
+    # Strings: the five keys and the four text fields, the timestamp if it is text, and
+    # click_id's key and value if it has one (a "click_id": null, rare, adds its key and
+    # takes the exact check).
+    strings = 9 + isinstance(plain.timestamp, str) + 2 * (plain.click_id is not None)
+    _refuse_duplicate_keys(payload, strings)
+    return event
 
 
 def _parse_general(payload: bytes | str) -> ClickEvent:
@@ -264,7 +274,41 @@ def _parse_general(payload: bytes | str) -> ClickEvent:
         raise InvalidEventError(DeadLetterReason.MALFORMED, f"not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidEventError(DeadLetterReason.MALFORMED, "not a JSON object")
-    return event_from_dict(data)
+    event = event_from_dict(data)
+    # A valid click is a flat object: its strings are its keys and its text values.
+    strings = len(data) + sum(type(value) is str for value in data.values())
+    _refuse_duplicate_keys(payload, strings)
+    return event
+
+
+def _refuse_duplicate_keys(payload: bytes | str, strings: int) -> None:
+    # Both decoders keep the last of two equal keys, where another reader of the same
+    # message may keep the first: {"ad_id": "a", "ad_id": "b"} is a click on either ad,
+    # and a billed count cannot depend on the reader. Refused, whole.
+    #
+    # The cheap proof of no duplicate, for the valid click just decoded from ``payload``:
+    # with no backslash in it, every quote delimits a string, so it holds exactly two
+    # quotes per string of the decoded object, and a key the decoder dropped would add
+    # two more. A backslash (an escaped quote, or a key spelled with \u escapes) or a
+    # count that does not add up takes the exact check.
+    text = payload if isinstance(payload, bytes) else payload.encode(errors="surrogatepass")
+    if b"\\" not in text and text.count(b'"') == 2 * strings:
+        return
+    try:
+        json.loads(text, object_pairs_hook=_unique_keys)
+    except ValueError as exc:  # the standard library's reader refuses what orjson took
+        raise InvalidEventError(DeadLetterReason.MALFORMED, f"not JSON: {exc}") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        keys = [key for key, _value in pairs]
+        duplicate = next(key for index, key in enumerate(keys) if key in keys[:index])
+        raise InvalidEventError(
+            DeadLetterReason.MALFORMED, f"the key {duplicate[:40]!r} appears more than once"
+        )
+    return data
 
 
 def parse_log_line(line: str) -> ClickEvent:
