@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import tempfile
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -19,6 +20,7 @@ from adclick.collect.checkpoints import (
     StateStore,
 )
 from adclick.errors import InvalidInputError
+from adclick.lifecycle.recompute import RangeError, utc_range
 from adclick.loadgen.truth import HEADER, read_truth
 from adclick.settings import Role
 
@@ -86,3 +88,43 @@ def test_a_directory_as_the_tail_state_file_is_refused_with_its_name(tmp_path: P
     with pytest.raises(StateFileError, match=r"state file .*state cannot be read"):
         store.load()
     store.close()
+
+
+offsets = st.timedeltas(
+    min_value=timedelta(hours=-23, minutes=-59), max_value=timedelta(hours=23, minutes=59)
+)
+moments = st.one_of(
+    st.datetimes(),
+    st.builds(
+        lambda moment, offset: moment.replace(tzinfo=timezone(offset)), st.datetimes(), offsets
+    ),
+    st.datetimes(min_value=datetime(1999, 12, 31), max_value=datetime(2100, 1, 2)).map(
+        lambda moment: moment.replace(second=0, microsecond=0)
+    ),
+)
+
+
+@settings(max_examples=1000)
+@given(moments, moments)
+@example(
+    datetime(9999, 12, 31, 23, 59, tzinfo=timezone(-timedelta(hours=14))), datetime(2024, 1, 1)
+)
+@example(datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))), datetime(2024, 1, 1))
+@example(
+    datetime(2024, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+    datetime(2024, 1, 2),
+)
+def test_any_recalculation_range_is_whole_utc_minutes_of_clicks_or_refused(
+    start: datetime, end: datetime
+) -> None:
+    """recalculate and reconcile --from/--to: what they work on is a range of whole UTC
+    minutes within the times a click may have, the same instants as given (no offset: UTC),
+    or the range is refused with a RangeError the CLI prints; never anything else."""
+    try:
+        first, last = utc_range(start, end)
+    except RangeError:
+        return
+    as_utc = [m.replace(tzinfo=UTC) if m.tzinfo is None else m for m in (start, end)]
+    assert (first, last) == tuple(as_utc) and first.tzinfo is UTC and last.tzinfo is UTC
+    assert first < last and first.second == first.microsecond == last.second == 0
+    assert datetime(2000, 1, 1, tzinfo=UTC) <= first < last <= datetime(2100, 1, 1, tzinfo=UTC)

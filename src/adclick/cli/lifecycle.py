@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 import threading
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import psycopg
@@ -271,7 +271,7 @@ def _moment(text: str) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise typer.BadParameter(f"{text!r} is not an ISO-8601 time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # check_range: to UTC
+    return moment  # UTC if it has no offset, and checked: lifecycle.recompute.utc_range
 
 
 @app.command()

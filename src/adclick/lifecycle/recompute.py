@@ -69,21 +69,8 @@ def rollups(settings: Settings, only: str | None = None) -> list[Rollup]:
 def check_range(
     conn: Connection, settings: Settings, start: datetime, end: datetime
 ) -> tuple[datetime, datetime]:
-    """The range in UTC; RangeError if it is not whole UTC minutes, lies outside the
-    times a click may have, or its raw clicks have expired.
-
-    In UTC before anything else: the rollups' buckets are UTC minutes and hours, and a
-    bound in an offset of half an hour (or with seconds) aligned in its own offset made
-    recalculate write an hour's row from half of its clicks.
-    """
-    start, end = start.astimezone(UTC), end.astimezone(UTC)
-    for name, moment in (("--from", start), ("--to", end)):
-        if moment.second or moment.microsecond:
-            raise RangeError(f"{name} must be a whole minute in UTC, got {moment.isoformat()}")
-        if not EARLIEST_TS_MS <= moment.timestamp() * 1000 <= LATEST_TS_MS:
-            raise RangeError(f"{name} must lie in 2000..2100, as every click, got {moment:%Y}")
-    if end <= start:
-        raise RangeError("--to must be after --from")
+    """The range in UTC (:func:`utc_range`); RangeError also if its raw clicks have expired."""
+    start, end = utc_range(start, end)
     raw = {p.relation: p for p in load_policies(conn)}["raw_clicks"]
     if raw.hot is not None and raw.cold is not None:
         oldest = stream_time(conn, settings) - raw.hot - raw.cold
@@ -93,6 +80,31 @@ def check_range(
                 "raw_clicks): rollups before that can be neither recalculated nor reconciled"
             )
     conn.commit()
+    return start, end
+
+
+def utc_range(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The range in UTC; RangeError if it is not whole UTC minutes or lies outside the
+    times a click may have. A bound without an offset is UTC.
+
+    In UTC before anything else: the rollups' buckets are UTC minutes and hours, and a
+    bound in an offset of half an hour (or with seconds) aligned in its own offset made
+    recalculate write an hour's row from half of its clicks.
+    """
+    try:
+        start, end = (
+            moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+            for moment in (start, end)
+        )
+    except OverflowError:  # year 1 or 9999 moved by its offset
+        raise RangeError("--from and --to must lie in 2000..2100, as every click") from None
+    for name, moment in (("--from", start), ("--to", end)):
+        if moment.second or moment.microsecond:
+            raise RangeError(f"{name} must be a whole minute in UTC, got {moment.isoformat()}")
+        if not EARLIEST_TS_MS <= moment.timestamp() * 1000 <= LATEST_TS_MS:
+            raise RangeError(f"{name} must lie in 2000..2100, as every click, got {moment:%Y}")
+    if end <= start:
+        raise RangeError("--to must be after --from")
     return start, end
 
 
