@@ -53,9 +53,13 @@ _COLUMNS = "ts, click_id, ad_id, user_id, ip, country, attributes, kafka_partiti
 _COPY_RAW = f"COPY raw_clicks ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 _COPY_STAGING = f"COPY ingest_staging ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 _COLUMN_TYPES = ["timestamptz", "text", "text", "text", "inet", "text", "jsonb", "int4", "int8"]
-# Errors that mean "the database refuses these rows", as opposed to "it is unavailable".
-# A duplicate key is not one of them: the careful path handles it.
-_REFUSED = (psycopg.DataError, psycopg.IntegrityError)
+# Errors that mean "the database refuses these rows, and always will", as opposed to "it
+# is unavailable" (which re-reading the batch later cures): data exceptions (SQLSTATE 22),
+# integrity violations (23) and program limits (54, e.g. an index entry over the B-tree's
+# 2,704 bytes). psycopg makes the last an OperationalError, the worker's "unavailable":
+# classed by the error, not its Python type, or one click re-read the batch forever. A
+# duplicate key is not one of them: the careful paths handle it.
+_REFUSED = (psycopg.DataError, psycopg.IntegrityError, psycopg.errors.ProgramLimitExceeded)
 
 
 def compose_rollup_upsert(rollups: list[FilteredRollup]) -> sql.Composed:
@@ -177,23 +181,37 @@ class BatchWriter:
         with self.conn.transaction():
             indexes, rejected = self._above_floor(batch)
             try:
-                new, careful = self._insert_raw(batch.rows, indexes)
+                new, careful, minutes = self._write_rows(batch, indexes)
             except _REFUSED:
-                # Validation should make this impossible, but a constraint an operator
-                # added may not: find the refused rows by bisection and dead-letter them
-                # rather than lose or block the batch.
-                new, careful, refused = self._insert_isolating(batch, indexes)
+                # Validation should make this impossible, but a limit it does not know
+                # (a constraint an operator added, an index entry too large) may not: find
+                # the refused rows by bisection and dead-letter them rather than lose or
+                # block the batch.
+                new, careful, minutes, refused = self._write_isolating(batch, indexes)
                 rejected += refused
-            deltas = aggregate(
-                [batch.rows[i] for i in new], [batch.attributes[i] for i in new], self._dimensions
-            )
-            if deltas.clicks:
-                columns = deltas.columns()
-                self._add_to_rollups(columns)
-                self._mark_changed_minutes(columns.minutes, batch)
+            if minutes:
+                self._mark_changed_minutes(sorted(minutes), batch)
             self._store_positions(batch, clocks)
             publish_dead_letters(batch.dead_letters + rejected)
         return WriteResult(len(new), rejected, careful)
+
+    def _write_rows(self, batch: Batch, indexes: list[int]) -> tuple[list[int], bool, set[int]]:
+        """Insert the rows at ``indexes`` and add the new ones to every rollup, in a
+        savepoint: if the database refuses any of it, none of it stays.
+
+        Returns the positions of the new rows, whether the careful path ran, and the
+        minutes (epoch ms) whose rollup rows changed.
+        """
+        with self.conn.transaction():
+            new, careful = self._insert_raw(batch.rows, indexes)
+            deltas = aggregate(
+                [batch.rows[i] for i in new], [batch.attributes[i] for i in new], self._dimensions
+            )
+            if not deltas.clicks:
+                return new, careful, set()
+            columns = deltas.columns()
+            self._add_to_rollups(columns)
+            return new, careful, set(columns.minutes)
 
     def _above_floor(self, batch: Batch) -> tuple[list[int], list[DeadLetter]]:
         """The rows at or above the ingest floor, and dead letters for those below it.
@@ -257,25 +275,25 @@ class BatchWriter:
             self.conn.execute(self._upsert, rollup_parameters(columns))
         self.new_keys.remember(keys)
 
-    def _insert_isolating(
+    def _write_isolating(
         self, batch: Batch, indexes: list[int]
-    ) -> tuple[list[int], bool, list[DeadLetter]]:
+    ) -> tuple[list[int], bool, set[int], list[DeadLetter]]:
         try:
-            new, careful = self._insert_raw(batch.rows, indexes)
-            return new, careful, []
+            new, careful, minutes = self._write_rows(batch, indexes)
+            return new, careful, minutes, []
         except _REFUSED as exc:
             if len(indexes) == 1:
-                return (
-                    [],
-                    False,
-                    batch.dead_letters_at(indexes, DeadLetterReason.REJECTED_BY_DATABASE, str(exc)),
-                )
+                reason = DeadLetterReason.REJECTED_BY_DATABASE
+                return [], False, set(), batch.dead_letters_at(indexes, reason, str(exc))
             middle = len(indexes) // 2
-            first, first_careful, first_rejected = self._insert_isolating(batch, indexes[:middle])
-            second, second_careful, second_rejected = self._insert_isolating(
-                batch, indexes[middle:]
+            first = self._write_isolating(batch, indexes[:middle])
+            second = self._write_isolating(batch, indexes[middle:])
+            return (
+                first[0] + second[0],
+                first[1] or second[1],
+                first[2] | second[2],
+                first[3] + second[3],
             )
-            return first + second, first_careful or second_careful, first_rejected + second_rejected
 
     def _mark_changed_minutes(self, minutes: list[int], batch: Batch) -> None:
         # The query side's window index reloads the minutes whose revision moved.
