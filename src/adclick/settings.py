@@ -45,6 +45,22 @@ _MAX_NAME_BYTES = 63
 ROLLUP_BRIN_SUFFIX = "_minute_brin"
 
 
+# A B-tree entry holds at most 2,704 bytes (BTMaxItemSize on 8 kB pages); a filtered
+# rollup's key is (ad_id, dimensions..., minute). Widest values: an id or attribute of 128
+# characters of 4 UTF-8 bytes (4-byte header, int alignment), a country of 3 ASCII letters
+# (1-byte header), the minute (8 bytes, 8-aligned), after the entry's 8-byte header. Values
+# this wide do not compress, so a key of wider sets would refuse such clicks.
+_BTREE_ENTRY_BYTES = 2704
+_WIDEST_TEXT_BYTES = 4 + 4 * 128
+_WIDEST_COUNTRY_BYTES = 4  # 1 + 3, padded to the next text's alignment
+
+
+def rollup_key_bytes(dimensions: Sequence[str]) -> int:
+    """The most bytes a B-tree entry of the rollup of ``dimensions`` can take."""
+    widths = [_WIDEST_COUNTRY_BYTES if d == "country" else _WIDEST_TEXT_BYTES for d in dimensions]
+    return 8 + _WIDEST_TEXT_BYTES + sum(widths) + 8 + 8  # header, ad_id, ..., padding, minute
+
+
 def rollup_table_name(dimensions: Sequence[str]) -> str:
     """The table of a filtered rollup of ``dimensions`` (as the settings hold them:
     sorted), e.g. ``clicks_1m_by_country``."""
@@ -556,6 +572,12 @@ class Settings(BaseSettings):
                         "otherwise"
                     )
             key = tuple(sorted(set(dims)))
+            if rollup_key_bytes(dims) > _BTREE_ENTRY_BYTES:
+                raise ValueError(
+                    f"dimension set {dims} is too wide: a click with long values in each "
+                    f"(128 characters) would make a key over the {_BTREE_ENTRY_BYTES} bytes "
+                    "PostgreSQL's index entries hold; at most 4 dimensions besides country"
+                )
             if len(key) != len(dims):
                 raise ValueError(f"dimension set {dims} repeats a dimension")
             if key in seen:

@@ -39,6 +39,11 @@ def click(ad: str, at_s: float, country: str = "US", **extra: object) -> dict[st
     }
 
 
+def widest(seed: int) -> str:
+    """128 characters of 4 UTF-8 bytes each, scattered so they do not compress."""
+    return "".join(chr(0x10000 + (seed * 131 + j * 7919) % 0xF0000) for j in range(128))
+
+
 def test_the_design_sample_event_is_counted(settings: Settings) -> None:
     send(
         settings,
@@ -150,10 +155,7 @@ REFUSALS = {
     # was read again forever, its partition blocked).
     "index_entry_too_large": (
         "CREATE INDEX raw_clicks_attributes ON raw_clicks ((attributes::text))",
-        {
-            f"a{i}": "".join(chr(0x10000 + (i * 131 + j * 7919) % 0xF0000) for j in range(128))
-            for i in range(8)
-        },
+        {f"a{i}": widest(i) for i in range(8)},
     ),
 }
 
@@ -224,6 +226,25 @@ def test_filtered_rollups_follow_the_configured_dimension_sets(
         ("clicks_1m_by_country_device",),
         ("clicks_1m_by_device",),
     ]
+
+
+@pytest.mark.parametrize(
+    "dimension_sets", [[["a", "b", "c", "d"]], [["a", "b", "c", "country", "d"]]]
+)
+def test_the_widest_click_the_settings_allow_is_counted(
+    settings: Settings, dimension_sets: list[list[str]]
+) -> None:
+    """Settings refuse dimension sets whose rollup key could outgrow an index entry: for
+    the widest sets they accept, clicks with every value at its longest are counted."""
+    configured = settings.model_copy(update={"dimension_sets": dimension_sets})
+    create_filtered_rollups(configured)
+    wide = {name: widest(i) for i, name in enumerate("abcd")}
+    send(configured, [click(widest(9), T0_S, "USA", **wide), click("ad1", T0_S, "US")])
+    totals = ingest_until_idle(configured)
+    assert totals.inserted == 2 and totals.dead_lettered == 0
+    table = "clicks_1m_by_" + "_".join(sorted(dimension_sets[0]))
+    stored = query(configured, f"SELECT ad_id, a, clicks FROM {table}")  # noqa: S608 (ours)
+    assert sorted(stored) == sorted([(widest(9), wide["a"], 1), ("ad1", "", 1)])
 
 
 def test_a_dimension_may_share_a_name_with_a_rollup_of_time(settings: Settings) -> None:

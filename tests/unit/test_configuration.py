@@ -89,3 +89,13 @@ def test_every_command_reports_bad_settings_by_name_without_their_values() -> No
     assert "ADCLICK_KAFKA_CONFIG" in result.stderr
     assert "Traceback" not in result.stderr
     assert "12345678" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "dimensions", [["a", "b", "c", "d", "e"], ["country", "a", "b", "c", "d", "e"]]
+)
+def test_a_dimension_set_too_wide_for_an_index_entry_is_refused(dimensions: list[str]) -> None:
+    # Five attributes of 128 four-byte characters and the ad id: a key over 2,704 bytes,
+    # which PostgreSQL refuses to index (every such click would be refused).
+    with pytest.raises(ValidationError, match="too wide"):
+        Settings(dimension_sets=[dimensions])
