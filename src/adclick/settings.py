@@ -267,7 +267,8 @@ class Settings(BaseSettings):
         default_factory=lambda: [["country"]],
         description="Filtered per-minute rollups, one per set of dimensions (JSON list of "
         'lists). "country" is a column of every event; other names are read from the '
-        "event's further attributes.",
+        "event's further attributes. At most 4 dimensions besides country per set: a "
+        "rollup's key must fit an index entry whatever the values.",
     )
     ingest_batch_size: int = Field(
         200_000,
