@@ -8,6 +8,7 @@ The runs are derandomized (pyproject's hypothesis profile) so CI is reproducible
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import unicodedata
 from typing import Any
@@ -237,3 +238,41 @@ def test_a_key_spelled_with_escapes_is_the_same_key() -> None:
 
 def test_an_attribute_without_a_name_is_refused() -> None:
     assert classify(orjson.dumps({**GOOD, "": "x"})) == "invalid_field"
+
+
+def _spellings(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[str]:
+    """Ways producers write one address."""
+    if address.version == 4:
+        return [str(address)]
+    spelled = [address.compressed, address.exploded, address.compressed.upper()]
+    if address.ipv4_mapped is not None:
+        spelled.append(f"::FFFF:{address.ipv4_mapped}")
+    return spelled
+
+
+@given(st.ip_addresses() | st.ip_addresses(v=4).map(lambda a: ipaddress.IPv6Address(f"::ffff:{a}")))
+def test_one_address_however_written_is_one_click(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> None:
+    """A retry spelling the address otherwise is the same click (same derived click_id): the
+    address is kept in one canonical text (glibc's, which PostgreSQL's inet also prints)."""
+    clicks = [classify(orjson.dumps({**GOOD, "ip": spelled})) for spelled in _spellings(address)]
+    assert all(click == clicks[0] for click in clicks)
+    assert isinstance(clicks[0], ClickEvent) and ipaddress.ip_address(clicks[0].ip) == address
+    assert classify(orjson.dumps({**GOOD, "ip": clicks[0].ip})) == clicks[0]
+
+
+@given(st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False, allow_infinity=False))
+def test_one_number_however_written_is_one_attribute_value(number: int | float) -> None:
+    """{"n": 1} and {"n": 1.0} are one click: equal numbers are one text, and that text
+    reads back as the number."""
+    as_written = [orjson.dumps(number), json.dumps(number).encode()]
+    if (isinstance(number, int) or number.is_integer()) and int(float(number)) == number:
+        as_written += [f"{float(number)!r}".encode(), f"{int(number)}".encode()]
+    payloads = [orjson.dumps(GOOD)[:-1] + b',"n":' + text + b"}" for text in as_written]
+    values = {
+        click.attributes["n"] for click in map(classify, payloads) if isinstance(click, ClickEvent)
+    }
+    assert len(values) == 1
+    (value,) = values
+    assert float(value) == float(number)

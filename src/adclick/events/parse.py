@@ -123,15 +123,34 @@ _CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
 
 
 def _ip(value: str) -> str:
-    # inet_pton is the C parser and ~20x faster than the ipaddress module; the database's
-    # inet type normalises the text form on the way in.
+    """The address in its one canonical text, the form the database's inet type stores.
+
+    Canonical because the derived click_id hashes it: 2001:DB8::1 and 2001:db8:0:0::1 are
+    one address, and a retry spelled the other way must be the same click.
+    """
+    # inet_pton/inet_ntop are the C parser and printer, ~20x faster than the ipaddress
+    # module, and print what PostgreSQL prints (lower case, zeros compressed,
+    # ::ffff:1.2.3.4 for an IPv4-mapped address).
+    family = socket.AF_INET6 if ":" in value else socket.AF_INET
     try:
-        socket.inet_pton(socket.AF_INET6 if ":" in value else socket.AF_INET, value)
+        return socket.inet_ntop(family, socket.inet_pton(family, value))
     except OSError:
         raise InvalidEventError(
             DeadLetterReason.INVALID_FIELD, f"ip {value[:40]!r} is not an IP address"
         ) from None
-    return value
+
+
+def _number_text(value: int | float) -> str:
+    """One text per JSON number: 1, 1.0 and 1e0 are "1", -0.0 is "0", 1.5 is "1.5".
+
+    The derived click_id hashes attribute values, so equal numbers must be equal text. An
+    integral number is its exact digits (orjson reads integers beyond 64 bits as floats;
+    under 2**64 both forms give the same digits), others the shortest text that reads back
+    as the same double.
+    """
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**64:
+        return str(int(value))
+    return str(value) if isinstance(value, int) else repr(value)
 
 
 def _country(value: str) -> str:
@@ -162,7 +181,7 @@ def _attributes(data: dict[str, Any]) -> dict[str, str]:
         if isinstance(value, bool):
             value = "true" if value else "false"
         elif isinstance(value, int | float):
-            value = str(value)
+            value = _number_text(value)
         elif not isinstance(value, str):
             raise InvalidEventError(
                 DeadLetterReason.INVALID_FIELD, f"attribute {name[:40]!r} must be a scalar"
