@@ -7,7 +7,10 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
+from adclick.api.query_host import request_pool
 from adclick.demo.talkingdata import DEFAULT_SAMPLE, read_sample, shift_to_now, to_event
+from adclick.query.service import ClickQueries, RankedBy, WindowArgs
+from adclick.query.window import HOUR_MS, MINUTE_MS
 from adclick.settings import Settings
 from tests.api_client import ApiProcess, with_tokens
 from tests.helpers import ingest_until_idle, load, recent_spec, send, wait_for
@@ -120,3 +123,45 @@ def test_filters_no_rollup_covers_are_answered_from_raw_clicks(
         assert codes == ["FILTER_NOT_ANSWERABLE"]
     finally:
         assert api.stop() == 0
+
+
+def test_a_late_click_in_an_hour_held_in_memory_reaches_long_windows(settings: Settings) -> None:
+    """A ranking of a long window is remembered for the hours it was made of; a late click
+    in one of them (or a recalculation) makes the next answer SQL's until the hour index
+    has the hour again, then the index's again: never the ranking from before."""
+    settings = settings.model_copy(update={"api_cache_minutes": 30, "api_hour_cache_hours": 4})
+    load(settings, recent_spec(6_000, seed=37, ads=300, event_rate=0.5))  # 3 h 20 min
+    ingest_until_idle(settings)
+    pool = request_pool(settings)
+    pool.open()
+    try:
+        indexed = ClickQueries(settings, pool)
+        by_sql = ClickQueries(settings.model_copy(update={"api_cache_minutes": 0}), pool)
+        indexed.refresh()
+        while indexed.refresh_hours():
+            pass
+        window = WindowArgs(last_minutes=180)
+        before = indexed.top_ads(10, window, {})
+        assert before.ranked_by is RankedBy.HOUR_INDEX
+        assert indexed.top_ads(10, window, {}).ads == before.ads  # remembered
+        # Late clicks for the tenth ad, two hours back: enough to make it the first.
+        ad, first = before.ads[9], before.ads[0]
+        late_ms = (before.window.end_ms - 2 * HOUR_MS) // MINUTE_MS * MINUTE_MS
+        send(settings, [
+            {"ad_id": ad.ad_id, "timestamp": late_ms + i, "user_id": f"late-{i}",
+             "ip": "192.0.2.1", "country": "US"}
+            for i in range(first.clicks - ad.clicks + 5)
+        ])  # fmt: skip
+        ingest_until_idle(settings)
+        indexed.refresh()  # the window index moves on; the hour index has not looked yet
+        expected = by_sql.top_ads(10, window, {})
+        assert expected.ads[0].ad_id == ad.ad_id
+        after = indexed.top_ads(10, window, {})
+        assert (after.ads, after.window) == (expected.ads, expected.window)
+        while indexed.refresh_hours():
+            pass
+        again = indexed.top_ads(10, window, {})
+        assert again.ranked_by is RankedBy.HOUR_INDEX
+        assert (again.ads, again.window) == (expected.ads, expected.window)
+    finally:
+        pool.close()

@@ -125,10 +125,7 @@ def rank_long_window(
         log.info("long window %s: %d candidates, left to SQL", window, len(candidates))
         return None
     with snapshots(conns):
-        first = min(hours, default=window.start_ms)
-        current = hour_revisions(conns, first, floor_hour(older_end - 1) + HOUR_MS)
-        if any(current.get(h, 0) != c.revision for h, c in hours.items()):
-            # An hour changed since it was loaded: SQL answers this time.
+        if not hours_unchanged(conns, hours):
             log.info("long window %s: an hour changed since it was loaded", window)
             return None
         names = index.ads.names
@@ -158,6 +155,15 @@ def _minutes_from(window: Window, first_minute_ms: int) -> int:
     if hour < first_minute_ms and window.start_ms <= hour and window.end_ms >= hour + HOUR_MS:
         return hour + HOUR_MS
     return first_minute_ms
+
+
+def hours_unchanged(conns: Sequence[Connection], hours: Mapping[int, HourCounts]) -> bool:
+    """Whether every hour is still at the revision it was loaded at: if one is not (a late
+    click, a recalculation), what it holds is no longer the hour and SQL answers."""
+    if not hours:
+        return True
+    current = hour_revisions(conns, min(hours), max(hours) + HOUR_MS)
+    return all(current.get(h, 0) == c.revision for h, c in hours.items())
 
 
 def hour_revision_key(hours: Mapping[int, HourCounts]) -> tuple[int, ...]:

@@ -25,7 +25,7 @@ from adclick.query.budget import RequestBudget
 from adclick.query.errors import ErrorCode, QueryError
 from adclick.query.filters import Filter, Plan, Source, plan_filter
 from adclick.query.hour_index import HourIndex
-from adclick.query.long_windows import hour_revision_key, rank_long_window
+from adclick.query.long_windows import hour_revision_key, hours_unchanged, rank_long_window
 from adclick.query.ranking import RankedAd
 from adclick.query.window import (
     HOUR_MS,
@@ -513,7 +513,15 @@ class ClickQueries:
         inner = Window(min(max(window.start_ms, snapshot.start_ms), window.end_ms), window.end_ms)
         revisions = snapshot.revisions(inner) + hour_revision_key(hours)
         ranking = self.index.cached_ranking(key, revisions)
-        if ranking is None:
+        if ranking is not None:
+            # Remembered for the hours as loaded; an hour may have changed since (the
+            # hour index reloads it later): then, as when ranking afresh, SQL answers.
+            hours_held = hours
+            if not read_shards_with_retry(
+                self.shard_pools, lambda conns: hours_unchanged(conns, hours_held)
+            ):
+                return None
+        else:
             index = self.index
             ranking = read_shards_with_retry(
                 self.shard_pools,
