@@ -67,6 +67,14 @@ def test_the_api_refuses_policies_that_break_answers_or_maintenance(
         # What is sound still goes through.
         changed = admin.run(SET_RETENTION, relation="clicks_1h", hot="P400D", cold="P3650D")
         assert changed["setRetention"]["cold"] == "P3650D"
+        # An argument left out keeps its value; null is forever.
+        for mutation, expected in [
+            ('setRetention(relation: "clicks_1h", hot: "P500D")', (500 * DAY, 3650 * DAY)),
+            ('setRetention(relation: "clicks_1h", cold: null)', (500 * DAY, None)),
+            ('setRetention(relation: "clicks_1h")', (500 * DAY, None)),
+        ]:
+            admin.run(f"mutation {{ {mutation} {{ relation }} }}")
+            assert stored(settings, "clicks_1h") == expected, mutation
     finally:
         assert api.stop() == 0
 

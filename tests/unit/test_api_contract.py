@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
+from strawberry.types.base import StrawberryOptional
+
 from adclick.api.auth import authenticate, new_token
+from adclick.api.schema import build_schema
 from adclick.cli.api import schema_sdl
 from adclick.settings import Role, Settings
 
@@ -40,3 +44,24 @@ def test_tokens_are_checked_against_their_digest_and_carry_their_role() -> None:
     anonymous = settings.model_copy(update={"api_allow_anonymous": True})
     assert authenticate(None, anonymous).role is Role.READER
     assert authenticate("Bearer wrong", anonymous).role is None  # a bad token never reads
+
+
+def test_every_nullable_argument_may_be_left_out() -> None:
+    """A client may leave out any argument the schema makes nullable (GraphQL's rule): its
+    resolver must take the argument's absence, not fail with a TypeError (a 500)."""
+    schema = build_schema(Settings())
+    fields = [
+        field
+        for name in ("Query", "Mutation", "Subscription")
+        for field in schema.get_type_by_name(name).fields  # type: ignore[union-attr]
+        if field.base_resolver is not None
+    ]
+    assert any(field.arguments for field in fields)
+    for field in fields:
+        parameters = inspect.signature(field.base_resolver.wrapped_func).parameters
+        for argument in field.arguments:
+            if isinstance(argument.type, StrawberryOptional):
+                parameter = parameters[argument.python_name]
+                assert parameter.default is not inspect.Parameter.empty, (
+                    f"{field.python_name}({argument.python_name}) cannot be left out"
+                )

@@ -18,6 +18,7 @@ import strawberry
 from strawberry.permission import BasePermission
 from strawberry.types import Info
 
+from adclick.api.admin import KEEP
 from adclick.api.context import Context
 from adclick.api.errors import ApiErrorCode, AuthError
 from adclick.api.extensions import in_thread, request_budget
@@ -228,11 +229,18 @@ async def retention_policies(info: Info[Context, None]) -> list[RetentionPolicy]
 
 
 async def set_retention(
-    info: Info[Context, None], relation: str, hot: str | None, cold: str | None
+    info: Info[Context, None],
+    relation: str,
+    hot: str | None = strawberry.UNSET,
+    cold: str | None = strawberry.UNSET,
 ) -> RetentionPolicy:
     info.context.cacheability.note(False)
     policy = await in_thread(
-        info.context.admin.set_retention, relation, hot, cold, info.context.principal.name
+        info.context.admin.set_retention,
+        relation,
+        KEEP if hot is strawberry.UNSET else hot,
+        KEEP if cold is strawberry.UNSET else cold,
+        info.context.principal.name,
     )
     return policy_of(policy)
 

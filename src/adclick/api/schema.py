@@ -133,7 +133,8 @@ def _mutation_type() -> type:
                 resolvers.set_retention,
                 permission_classes=[resolvers.IsAdmin],
                 description="Change a relation's retention (admin); `adclick maintain` "
-                "applies it. hot/cold: ISO-8601 durations, null for forever.",
+                "applies it. hot/cold: ISO-8601 durations, null for forever; one left out "
+                "stays as it is.",
             )
         ],
     )
