@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from adclick.db.rollups import FilteredRollup
+from adclick.events.parse import EARLIEST_TS_MS, LATEST_TS_MS
 from adclick.query.errors import ErrorCode, QueryError
 from adclick.query.filters import Filter, Source, plan_filter
 from adclick.query.ranking import top_n
-from adclick.query.window import StreamClock, Window, resolve_window, to_ms
+from adclick.query.window import MINUTE_MS, StreamClock, Window, from_ms, resolve_window, to_ms
+from adclick.top_lists.history import history_range
 
 NOW = to_ms(datetime(2026, 11, 23, 12, 30, 42, tzinfo=UTC))
 CLOCK = StreamClock(newest_ms=NOW, watermark_ms=NOW - 60_000, wall_ms=NOW + 5_000)
@@ -88,3 +92,39 @@ def test_top_n_ranks_by_clicks_then_ad_id_like_a_full_sort() -> None:
         ranked = top_n(sums, names, limit)
         assert [(r.ad_id, r.clicks) for r in ranked] == expected
         assert [r.rank for r in ranked] == list(range(1, len(expected) + 1))
+
+
+client_times = st.one_of(
+    st.datetimes(),
+    st.builds(
+        lambda moment, minutes: moment.replace(tzinfo=timezone(timedelta(minutes=minutes))),
+        st.datetimes(),
+        st.integers(-23 * 60 - 59, 23 * 60 + 59),
+    ),
+    st.datetimes(datetime(1999, 12, 31), datetime(2100, 1, 2)),
+)
+
+
+@settings(max_examples=1000)
+@given(client_times, client_times)
+@example(datetime(9999, 12, 31, 23, tzinfo=timezone(-timedelta(hours=14))),
+         datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(-timedelta(hours=14))))  # fmt: skip
+@example(datetime(9999, 12, 31, 23, 59, 59), datetime(9999, 12, 31, 23, 59, 59, 999999))
+def test_any_history_range_is_lists_of_clicks_or_refused(start: datetime, end: datetime) -> None:
+    """topAdsHistory's from/to, any datetimes a client can send: a range of at most a day
+    within the years of clicks, the instants given, or a coded refusal (never a 500)."""
+    try:
+        start_ms, end_ms = history_range(start, end, max_lists=1440)
+    except QueryError as exc:
+        assert exc.code in {ErrorCode.BAD_WINDOW, ErrorCode.WINDOW_OUT_OF_RANGE}
+        return
+    assert EARLIEST_TS_MS <= start_ms < end_ms <= LATEST_TS_MS
+    assert end_ms - start_ms <= 1440 * MINUTE_MS
+    assert from_ms(start_ms) <= (start if start.tzinfo else start.replace(tzinfo=UTC))
+
+
+@given(st.integers(EARLIEST_TS_MS, LATEST_TS_MS), st.integers(0, 999))
+def test_epoch_milliseconds_are_exact(ms: int, microseconds: int) -> None:
+    moment = from_ms(ms)
+    assert to_ms(moment) == ms
+    assert to_ms(moment + timedelta(microseconds=microseconds)) == ms  # floored

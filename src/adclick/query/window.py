@@ -18,10 +18,18 @@ from adclick.time_units import MINUTE_MS as MINUTE_MS
 
 
 def to_ms(moment: datetime) -> int:
-    """Epoch milliseconds of an aware datetime; a naive one is taken as UTC."""
+    """Epoch milliseconds of an aware datetime (floored); a naive one is taken as UTC.
+
+    In integers: a float timestamp rounds 9999-12-31T23:59:59.9999 up into year 10000,
+    which from_ms cannot make a datetime of.
+    """
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+    return (moment - _EPOCH) // _ONE_MS
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
 
 
 def from_ms(ms: int) -> datetime:

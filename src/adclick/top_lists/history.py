@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from adclick.db.connect import Connection
+from adclick.events.parse import EARLIEST_TS_MS, LATEST_TS_MS
 from adclick.query.errors import ErrorCode, QueryError
 from adclick.query.filters import Filter
 from adclick.query.ranking import RankedAd
@@ -47,6 +48,25 @@ def list_series(
     return ListSeries(window_minutes, query_filter)
 
 
+def history_range(start: datetime, end: datetime, max_lists: int) -> tuple[int, int]:
+    """[start, end) in epoch ms; QueryError unless it is a range of at most ``max_lists``
+    minutes within the times a list can have (the years of clicks, 2000..2100)."""
+    start_ms, end_ms = to_ms(start), to_ms(end)
+    if end_ms <= start_ms:
+        raise QueryError(ErrorCode.BAD_WINDOW, "to must be after from")
+    if (end_ms - start_ms) // MINUTE_MS > max_lists:
+        raise QueryError(
+            ErrorCode.BAD_WINDOW, f"at most {max_lists:,} minutes of lists per request"
+        )
+    if not EARLIEST_TS_MS <= start_ms < end_ms <= LATEST_TS_MS:
+        raise QueryError(
+            ErrorCode.WINDOW_OUT_OF_RANGE,
+            f"lists end in 2000..2100, as clicks happen: not in [{start.isoformat()}, "
+            f"{end.isoformat()})",
+        )
+    return start_ms, end_ms
+
+
 def history(
     conn: Connection,
     series: ListSeries,
@@ -57,13 +77,7 @@ def history(
     max_lists: int,
 ) -> list[TopList]:
     """Stored lists whose window ends in [start, end), oldest first."""
-    start_ms, end_ms = to_ms(start), to_ms(end)
-    if end_ms <= start_ms:
-        raise QueryError(ErrorCode.BAD_WINDOW, "to must be after from")
-    if (end_ms - start_ms) // MINUTE_MS > max_lists:
-        raise QueryError(
-            ErrorCode.BAD_WINDOW, f"at most {max_lists:,} minutes of lists per request"
-        )
+    start_ms, end_ms = history_range(start, end, max_lists)
     rows = conn.execute(
         load_sql("query/top_ads_history"),
         {

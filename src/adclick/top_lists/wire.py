@@ -20,7 +20,7 @@ import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from adclick.errors import AdclickError
-from adclick.events.parse import MAX_ID_LENGTH
+from adclick.events.parse import EARLIEST_TS_MS, LATEST_TS_MS, MAX_ID_LENGTH
 from adclick.query.errors import QueryError
 from adclick.query.filters import Filter
 from adclick.query.ranking import RankedAd
@@ -114,9 +114,6 @@ class ListFormatError(AdclickError):
 
 _INT32 = 2**31 - 1  # GraphQL's Int: ranks, revisions and window lengths are sent as one
 _INT64 = 2**63 - 1  # the Long of click counts (a bigint in the database)
-# Event times are 2000..2100 (adclick.events.parse), so are the windows of their lists.
-_FIRST_END_MS = 946_684_800_000
-_LAST_END_MS = 4_102_444_800_000
 _ENVELOPE_BYTES = 64 * 1024
 _BYTES_PER_AD = 1024  # {"rank":…,"ad_id":…,"clicks":…} with 128 escaped characters < 1 KiB
 
@@ -208,7 +205,8 @@ def _closed_filter(given: dict[str, list[str]], settings: Settings) -> Filter:
 
 def _window_end_ms(start: datetime, end: datetime, minutes: int) -> int:
     start_ms, end_ms = to_ms(start), to_ms(end)
-    if end_ms % MINUTE_MS or not _FIRST_END_MS <= end_ms <= _LAST_END_MS:
+    # Event times are 2000..2100, so are the windows of their lists.
+    if end_ms % MINUTE_MS or not EARLIEST_TS_MS <= end_ms <= LATEST_TS_MS:
         raise ListFormatError(
             BadList.INCONSISTENT, "window_end is not a whole minute of 2000..2100"
         )
