@@ -8,10 +8,11 @@ import random
 import uuid
 
 import pytest
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import Consumer, KafkaError, Message
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from adclick.kafka.clients import make_producer
+from adclick.errors import ConfigurationError
+from adclick.kafka.clients import check_sharded_topic, consumer_config, make_producer
 from adclick.kafka.partitioners import owning_shards, partition_of
 from adclick.settings import Settings, Shard
 
@@ -64,3 +65,32 @@ def test_the_owning_shards_are_those_of_the_ads_partitions(settings: Settings) -
         partition = partition_of(ad.encode(), 4, "consistent_random")
         assert owning_shards(routed, [ad]) == [partition % 2]
     assert owning_shards(settings, ads) == [0]  # no shards: the one database
+
+
+@pytest.mark.parametrize("actual", [3, 4, 5])
+def test_shards_start_only_on_a_topic_of_the_partitions_they_divide(
+    settings: Settings, actual: int
+) -> None:
+    """Fewer partitions than ADCLICK_TOPIC_PARTITIONS: a shard never gets a click and, under
+    a named partitioner, its ads' clicks are dead-lettered as misrouted; more: partitions
+    of no shard. Ingest refuses to start on either, naming both counts."""
+    topic = f"sharded-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient(settings.kafka_client_config())
+    admin.create_topics([NewTopic(topic, actual, 1)])[topic].result(timeout=30)
+    shards = [
+        Shard(url="postgresql://127.0.0.1:1/a", partitions=[0, 1]),
+        Shard(url="postgresql://127.0.0.1:2/a", partitions=[2, 3]),
+    ]
+    sharded = Settings(
+        **{**settings.model_dump(), "shards": shards, "topic_partitions": 4, "clicks_topic": topic}
+    )
+    consumer = Consumer(consumer_config(sharded, **{"group.id": "check"}))
+    try:
+        check_sharded_topic(consumer, settings.model_copy(update={"clicks_topic": topic}))
+        if actual == 4:
+            check_sharded_topic(consumer, sharded)
+        else:
+            with pytest.raises(ConfigurationError, match=f"has {actual} partitions"):
+                check_sharded_topic(consumer, sharded)
+    finally:
+        consumer.close()

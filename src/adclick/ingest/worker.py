@@ -43,7 +43,7 @@ from adclick.ingest.recent import RecentClicks
 from adclick.ingest.routing import Routing
 from adclick.ingest.shards import ShardWriters
 from adclick.ingest.writer import WriteResult
-from adclick.kafka.clients import incremental_rebalancing, member_config
+from adclick.kafka.clients import check_sharded_topic, incremental_rebalancing, member_config
 from adclick.kafka.errors import KafkaClientError
 from adclick.settings import Settings
 
@@ -188,6 +188,7 @@ class IngestWorker:
     def run(self, exit_when_idle_s: float | None = None) -> WorkerTotals:
         """Consume and write batches until stopped, or until drained and idle that long."""
         settings = self.settings
+        check_sharded_topic(self._consumer, settings)
         self._consumer.subscribe(
             [settings.clicks_topic],
             on_assign=self._on_assign,

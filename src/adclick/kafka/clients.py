@@ -135,6 +135,28 @@ def create_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     return created
 
 
+def check_sharded_topic(
+    client: Consumer | Producer, settings: Settings, timeout_s: float = 10.0
+) -> None:
+    """With shards, the clicks topic must have exactly ADCLICK_TOPIC_PARTITIONS partitions
+    (a topic not created yet is let be: `adclick topics` makes it so).
+
+    Fewer, and the shards owning the missing ones never get a click while, under a named
+    ADCLICK_SHARD_PARTITIONER, clicks of ads mapped to them are dead-lettered as
+    misrouted; more, and the extra partitions belong to no shard."""
+    if not settings.shards:
+        return
+    topic = settings.clicks_topic
+    metadata = client.list_topics(topic, timeout=timeout_s).topics.get(topic)
+    partitions = len(metadata.partitions) if metadata is not None else 0
+    if partitions and partitions != settings.topic_partitions:
+        raise ConfigurationError(
+            f"the clicks topic {topic!r} has {partitions} partitions, ADCLICK_SHARDS and "
+            f"ADCLICK_TOPIC_PARTITIONS divide {settings.topic_partitions}: every shard owns "
+            "partitions of the topic as it is; change the settings or the topic"
+        )
+
+
 def the_only_partition(
     client: Consumer | Producer, topic: str, timeout_s: float = 10.0
 ) -> TopicPartition:
