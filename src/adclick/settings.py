@@ -522,6 +522,29 @@ class Settings(BaseSettings):
         le=3_600,
         description="How often the API's window index looks for changed minutes.",
     )
+    # Live subscriptions (topAdsLive): how many, and how far behind a client may fall.
+    api_max_subscriptions_per_connection: int = Field(
+        16,
+        ge=1,
+        le=10_000,
+        description="Most subscriptions one WebSocket connection may hold at once; one "
+        "more is refused with TOO_MANY_SUBSCRIPTIONS.",
+    )
+    api_max_subscriptions: int = Field(
+        1_000,
+        ge=1,
+        le=1_000_000,
+        description="Most subscriptions an API process holds at once (each worker, with "
+        "ADCLICK_API_WORKERS above 1); one more is refused with TOO_MANY_SUBSCRIPTIONS.",
+    )
+    api_subscription_backlog_lists: int = Field(
+        64,
+        ge=1,
+        le=100_000,
+        description="Most published lists a subscription holds for a client that has not "
+        "read them yet (only lists of its window and filter count). A client further "
+        "behind is sent those, then its subscription ends with SUBSCRIPTION_TOO_SLOW.",
+    )
 
     @field_validator("close_windows")
     @classmethod

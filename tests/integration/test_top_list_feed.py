@@ -4,7 +4,11 @@ logged once per reason, and /readyz reports the feed's liveness."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
+import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -13,6 +17,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import websockets
 from confluent_kafka.admin import AdminClient, NewTopic
 from gql.transport.exceptions import TransportError
 from prometheus_client.parser import text_string_to_metric_families
@@ -187,3 +192,146 @@ def test_a_top_lists_topic_of_several_partitions_is_refused_by_closer_and_api(
             what="/readyz to name the topic's partitions",
         )
         assert http.get("/readyz").status_code == 503
+
+
+def _subscription_count(api: ApiProcess) -> float:
+    text = httpx.get(f"{api.url}/metrics").text
+    return next(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "adclick_api_subscriptions"
+        for sample in family.samples
+    )
+
+
+class LiveClient:
+    """A graphql-transport-ws connection that reads only when told to: websockets stops
+    reading the socket once it holds ``max_queue`` messages, and the small receive buffer
+    makes the server's sends wait soon after, as for a client that stopped reading."""
+
+    def __init__(self, api: ApiProcess, token: str) -> None:
+        self.url = api.url.replace("http://", "ws://") + "/graphql"
+        self.token = token
+
+    async def __aenter__(self) -> LiveClient:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", int(self.url.rsplit(":", 1)[1].split("/")[0])))
+        sock.setblocking(False)
+        self.ws = await websockets.connect(
+            self.url, sock=sock, subprotocols=["graphql-transport-ws"], max_queue=1
+        )
+        init = {"Authorization": f"Bearer {self.token}"}
+        await self.ws.send(json.dumps({"type": "connection_init", "payload": init}))
+        assert json.loads(await self.ws.recv())["type"] == "connection_ack"
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.ws.close()
+
+    async def subscribe(self, id_: str, window_minutes: int, limit: int = 100) -> None:
+        variables = {"windowMinutes": window_minutes, "limit": limit}
+        payload = {"query": SUBSCRIBE, "variables": variables}
+        await self.ws.send(json.dumps({"type": "subscribe", "id": id_, "payload": payload}))
+
+    async def message(self, timeout_s: float = 15) -> dict[str, Any]:
+        received: dict[str, Any] = json.loads(await asyncio.wait_for(self.ws.recv(), timeout_s))
+        return received
+
+
+def _code(message: dict[str, Any]) -> str:
+    """The code of an operation's error ("error", or a "next" carrying errors)."""
+    errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
+    code: str = errors[0]["extensions"]["code"]
+    return code
+
+
+def test_subscriptions_beyond_the_caps_are_refused_with_a_code(settings: Settings) -> None:
+    settings, tokens = with_tokens(
+        settings, api_max_subscriptions_per_connection=2, api_max_subscriptions=3
+    )
+    api = ApiProcess(settings, Path(os.devnull))
+
+    async def run() -> None:
+        async with (
+            LiveClient(api, tokens.reader) as first,
+            LiveClient(api, tokens.reader) as second,
+        ):
+            await first.subscribe("1", 5)
+            await first.subscribe("2", 15)
+            await wait_async(lambda: _subscription_count(api) == 2, "two subscriptions")
+            await first.subscribe("3", 5)
+            refused = await first.message()
+            assert (refused["id"], _code(refused)) == ("3", "TOO_MANY_SUBSCRIPTIONS")
+            await second.subscribe("1", 5)
+            await wait_async(lambda: _subscription_count(api) == 3, "three subscriptions")
+            await second.subscribe("2", 5)
+            refused = await second.message()
+            assert (refused["id"], _code(refused)) == ("2", "TOO_MANY_SUBSCRIPTIONS")
+            # Ending one makes room again.
+            await first.ws.send(json.dumps({"type": "complete", "id": "1"}))
+            await wait_async(lambda: _subscription_count(api) == 2, "one subscription ended")
+            await second.subscribe("3", 5)
+            await wait_async(lambda: _subscription_count(api) == 3, "the new one to open")
+
+    try:
+        asyncio.run(run())
+    finally:
+        assert api.stop() == 0
+
+
+BACKLOG = 4
+SLOW_LISTS = 200  # of about 15 kB each: far more than the socket buffers hold
+
+
+def big_list(window_minutes: int, end_s: int) -> bytes:
+    """A list of 100 ads (the closer's length) with long ids, to fill buffers soon."""
+    ads = [RankedAd(n + 1, f"ad-{n:05d}-" + "x" * 110, 100_000 - n) for n in range(100)]
+    return TopList(window_minutes, Filter(), end_s * 1000, 1, ads).to_message()
+
+
+def test_a_client_that_stops_reading_is_ended_with_a_code_not_held_without_bound(
+    settings: Settings,
+) -> None:
+    settings, tokens = with_tokens(settings, api_subscription_backlog_lists=BACKLOG)
+    api = ApiProcess(settings, Path(os.devnull))
+    marker = TopList(15, Filter(), END_S * 1000, 1, [RankedAd(1, "ad-1", 1)]).to_message()
+
+    async def run() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        async with LiveClient(api, tokens.reader) as slow, LiveClient(api, tokens.reader) as ok:
+            await slow.subscribe("slow", 5)
+            await ok.subscribe("ok", 15)
+            await wait_async(lambda: _subscription_count(api) == 2, "both subscriptions")
+            # Many lists of the slow client's series, each among lists of another series
+            # it did not ask for; then a marker the reading client gets once the feed
+            # has handed out everything before it.
+            values = []
+            for minute in range(SLOW_LISTS):
+                values += [big_list(5, END_S + 60 * minute), big_list(1, END_S + 60 * minute)]
+            await asyncio.to_thread(publish, settings, [*values, marker])
+            assert (await ok.message())["id"] == "ok"
+            received = []
+            while (message := await slow.message())["type"] == "next" and "errors" not in message[
+                "payload"
+            ]:
+                received.append(message["payload"]["data"]["topAds"])
+            # Ended and let go; the reading client's goes on.
+            await wait_async(lambda: _subscription_count(api) == 1, "the slow one to end")
+            return received, message
+
+    try:
+        received, ending = asyncio.run(run())
+        assert _code(ending) == "SUBSCRIPTION_TOO_SLOW"
+        # What it was sent came in order, from the first, and far fewer than published.
+        ends = [minute_s(r["windowEnd"]) for r in received]
+        assert ends == [END_S + 60 * n for n in range(len(ends))]
+        assert BACKLOG <= len(ends) < SLOW_LISTS / 2
+    finally:
+        assert api.stop() == 0
+
+
+async def wait_async(condition: Any, what: str, timeout_s: float = 15) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await asyncio.to_thread(condition):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)

@@ -18,6 +18,7 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 
 from adclick.lifecycle.policies import PolicyError
 from adclick.query.errors import QueryError
+from adclick.top_lists.feed import SubscriptionError
 from graphql import ASTValidationRule, GraphQLError, GraphQLSyntaxError, ValidationContext
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def add_code(error: GraphQLError) -> None:
     original = error.original_error
     if "code" in extensions:
         pass
-    elif isinstance(original, QueryError):
+    elif isinstance(original, QueryError | SubscriptionError):
         extensions["code"] = original.code.value
     elif isinstance(original, PolicyError):
         extensions["code"] = ApiErrorCode.BAD_POLICY.value

@@ -7,7 +7,9 @@ WebSocket work, the part of a request that costs the CPU (docs/api.md, Workers).
 field a worker resolves is one call to the supervisor over a Unix socket: the standard
 library's multiprocessing managers, which pickle the call and its answer and
 authenticate each connection with a key (HMAC) that only the supervisor and its workers
-know (the socket is in Linux's abstract namespace: see Address).
+know. The socket is a file in a directory only the service's user may enter (Address),
+and a connection must authenticate within HANDSHAKE_TIMEOUT_S, at most HANDSHAKE_SLOTS at
+a time (_BoundedServer): no client gets a thread of the supervisor for nothing.
 
 An answer from the index is the same whichever process computes it, so workers answer
 exactly what one process would. Only the request's budget (query/budget.py) spans
@@ -22,12 +24,18 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shutil
+import socket
+import struct
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
-from multiprocessing.managers import BaseManager, BaseProxy
+from multiprocessing.connection import Connection, Listener
+from multiprocessing.managers import BaseManager, BaseProxy, Server
+from pathlib import Path
 from typing import Any
 
 from adclick.api.query_host import QueryHost, distinct, request_pool, write_pool
@@ -61,21 +69,25 @@ _METHODS = (
 )
 
 
+# A worker connects and authenticates at once (a challenge each way, a few hundred bytes):
+# a connection that has not done so within this time is closed. Until it has, a connection
+# holds one of HANDSHAKE_SLOTS; further ones wait in the kernel's listen backlog, so
+# clients that never speak cost a bounded number of threads, never one each.
+HANDSHAKE_TIMEOUT_S = 5.0
+HANDSHAKE_SLOTS = 16
+
+
 @dataclass(frozen=True)
 class Address:
-    """How a worker reaches the supervisor's query host: a Unix socket in Linux's abstract
-    namespace (no file to leave behind; anyone on the host may connect, only holders of
-    the key get an answer) and the key."""
+    """How a worker reaches the supervisor's query host: a Unix socket in a directory of
+    mode 0700 (only the service's user may connect; the supervisor removes it when it
+    stops) and the key that authenticates each connection."""
 
-    name: str
+    socket: str
     key: bytes
 
-    @property
-    def socket(self) -> str:
-        return "\0" + self.name
-
     def environment(self) -> dict[str, str]:
-        return {ADDRESS_VARIABLE: self.name, KEY_VARIABLE: self.key.hex()}
+        return {ADDRESS_VARIABLE: self.socket, KEY_VARIABLE: self.key.hex()}
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Address:
@@ -115,6 +127,77 @@ class _Served:
         return b"" if self._metrics_shared else self._host.exposition()
 
 
+def _set_io_timeout(connection: Connection, timeout_s: float) -> None:
+    """Bound every read and write on ``connection`` to ``timeout_s`` (0: no bound).
+
+    SO_RCVTIMEO/SO_SNDTIMEO, because multiprocessing's connections read with blocking
+    os.read and have no timeout of their own; a read or write that times out raises
+    OSError, which ends the handshake like any failed one."""
+    value = struct.pack("ll", int(timeout_s), int(timeout_s % 1 * 1_000_000))
+    # fromfd duplicates the descriptor; the options belong to the socket both refer to.
+    with socket.fromfd(connection.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+
+
+class _BoundedServer(Server):
+    """multiprocessing's manager server, with its unauthenticated phase bounded.
+
+    The standard server starts a thread per accepted connection, which waits for the
+    client's HMAC answer with no timeout, and its accept loop ends on any error but
+    OSError (a thread that cannot be started). Here a connection is accepted only when
+    one of HANDSHAKE_SLOTS is free, must authenticate and make its first request within
+    HANDSHAKE_TIMEOUT_S, and gives its slot back once authenticated or closed."""
+
+    # Set by Server (typeshed does not declare them).
+    listener: Listener
+    stop_event: threading.Event
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._slots = threading.BoundedSemaphore(HANDSHAKE_SLOTS)
+        self._holder = threading.local()  # does this connection's thread hold a slot?
+
+    def accepter(self) -> None:
+        while True:
+            self._slots.acquire()  # until one is free, the kernel's backlog holds them
+            try:
+                connection = self.listener.accept()
+                _set_io_timeout(connection, HANDSHAKE_TIMEOUT_S)
+            except OSError:
+                self._slots.release()
+                if self.stop_event.is_set():  # the listener was closed: serving ended
+                    return
+                continue
+            try:
+                threading.Thread(
+                    target=self.handle_request, args=(connection,), daemon=True
+                ).start()
+            except RuntimeError as exc:  # no thread to be had: refuse this one, go on
+                log.warning("refused a connection to the index socket: %s", exc)
+                connection.close()
+                self._slots.release()
+
+    def handle_request(self, conn: Connection) -> None:
+        self._holder.slot = True
+        try:
+            super().handle_request(conn)
+        finally:
+            self._release_slot()
+
+    def accept_connection(self, c: Connection, name: str) -> None:
+        # Authenticated: the proxy's connection lives as long as its worker's thread, and
+        # waits between calls for as long as it likes.
+        _set_io_timeout(c, 0)
+        self._release_slot()
+        super().accept_connection(c, name)
+
+    def _release_slot(self) -> None:
+        if getattr(self._holder, "slot", False):
+            self._holder.slot = False
+            self._slots.release()
+
+
 @contextmanager
 def serving(host: QueryHost, *, metrics_shared: bool) -> Iterator[Address]:
     """Serve ``host`` to workers while the block runs; yields where to reach it.
@@ -125,21 +208,26 @@ def serving(host: QueryHost, *, metrics_shared: bool) -> Iterator[Address]:
         pass
 
     Manager.register("queries", callable=lambda: served, exposed=_METHODS)
-    address = Address(f"adclick-api-{os.getpid()}-{secrets.token_hex(8)}", secrets.token_bytes(32))
-    server = Manager(address=address.socket, authkey=address.key).get_server()
-
-    def serve() -> None:
-        with suppress(SystemExit):  # how serve_forever returns once stop_event is set
-            server.serve_forever()
-
-    thread = threading.Thread(target=serve, name="index-server", daemon=True)
-    thread.start()
-    log.info("serving the indexes to the API's workers (socket @%s)", address.name)
+    directory = tempfile.mkdtemp(prefix=f"adclick-api-{os.getpid()}-")  # mode 0700
     try:
-        yield address
+        address = Address(str(Path(directory) / "index.sock"), secrets.token_bytes(32))
+        server = _BoundedServer(Manager._registry, address.socket, address.key, "pickle")  # type: ignore[attr-defined]
+
+        def serve() -> None:
+            with suppress(SystemExit):  # how serve_forever returns once stop_event is set
+                server.serve_forever()
+
+        thread = threading.Thread(target=serve, name="index-server", daemon=True)
+        thread.start()
+        log.info("serving the indexes to the API's workers (socket %s)", address.socket)
+        try:
+            yield address
+        finally:
+            server.stop_event.set()
+            server.listener.close()  # and unlinks the socket, which exit would do otherwise
+            thread.join(timeout=2)
     finally:
-        server.stop_event.set()  # type: ignore[attr-defined]
-        thread.join(timeout=2)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 class _Client(BaseManager):

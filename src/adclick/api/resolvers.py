@@ -210,14 +210,13 @@ async def top_ads_feed(
     request_budget(info.context.settings).charge_filter(_filter_args(filter))
     series = list_series(info.context.settings, window_minutes, _filter_args(filter))
     info.context.queries.check_list_limit(limit)
-    async with info.context.feed.subscribe() as published:
+    wanted = (series.window_minutes, series.query_filter)
+    # The context lives as long as the WebSocket connection: the per-connection cap's key.
+    async with info.context.feed.subscribe(wanted, connection=info.context) as subscription:
         SUBSCRIPTIONS.inc()
         try:
             while True:
-                top = await published.get()
-                wanted = (series.window_minutes, series.query_filter)
-                if (top.window_minutes, top.query_filter) == wanted:
-                    yield top_list_of(top, limit)
+                yield top_list_of(await subscription.next(), limit)
         finally:
             SUBSCRIPTIONS.dec()
 

@@ -1,5 +1,13 @@
 """The API's feed of published lists: it follows the top-ads topic and hands each list
-to the subscriptions that want it (topAdsLive)."""
+to the subscriptions that want it (topAdsLive).
+
+What a subscription holds is bounded: it is given only the lists of its own series
+(window and filter), at most ``api_subscription_backlog_lists`` of them not yet sent; a
+client further behind has its subscription ended with SUBSCRIPTION_TOO_SLOW once it has
+been sent what it was given (it resubscribes and reads the gap with topAdsHistory). The
+subscriptions of one connection and of the process are capped, beyond which a new one
+is refused with TOO_MANY_SUBSCRIPTIONS (docs/api.md, Request budget).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +17,16 @@ import logging
 import threading
 import time
 import uuid
+from collections import Counter as Tally
 from collections.abc import AsyncIterator
+from enum import StrEnum
 
 from confluent_kafka import KafkaException
 from prometheus_client import Counter
 
+from adclick.errors import AdclickError
 from adclick.kafka import make_consumer, the_only_partition
+from adclick.query.filters import Filter
 from adclick.settings import Settings
 from adclick.top_lists.wire import BadList, ListFormatError, TopList, decode_list
 
@@ -33,6 +45,68 @@ for _reason in [*(r.value for r in BadList), UNEXPECTED]:
     BAD_MESSAGES.labels(_reason)  # every reason present from the start, at 0
 
 
+class SubscriptionErrorCode(StrEnum):
+    """Why the feed refused or ended a subscription (GraphQL ``extensions.code``)."""
+
+    TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
+    SUBSCRIPTION_TOO_SLOW = "SUBSCRIPTION_TOO_SLOW"
+
+
+SUBSCRIPTION_REFUSALS = Counter(
+    "adclick_api_subscription_refusals_total",
+    "Subscriptions refused (TOO_MANY_SUBSCRIPTIONS) or ended because their client read "
+    "too slowly (SUBSCRIPTION_TOO_SLOW).",
+    ["code"],
+)
+for _code in SubscriptionErrorCode:
+    SUBSCRIPTION_REFUSALS.labels(_code.value)
+
+
+class SubscriptionError(AdclickError):
+    """A subscription the feed refused or ended; the message says what to do."""
+
+    def __init__(self, code: SubscriptionErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        # Counted where it is made: each is raised once, and none escapes the count.
+        SUBSCRIPTION_REFUSALS.labels(code.value).inc()
+
+
+SeriesKey = tuple[int, Filter]  # (window minutes, filter): the lists one subscription wants
+
+
+class Subscription:
+    """The lists of one series handed to one subscriber and not yet taken: at most
+    ``backlog``. A list that finds them full is dropped and the subscription marked
+    behind: the subscriber takes what it holds, then ``next`` raises."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, backlog: int) -> None:
+        self.loop = loop
+        self._lists: asyncio.Queue[TopList] = asyncio.Queue(maxsize=backlog)
+        self._behind = False
+
+    def offer(self, top: TopList) -> None:
+        """Take ``top`` if there is room (called on the subscriber's loop)."""
+        if self._behind:
+            return
+        try:
+            self._lists.put_nowait(top)
+        except asyncio.QueueFull:
+            self._behind = True
+
+    async def next(self) -> TopList:
+        """The next list; SubscriptionError once the lists given are taken and the
+        subscriber fell behind (a list was dropped after them)."""
+        if self._lists.empty() and self._behind:
+            raise SubscriptionError(
+                SubscriptionErrorCode.SUBSCRIPTION_TOO_SLOW,
+                f"the client fell more than {self._lists.maxsize} lists behind this "
+                "subscription (ADCLICK_API_SUBSCRIPTION_BACKLOG_LISTS) and later ones were "
+                "dropped; subscribe again, and read what was missed with topAdsHistory",
+            )
+        return await self._lists.get()
+
+
 class TopListFeed:
     """Follows the top-ads topic and hands each list to the subscribers that want it.
 
@@ -46,7 +120,8 @@ class TopListFeed:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[TopList]]] = set()
+        self._subscribers: dict[SeriesKey, set[Subscription]] = {}
+        self._per_connection: Tally[int] = Tally()  # by id() of the connection's context
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="top-list-feed", daemon=True)
@@ -81,16 +156,42 @@ class TopListFeed:
         return None
 
     @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[asyncio.Queue[TopList]]:
-        queue: asyncio.Queue[TopList] = asyncio.Queue()
-        entry = (asyncio.get_running_loop(), queue)
+    async def subscribe(self, series: SeriesKey, connection: object) -> AsyncIterator[Subscription]:
+        """A subscription to the lists of ``series`` while the block runs; refused with
+        TOO_MANY_SUBSCRIPTIONS beyond the caps, ``connection`` (any object that lives as
+        long as the client's connection) counting towards the per-connection one."""
+        backlog = self.settings.api_subscription_backlog_lists
+        subscription = Subscription(asyncio.get_running_loop(), backlog)
         with self._lock:
-            self._subscribers.add(entry)
+            self._check_room(id(connection))
+            self._subscribers.setdefault(series, set()).add(subscription)
+            self._per_connection[id(connection)] += 1
         try:
-            yield queue
+            yield subscription
         finally:
             with self._lock:
-                self._subscribers.discard(entry)
+                self._subscribers[series].discard(subscription)
+                if not self._subscribers[series]:
+                    del self._subscribers[series]
+                self._per_connection[id(connection)] -= 1
+                if not self._per_connection[id(connection)]:
+                    del self._per_connection[id(connection)]
+
+    def _check_room(self, connection: int) -> None:
+        """Refuse a subscription beyond the caps (the caller holds the lock)."""
+        settings = self.settings
+        if self._per_connection[connection] >= settings.api_max_subscriptions_per_connection:
+            raise SubscriptionError(
+                SubscriptionErrorCode.TOO_MANY_SUBSCRIPTIONS,
+                f"a connection may hold {settings.api_max_subscriptions_per_connection} "
+                "subscriptions (ADCLICK_API_MAX_SUBSCRIPTIONS_PER_CONNECTION); end one first",
+            )
+        if sum(self._per_connection.values()) >= settings.api_max_subscriptions:
+            raise SubscriptionError(
+                SubscriptionErrorCode.TOO_MANY_SUBSCRIPTIONS,
+                f"the API process holds its most subscriptions ({settings.api_max_subscriptions},"
+                " ADCLICK_API_MAX_SUBSCRIPTIONS); retry later",
+            )
 
     def _run(self) -> None:
         try:
@@ -140,12 +241,12 @@ class TopListFeed:
         except Exception as exc:  # a case the decoder did not foresee: still only skip it
             self._skip(UNEXPECTED, f"{type(exc).__name__}: {exc}"[:300])
             return
-        with self._lock:
-            subscribers = list(self._subscribers)
-        for loop, queue in subscribers:
+        with self._lock:  # only the subscribers of its series are given it
+            subscribers = list(self._subscribers.get((top.window_minutes, top.query_filter), ()))
+        for subscription in subscribers:
             # A subscriber whose loop has closed is leaving: it is dropped when it does.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(queue.put_nowait, top)
+                subscription.loop.call_soon_threadsafe(subscription.offer, top)
 
     def _skip(self, reason: str, detail: str) -> None:
         BAD_MESSAGES.labels(reason).inc()
