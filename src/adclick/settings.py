@@ -361,8 +361,10 @@ class Settings(BaseSettings):
         timedelta(hours=2),
         ge=_ONE_SECOND,
         le=MAX_DURATION,
-        description="How far behind stream time a closed list is still revised when late "
-        "events change it; older lists stay as published (reconciliation checks them).",
+        description="How far behind the global watermark a closed list is still revised "
+        "when late events change it (counted from the watermark, so lists closed behind a "
+        "lagging partition are revised too); older lists stay as published "
+        "(reconciliation checks them).",
     )
 
     cold_storage_url: str | None = Field(

@@ -16,19 +16,27 @@ Exactly one current list per (window, filter, minute):
   r + 1, stored and published the same way. The primary key (window, filter, end,
   revision) refuses a second revision r whatever happens.
 
+Every minute up to the watermark gets its lists, however far behind stream time it is
+(a partition that lags hours, a closer that was down): windows the in-memory index holds
+are ranked from it, older ones by SQL over the same rollups (close/outside_index.py). A
+list whose window starts below the ingest floor (its rollups may be tiered) is not made
+but recorded in ``skipped_top_lists`` and counted; nothing is skipped silently.
+
 Revisions cost at most one re-ranking per changed list per ``close_revision_interval``,
-however many late events arrive in between, and only lists younger than
-``close_revision_horizon`` are revised.
+however many late events arrive in between, and only lists ending within
+``close_revision_horizon`` of the watermark (or of stream time, when that is earlier)
+are revised.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,8 +45,15 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from adclick.close import metrics
+from adclick.close.outside_index import (
+    first_minute_with_data,
+    input_revision,
+    minute_revisions,
+    rank_by_sql,
+)
 from adclick.db.connect import Connection, connect
 from adclick.db.rollups import filtered_rollups
+from adclick.db.shards import snapshots
 from adclick.errors import ConfigurationError, DependencyUnavailableError
 from adclick.kafka import make_consumer, make_producer, the_only_partition
 from adclick.kafka.errors import KafkaClientError
@@ -71,6 +86,39 @@ _UNAVAILABLE = (
 _RECONNECT_MAX_S = 30.0
 
 
+# Why a list was recorded in skipped_top_lists instead of made.
+BELOW_INGEST_FLOOR = "below_ingest_floor"
+
+
+@dataclass(frozen=True)
+class ListKey:
+    """One list to rank: the window of ``window_minutes`` ending at ``end_ms``, filtered."""
+
+    window_minutes: int
+    query_filter: Filter
+    end_ms: int
+    revision: int
+
+    @property
+    def window(self) -> Window:
+        return Window(self.end_ms - self.window_minutes * MINUTE_MS, self.end_ms)
+
+    @property
+    def list_id(self) -> tuple[int, str, int]:
+        """Which list it is, whatever the revision (the key of MinuteCloser._checked)."""
+        return (self.window_minutes, filter_key(self.query_filter), self.end_ms)
+
+    def top_list(self, ads: list[RankedAd], input_revision: int) -> TopList:
+        return TopList(
+            self.window_minutes,
+            self.query_filter,
+            self.end_ms,
+            self.revision,
+            ads,
+            input_revision=input_revision,
+        )
+
+
 @dataclass
 class CloseTotals:
     closed_minutes: int = 0
@@ -95,9 +143,14 @@ class MinuteCloser:
                 )
             self.plans[query_filter] = plan
         self.windows = settings.close_windows
-        horizon_minutes = math.ceil(settings.close_revision_horizon.total_seconds() / 60)
+        # The lists revised end within the revision horizon of the watermark, which is
+        # the allowed lateness (and a part minute) behind stream time when no partition
+        # lags: the index holds their windows then, and only a lag reads them by SQL.
+        behind = settings.close_revision_horizon + settings.allowed_lateness
         self.index = WindowIndex(
-            rollups, max(self.windows) + horizon_minutes, max_limit=settings.close_top_n
+            rollups,
+            max(self.windows) + math.ceil(behind.total_seconds() / 60) + 1,
+            max_limit=settings.close_top_n,
         )
         self.totals = CloseTotals()
         # When each list was last re-ranked (monotonic seconds), to space revisions.
@@ -211,77 +264,86 @@ class MinuteCloser:
         watermark = snapshot.clock.watermark_ms
         if watermark is None:
             return True
-        conn = self._require_conn()
         closable_end = watermark - watermark % MINUTE_MS
-        row = conn.execute(load_sql("close/last_closed")).fetchone()
-        conn.commit()
-        last_end = row[0] if row else None
-        # The earliest end whose longest window the index holds.
-        earliest = snapshot.start_ms + max(self.windows) * MINUTE_MS
-        if last_end is None:
-            with_data = [m for m, counts in snapshot.minutes.items() if counts.revision]
-            if not with_data:
-                return True
-            next_end = max(min(with_data) + MINUTE_MS, earliest)
-        else:
-            next_end = last_end + MINUTE_MS
-            if next_end < earliest:
-                log.warning(
-                    "minutes ending %s to %s are older than the closer's horizon: not closed",
-                    from_ms(next_end).isoformat(),
-                    from_ms(earliest - MINUTE_MS).isoformat(),
-                )
-                next_end = earliest
+        next_end = self._next_end(closable_end)
+        if next_end is None:
+            return True
         last = min(closable_end, next_end + (_MINUTES_PER_CYCLE - 1) * MINUTE_MS)
         for end in range(next_end, last + 1, MINUTE_MS):
-            started = time.perf_counter()
-            lists = [
-                self._rank(snapshot, minutes, query_filter, end, revision=1)
-                for minutes in self.windows
-                for query_filter in self.filters
-            ]
-            self._store(lists)
-            self._publish(lists)
-            metrics.CLOSE_SECONDS.observe(time.perf_counter() - started)
-            metrics.CLOSED_MINUTE.set(end / 1000)
-            self.totals.closed_minutes += 1
-            log.info(
-                "closed the minute ending %s: %d lists in %.3f s",
-                from_ms(end).isoformat(),
-                len(lists),
-                time.perf_counter() - started,
-            )
+            self._close_minute(snapshot, end)
         return last >= closable_end
+
+    def _next_end(self, closable_end: int) -> int | None:
+        """The end of the next minute to close, None while there is nothing to close.
+
+        After the last closed minute comes the next one, however far back it is (a
+        partition that lags, a closer that was down for hours): every minute gets its
+        lists. A first start begins at the first minute with data within the span the
+        closer revises, counted back from the watermark, not from stream time (which a
+        single fast partition sets).
+        """
+        conn = self._require_conn()
+        row = conn.execute(load_sql("close/last_closed")).fetchone()
+        conn.commit()
+        if row and row[0] is not None:
+            return int(row[0]) + MINUTE_MS
+        since = closable_end - self.index.cache_minutes * MINUTE_MS
+        first = first_minute_with_data(self._shard_conns, since)
+        return None if first is None else first + MINUTE_MS
+
+    def _close_minute(self, snapshot: Snapshot, end: int) -> None:
+        started = time.perf_counter()
+        keys = [
+            ListKey(minutes, query_filter, end, revision=1)
+            for minutes in self.windows
+            for query_filter in self.filters
+        ]
+        lists, below_floor = self._rank_lists(snapshot, keys)
+        self._store(lists, below_floor)
+        self._publish(lists)
+        metrics.CLOSE_SECONDS.observe(time.perf_counter() - started)
+        metrics.CLOSED_MINUTE.set(end / 1000)
+        self.totals.closed_minutes += 1
+        log.info(
+            "closed the minute ending %s: %d lists in %.3f s",
+            from_ms(end).isoformat(),
+            len(lists),
+            time.perf_counter() - started,
+        )
 
     def _revise(self, snapshot: Snapshot) -> None:
         conn = self._require_conn()
-        since_ms = max(
-            snapshot.start_ms,
-            snapshot.clock.now_ms
-            - int(self.settings.close_revision_horizon.total_seconds() * 1000),
-        )
         rows = conn.execute(
-            load_sql("close/current_lists"), {"since": from_ms(since_ms)}
+            load_sql("close/current_lists"), {"since": from_ms(self._revision_since(snapshot))}
         ).fetchall()
-        revised: list[TopList] = []
+        conn.commit()
+        stored = [
+            (ListKey(minutes, parse_filter_key(key), end, revision), ranked_from)
+            for minutes, key, end, revision, ranked_from in rows
+            if parse_filter_key(key) in self.plans
+        ]
+        current = self._input_revisions(snapshot, [key.window for key, _input in stored])
         now = time.monotonic()
         interval = self.settings.close_revision_interval.total_seconds()
-        for minutes, key, end, revision, input_revision in rows:
-            window = Window(end - minutes * MINUTE_MS, end)
-            query_filter = parse_filter_key(key)
-            if query_filter not in self.plans or not snapshot.covers(window):
-                continue
-            if sum(snapshot.revisions(window)) == input_revision:
+        due: list[ListKey] = []
+        for (key, ranked_from), current_revision in zip(stored, current, strict=True):
+            if current_revision == ranked_from:
                 continue  # none of its minutes changed
-            if now - self._checked.get((minutes, key, end), -math.inf) < interval:
+            if now - self._checked.get(key.list_id, -math.inf) < interval:
                 continue  # re-ranked recently: late events wait for the next interval
-            self._checked[(minutes, key, end)] = now
-            fresh = self._rank(snapshot, minutes, query_filter, end, revision + 1)
-            stored = self._stored_ads(minutes, key, end, revision)
-            if fresh.ads == stored:
+            self._checked[key.list_id] = now
+            due.append(dataclasses.replace(key, revision=key.revision + 1))
+        # A list whose window now reaches below the ingest floor stays as published.
+        fresh_lists, _below_floor = self._rank_lists(snapshot, due)
+        revised: list[TopList] = []
+        for fresh in fresh_lists:
+            previous = fresh.revision - 1
+            if fresh.ads == self._stored_ads(
+                fresh.window_minutes, fresh.filter_key, fresh.window_end_ms, previous
+            ):
                 conn.execute(
                     load_sql("close/update_input_revision"),
-                    {**_stored_list_id(fresh, revision), "input_revision": fresh.input_revision},
+                    {**_stored_list_id(fresh, previous), "input_revision": fresh.input_revision},
                 )
             else:
                 revised.append(fresh)
@@ -293,25 +355,78 @@ class MinuteCloser:
             metrics.REVISIONS.inc(len(revised))
             log.info("published %d revised lists (late events changed them)", len(revised))
 
-    def _rank(
-        self, snapshot: Snapshot, minutes: int, query_filter: Filter, end: int, revision: int
-    ) -> TopList:
-        window = Window(end - minutes * MINUTE_MS, end)
+    def _revision_since(self, snapshot: Snapshot) -> int:
+        """The oldest window end still revised: the horizon counts back from the watermark
+        when it is behind stream time. Lists closed behind a lagging partition are as
+        young as the minutes being closed, and its late events must revise them (counted
+        from stream time, they were past the horizon the moment they were closed)."""
+        clock = snapshot.clock
+        reference = clock.now_ms
+        if clock.watermark_ms is not None:
+            reference = min(reference, clock.watermark_ms)
+        return reference - int(self.settings.close_revision_horizon.total_seconds() * 1000)
+
+    def _input_revisions(self, snapshot: Snapshot, windows: list[Window]) -> list[int]:
+        """The sum of the minutes' revisions of each window, from the index when it holds
+        the window, else read from the database."""
+        outside = [window for window in windows if not snapshot.covers(window)]
+        revisions: dict[int, int] = {}
+        if outside:
+            with snapshots(self._shard_conns):
+                revisions = minute_revisions(
+                    self._shard_conns,
+                    min(window.start_ms for window in outside),
+                    max(window.end_ms for window in outside),
+                )
+        return [
+            sum(snapshot.revisions(window))
+            if snapshot.covers(window)
+            else input_revision(revisions, window)
+            for window in windows
+        ]
+
+    def _rank_lists(
+        self, snapshot: Snapshot, keys: list[ListKey]
+    ) -> tuple[list[TopList], list[ListKey]]:
+        """The lists of ``keys``, and the keys it could not rank.
+
+        A window the index holds is ranked from memory; any other by SQL over the rollups
+        (exact, the same numbers), unless it starts below the ingest floor: its rollups
+        may be tiered, so it is returned unranked for the caller to record.
+        """
+        outside = [key for key in keys if not snapshot.covers(key.window)]
+        by_sql = rank_by_sql(
+            self._shard_conns,
+            [(key.window, self.plans[key.query_filter], key.query_filter) for key in outside],
+            self.settings.close_top_n,
+        )
+        ranked_outside = dict(zip(outside, by_sql, strict=True))
+        lists: list[TopList] = []
+        below_floor: list[ListKey] = []
+        for key in keys:
+            if key not in ranked_outside:
+                lists.append(self._rank(snapshot, key))
+            elif (ranked := ranked_outside[key]) is None:
+                below_floor.append(key)
+            else:
+                lists.append(key.top_list(ranked.ads, ranked.input_revision))
+        return lists, below_floor
+
+    def _rank(self, snapshot: Snapshot, key: ListKey) -> TopList:
         ads = self.index.top(
-            snapshot, window, self.plans[query_filter], query_filter, self.settings.close_top_n
+            snapshot,
+            key.window,
+            self.plans[key.query_filter],
+            key.query_filter,
+            self.settings.close_top_n,
         )
-        return TopList(
-            minutes,
-            query_filter,
-            end,
-            revision,
-            ads,
-            input_revision=sum(snapshot.revisions(window)),
-        )
+        return key.top_list(ads, sum(snapshot.revisions(key.window)))
 
     # -- storing and publishing ------------------------------------------------------
 
-    def _store(self, lists: list[TopList]) -> None:
+    def _store(self, lists: list[TopList], below_floor: Sequence[ListKey] = ()) -> None:
+        """Store the lists, and record those below the ingest floor as skipped, in one
+        transaction: the minute counts as closed only with both."""
         conn = self._require_conn()
         now = time.monotonic()
         for top in lists:  # a list just ranked waits a whole interval for its revision
@@ -331,11 +446,31 @@ class MinuteCloser:
                         "clicks": [ad.clicks for ad in top.ads],
                     },
                 )
+            for skipped in below_floor:
+                conn.execute(
+                    load_sql("close/insert_skipped"),
+                    {
+                        "window_minutes": skipped.window_minutes,
+                        "filter_key": filter_key(skipped.query_filter),
+                        "window_end": from_ms(skipped.end_ms),
+                        "reason": BELOW_INGEST_FLOOR,
+                    },
+                )
         conn.commit()
+        if below_floor:
+            metrics.SKIPPED_LISTS.inc(len(below_floor))
+            log.warning(
+                "%d lists of the minute ending %s not made: their windows start below the "
+                "ingest floor (their rollups may be tiered); recorded in skipped_top_lists",
+                len(below_floor),
+                from_ms(below_floor[0].end_ms).isoformat(),
+            )
 
     def _publish(self, lists: list[TopList]) -> None:
         # Still this closer's turn: the lock's session is alive (a statement on it fails
         # otherwise, and the closer that took the lock publishes these from recovery).
+        if not lists:
+            return
         conn = self._require_conn()
         conn.execute("SELECT 1")
         conn.commit()

@@ -27,3 +27,8 @@ RECONNECTS = Counter(
     "adclick_close_reconnects_total",
     "Sessions the closer lost to an unavailable database or broker, and began again.",
 )
+SKIPPED_LISTS = Counter(
+    "adclick_close_skipped_lists_total",
+    "Top lists the closer could not make (their window starts below the ingest floor: its "
+    "rollups may be tiered); each is recorded in the table skipped_top_lists.",
+)
