@@ -21,7 +21,7 @@ export function LiveTopAds() {
   });
   const [lists, setLists] = useState<TopList[]>([]);
   useEffect(() => setLists([]), [minutes, filter]);
-  const [live] = useSubscription<{ topAds: TopList }, TopList[]>(
+  const [live, resubscribe] = useSubscription<{ topAds: TopList }, TopList[]>(
     {
       query: operations.TopAdsLive,
       variables: { windowMinutes: minutes, limit: LIMIT, filter: filterOrNull(filter) },
@@ -34,6 +34,16 @@ export function LiveTopAds() {
       refetch({ requestPolicy: 'network-only' }); // the watermark moved
     }
   }, [live.data, refetch]);
+
+  // A page that fell too far behind (a tab asleep) has its subscription ended by the API
+  // (SUBSCRIPTION_TOO_SLOW, docs/api.md): subscribe again, and take the current list.
+  const tooSlow = live.error?.graphQLErrors[0]?.extensions?.code === 'SUBSCRIPTION_TOO_SLOW';
+  useEffect(() => {
+    if (tooSlow) {
+      resubscribe();
+      refetch({ requestPolicy: 'network-only' });
+    }
+  }, [tooSlow, resubscribe, refetch]);
 
   const newest = lists[0];
   const previous = newest ? lists.find((l) => l.windowEnd !== newest.windowEnd || l.revision !== newest.revision) : undefined;
@@ -51,7 +61,7 @@ export function LiveTopAds() {
         <FilterFields filter={filter} onChange={setFilter} />
       </div>
       {current.error && <ProblemView error={current.error} />}
-      {live.error && <ProblemView error={live.error} />}
+      {live.error && !tooSlow && <ProblemView error={live.error} />}
       {window && (
         <p className="window" data-testid="window">
           window {window.from} – {window.to}:{' '}
