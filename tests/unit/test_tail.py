@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import shutil
@@ -602,3 +603,84 @@ def test_tail_dead_letters_a_line_over_the_limit_once_and_moves_past_it(
     assert (summary.sent, summary.rejected) == (1, 3)
     assert sink.dead_letters[0]["payload_truncated"] is True
     assert len(orjson.dumps(sink.dead_letters[0])) < 200_000
+
+
+def save_and_load(path: Path, state: TailState) -> TailState:
+    """``state`` through the state file, as a restart sees it."""
+    store = StateStore(path)
+    try:
+        store.save(state)
+    finally:
+        store.close()
+    store = StateStore(path)
+    try:
+        return store.load()
+    finally:
+        store.close()
+
+
+def test_a_rotated_file_named_with_bytes_that_are_not_utf8_is_checkpointed_exactly(
+    tmp_path: Path, log: Path, follow: Follow, clock: Clock
+) -> None:
+    # Was a TypeError at every save, the first one before anything was read: a crash loop.
+    append(log, "a\n")
+    first = follow(log)
+    assert texts(first) == ["a"]
+    append(log, "b\n")
+    rotated = os.fsencode(tmp_path) + b"/app.log.\xff"
+    os.rename(os.fsencode(log), rotated)
+    append(log, "new\n")
+    lines = first.poll(max_lines=1)
+    assert [(line.data, line.name) for line in lines] == [(b"b", os.fsdecode(rotated))]
+    state = save_and_load(tmp_path / "state.json", first.snapshot())
+    assert state == first.snapshot()
+    assert state[str(log)].rotated[0].name == os.fsdecode(rotated)
+    raw = (tmp_path / "state.json").read_bytes()
+    assert b"app.log.\\\\xff" in raw  # readable, the exact bytes in name_base64
+    first.close()
+    append_bytes(Path(os.fsdecode(rotated)), b"late\n")
+    second = follow(log, state=state)
+    assert [(line.data, line.name) for line in second.poll()] == [
+        (b"late", os.fsdecode(rotated)),
+        (b"new", str(log)),
+    ]
+
+
+def test_a_followed_path_that_is_not_utf8_is_named_readably_and_exactly(
+    tmp_path: Path, follow: Follow
+) -> None:
+    raw_name = os.fsencode(tmp_path) + b"/caf\xe9.log"
+    log = Path(os.fsdecode(raw_name))
+    append(log, "not a click\n")
+    follower = follow(log)
+    sink, summary = RecordingSink(), TailSummary()
+    reports: list[str] = []
+    send_lines(follower.poll(), LineFormat.LOG, sink, RejectReporter(reports.append), summary)
+    [record] = [orjson.loads(orjson.dumps(record)) for record in sink.dead_letters]
+    assert record["file"] == f"{tmp_path}/caf\\xe9.log"
+    assert base64.b64decode(record["file_base64"]) == raw_name
+    assert len(reports) == 1 and reports[0].startswith(f"{tmp_path}/caf\\xe9.log@0: rejected")
+    assert save_and_load(tmp_path / "state.json", follower.snapshot()) == follower.snapshot()
+
+
+def test_a_path_that_is_not_utf8_is_refused_readably(tmp_path: Path, follow: Follow) -> None:
+    fifo = os.fsdecode(os.fsencode(tmp_path) + b"/pipe\xff")
+    os.mkfifo(fifo)
+    with pytest.raises(NotARegularFileError) as refused:
+        follow(Path(fifo))
+    assert f"{tmp_path}/pipe\\xff is not a regular file" in str(refused.value)
+
+
+def test_restart_warnings_name_files_that_are_not_utf8_readably(
+    tmp_path: Path, follow: Follow
+) -> None:
+    log = Path(os.fsdecode(os.fsencode(tmp_path) + b"/\xffapp.log"))
+    append(log, "a\n")
+    first = follow(log)
+    texts(first)
+    state = first.snapshot()
+    first.close()
+    log.unlink()
+    warnings: list[str] = []
+    follow(log, state=state, warnings=warnings)
+    assert len(warnings) == 1 and warnings[0].startswith(f"{tmp_path}/\\xffapp.log: cannot find")

@@ -4,6 +4,10 @@
   the last line sent, and a fingerprint (a hash of the file's first 64 bytes) that tells
   the same file from a new one that happens to reuse the inode. While a rotated file is
   still being read, its checkpoint is kept next to the current file's.
+- File names are kept exactly, whatever their bytes: a name that is not UTF-8 is written
+  in its readable form with its bytes in base64 next to it (``name``/``name_base64``,
+  ``path``/``path_base64``; see :mod:`adclick.collect.file_names`).
+- Version 2 of the file holds a list of paths; version 1 (a map by path) is still read.
 - The state file is replaced atomically (temp file, fsync, rename, fsync of the
   directory): a crash leaves the old or the new one, never a mix.
 - A lock next to it (``<state file>.lock``) keeps a second tail process from using the
@@ -21,9 +25,11 @@ from typing import Any
 
 import orjson
 
+from adclick.collect.file_names import display_name, name_fields, name_from_fields
 from adclick.errors import ConfigurationError
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 
 
 class StateFileError(ConfigurationError):
@@ -48,7 +54,7 @@ class Checkpoint:
     def to_dict(self) -> dict[str, Any]:
         """The checkpoint as JSON-ready data."""
         return {
-            "name": self.name,
+            **name_fields("name", self.name),
             "device": self.device,
             "inode": self.inode,
             "offset": self.offset,
@@ -61,7 +67,7 @@ class Checkpoint:
         """The checkpoint from :meth:`to_dict`'s data; ValueError for values no tail
         wrote (a negative offset failed the first read with EINVAL)."""
         checkpoint = cls(
-            name=str(data["name"]),
+            name=name_from_fields(data, "name"),
             device=int(data["device"]),
             inode=int(data["inode"]),
             offset=int(data["offset"]),
@@ -70,8 +76,9 @@ class Checkpoint:
         )
         if checkpoint.offset < 0 or not 0 <= checkpoint.fingerprint_size <= FINGERPRINT_SIZE:
             raise ValueError(
-                f"checkpoint of {checkpoint.name[:200]!r}: offset {checkpoint.offset} and "
-                f"fingerprint size {checkpoint.fingerprint_size} are no tail's"
+                f"checkpoint of {display_name(checkpoint.name)[:200]!r}: offset "
+                f"{checkpoint.offset} and fingerprint size {checkpoint.fingerprint_size} "
+                "are no tail's"
             )
         return checkpoint
 
@@ -88,24 +95,31 @@ TailState = dict[str, PathState]
 
 
 def _state_to_json(state: Mapping[str, PathState]) -> bytes:
-    files = {
-        path: {
+    # A list, not a map by path: two paths could share a readable form (a file named with
+    # the four characters "\\xff" and one with the byte 0xff), never their exact bytes.
+    files = [
+        {
+            **name_fields("path", path),
             "current": entry.current.to_dict() if entry.current else None,
             "rotated": [cp.to_dict() for cp in entry.rotated],
         }
         for path, entry in sorted(state.items())
-    }
+    ]
     return orjson.dumps({"version": STATE_VERSION, "files": files}, option=orjson.OPT_INDENT_2)
 
 
 def _state_from_json(raw: bytes) -> TailState:
     data = orjson.loads(raw)
-    if data.get("version") != STATE_VERSION:
-        raise ValueError(f"unknown state version {data.get('version')!r}")
+    version = data.get("version")
+    if version not in _READABLE_VERSIONS:
+        raise ValueError(f"unknown state version {version!r}")
+    entries = data["files"]
+    if version == 1:  # a map by path (UTF-8 paths only: other names failed to be saved)
+        entries = [{"path": path, **entry} for path, entry in entries.items()]
     state: TailState = {}
-    for path, entry in data["files"].items():
+    for entry in entries:
         current = entry.get("current")
-        state[path] = PathState(
+        state[name_from_fields(entry, "path")] = PathState(
             current=Checkpoint.from_dict(current) if current else None,
             rotated=tuple(Checkpoint.from_dict(cp) for cp in entry.get("rotated", [])),
         )
@@ -127,7 +141,9 @@ class StateStore:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._lock_fd)
-            raise StateFileError(f"state file {path} is in use by another adclick tail") from None
+            raise StateFileError(
+                f"state file {display_name(path)} is in use by another adclick tail"
+            ) from None
         self._stored: TailState = {}
 
     def load(self) -> TailState:
@@ -138,14 +154,15 @@ class StateStore:
             return {}
         except OSError as exc:  # a directory, no permission, an I/O error
             raise StateFileError(
-                f"state file {self.path} cannot be read ({exc.strerror}); fix or remove it"
+                f"state file {display_name(self.path)} cannot be read ({exc.strerror}); "
+                "fix or remove it"
             ) from None
         try:
             self._stored = _state_from_json(raw)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             # Starting over could resend or skip whole files: an operator must decide.
             raise StateFileError(
-                f"state file {self.path} is unreadable ({exc}); fix or remove it"
+                f"state file {display_name(self.path)} is unreadable ({exc}); fix or remove it"
             ) from None
         return dict(self._stored)
 

@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from adclick.collect.checkpoints import FINGERPRINT_SIZE, Checkpoint, PathState, TailState
+from adclick.collect.file_names import display_name
 from adclick.collect.lines import MAX_LINE_BYTES, LongLine
 from adclick.errors import ConfigurationError
 
@@ -270,7 +271,9 @@ class Follower:
         for path in unique:
             problem = _not_regular(path)
             if problem is not None:
-                raise NotARegularFileError(f"{path} {problem}: adclick tail reads regular files")
+                raise NotARegularFileError(
+                    f"{display_name(path)} {problem}: adclick tail reads regular files"
+                )
         self._watches = [_Watch(path) for path in unique]
         self._next = 0  # round-robin start, so one busy file cannot starve the others
         state = state or {}
@@ -296,8 +299,9 @@ class Follower:
             segment = self._find(watch, checkpoint, now)
             if segment is None:
                 self._warn(
-                    f"{watch.path}: cannot find {checkpoint.name} (inode {checkpoint.inode}) "
-                    f"again; lines written to it after byte {checkpoint.offset} were not sent"
+                    f"{display_name(watch.path)}: cannot find {display_name(checkpoint.name)} "
+                    f"(inode {checkpoint.inode}) again; lines written to it after byte "
+                    f"{checkpoint.offset} were not sent"
                 )
             elif checkpoint is saved.current and segment.name == watch.path:
                 watch.current = segment
@@ -393,7 +397,9 @@ class Follower:
             watch.current = _Segment.open(watch.path, now)
             if watch.current is None and not watch.unreadable:
                 problem = _not_regular(watch.path) or "cannot be opened"
-                self._warn(f"{watch.path} {problem}; not read, trying again at every poll")
+                self._warn(
+                    f"{display_name(watch.path)} {problem}; not read, trying again at every poll"
+                )
             watch.unreadable = watch.current is None
 
     def _check_truncation(self, watch: _Watch, current: _Segment, now: float) -> None:
@@ -411,8 +417,8 @@ class Follower:
             watch.rotated.append(copy)
         elif previous_size > current.offset:
             self._warn(
-                f"{watch.path}: truncated and no copy found; bytes {current.offset}.."
-                f"{previous_size} of the old content were not sent"
+                f"{display_name(watch.path)}: truncated and no copy found; bytes "
+                f"{current.offset}..{previous_size} of the old content were not sent"
             )
         current.restart(0)
         current.fingerprint, current.fingerprint_size = "", 0
