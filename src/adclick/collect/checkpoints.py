@@ -1,13 +1,18 @@
 """Checkpoints of ``adclick tail``: how far each file was sent, kept in a locked state file.
 
 - Each followed path has a checkpoint: the file's device and inode, the byte offset after
-  the last line sent, and a fingerprint (a hash of the file's first 64 bytes) that tells
-  the same file from a new one that happens to reuse the inode. While a rotated file is
-  still being read, its checkpoint is kept next to the current file's.
+  the last line sent, and two fingerprints that tell the same file from a new one that
+  reuses the inode or was truncated and written again past the offset: a hash of the
+  file's first 64 bytes, and a hash of the 64 bytes just before the offset (as they were
+  read). While a rotated file is still being read, its checkpoint is kept next to the
+  current file's.
 - File names are kept exactly, whatever their bytes: a name that is not UTF-8 is written
   in its readable form with its bytes in base64 next to it (``name``/``name_base64``,
   ``path``/``path_base64``; see :mod:`adclick.collect.file_names`).
-- Version 2 of the file holds a list of paths; version 1 (a map by path) is still read.
+- Version 2 of the file holds a list of paths with both fingerprints; version 1 (a map
+  by path, the first fingerprint only) is still read: the restart that reads it compares
+  the first bytes alone, as the tail that wrote it did (there is nothing else to compare;
+  starting over would resend whole files), and the next save writes version 2.
 - The state file is replaced atomically (temp file, fsync, rename, fsync of the
   directory): a crash leaves the old or the new one, never a mix.
 - A lock next to it (``<state file>.lock``) keeps a second tail process from using the
@@ -36,7 +41,8 @@ class StateFileError(ConfigurationError):
     """The tail state file cannot be used: unreadable, corrupt, or held by another tail."""
 
 
-# Bytes at a file's start whose hash recognises it again (at most; fewer in a short file).
+# Bytes at a file's start whose hash recognises it again (at most; fewer in a short file),
+# and bytes before the offset whose hash says the file still holds what was read there.
 FINGERPRINT_SIZE = 64
 
 
@@ -50,6 +56,11 @@ class Checkpoint:
     offset: int  # byte offset after the last line sent
     fingerprint: str  # hash of the file's first ``fingerprint_size`` bytes
     fingerprint_size: int
+    # Hash of the ``recent_size`` bytes ending at ``offset``: a file truncated and written
+    # again past the offset has other bytes there, even when it begins alike (a banner).
+    # Empty with size 0 at offset 0, and in checkpoints of state files of version 1.
+    recent_fingerprint: str = ""
+    recent_size: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The checkpoint as JSON-ready data."""
@@ -60,6 +71,8 @@ class Checkpoint:
             "offset": self.offset,
             "fingerprint": self.fingerprint,
             "fingerprint_size": self.fingerprint_size,
+            "recent_fingerprint": self.recent_fingerprint,
+            "recent_size": self.recent_size,
         }
 
     @classmethod
@@ -73,12 +86,18 @@ class Checkpoint:
             offset=int(data["offset"]),
             fingerprint=str(data["fingerprint"]),
             fingerprint_size=int(data["fingerprint_size"]),
+            recent_fingerprint=str(data.get("recent_fingerprint", "")),
+            recent_size=int(data.get("recent_size", 0)),
         )
-        if checkpoint.offset < 0 or not 0 <= checkpoint.fingerprint_size <= FINGERPRINT_SIZE:
+        if (
+            checkpoint.offset < 0
+            or not 0 <= checkpoint.fingerprint_size <= FINGERPRINT_SIZE
+            or not 0 <= checkpoint.recent_size <= min(checkpoint.offset, FINGERPRINT_SIZE)
+        ):
             raise ValueError(
                 f"checkpoint of {display_name(checkpoint.name)[:200]!r}: offset "
-                f"{checkpoint.offset} and fingerprint size {checkpoint.fingerprint_size} "
-                "are no tail's"
+                f"{checkpoint.offset} and fingerprint sizes {checkpoint.fingerprint_size} and "
+                f"{checkpoint.recent_size} are no tail's"
             )
         return checkpoint
 
