@@ -647,6 +647,16 @@ def test_a_rotated_file_named_with_bytes_that_are_not_utf8_is_checkpointed_exact
     ]
 
 
+def test_the_state_file_keeps_paths_apart_that_read_alike(tmp_path: Path) -> None:
+    byte = os.fsdecode(os.fsencode(tmp_path) + b"/app.log.\xff")
+    spelled = f"{tmp_path}/app.log.\\xff"
+    state = {byte: PathState(), spelled: PathState(), "relative.log": PathState()}
+    assert save_and_load(tmp_path / "state.json", state) == state
+    files = orjson.loads((tmp_path / "state.json").read_bytes())["files"]
+    assert files[spelled] == {"current": None, "rotated": []}  # a UTF-8 path is its key
+    assert files[f"base64:{base64.b64encode(os.fsencode(byte)).decode()}"]["path"] == spelled
+
+
 def test_a_followed_path_that_is_not_utf8_is_named_readably_and_exactly(
     tmp_path: Path, follow: Follow
 ) -> None:
@@ -729,8 +739,10 @@ def test_copytruncate_to_the_same_size_within_one_poll_is_seen(log: Path, follow
     assert texts(follower) == [BANNER.strip(), "new-1"]
 
 
-def test_state_files_of_version_1_are_still_read(tmp_path: Path, log: Path, follow: Follow) -> None:
-    # As the previous version wrote it: a map by path, the first bytes' fingerprint only.
+def test_checkpoints_saved_before_the_second_fingerprint_are_still_read(
+    tmp_path: Path, log: Path, follow: Follow
+) -> None:
+    # As the previous version wrote them: the first bytes' fingerprint only.
     append(log, BANNER + "old-1\n")
     first = follow(log)
     texts(first)

@@ -6,13 +6,15 @@
   file's first 64 bytes, and a hash of the 64 bytes just before the offset (as they were
   read). While a rotated file is still being read, its checkpoint is kept next to the
   current file's.
-- File names are kept exactly, whatever their bytes: a name that is not UTF-8 is written
-  in its readable form with its bytes in base64 next to it (``name``/``name_base64``,
-  ``path``/``path_base64``; see :mod:`adclick.collect.file_names`).
-- Version 2 of the file holds a list of paths with both fingerprints; version 1 (a map
-  by path, the first fingerprint only) is still read: the restart that reads it compares
-  the first bytes alone, as the tail that wrote it did (there is nothing else to compare;
-  starting over would resend whole files), and the next save writes version 2.
+- File names are kept exactly, whatever their bytes. ``files`` maps each followed path
+  to its checkpoints; a path that is not UTF-8 is keyed ``base64:<its bytes>`` (no
+  absolute path begins so) and its entry names it readably in ``path``. A checkpoint's
+  file name that is not UTF-8 is written readably with its bytes in ``name_base64``
+  (see :mod:`adclick.collect.file_names`).
+- A checkpoint saved before the second fingerprint existed has none
+  (``recent_fingerprint``/``recent_size`` missing): the restart that reads it compares the
+  first bytes alone, as the tail that wrote it did (there is nothing else to compare, and
+  starting over would resend whole files); the next save has both.
 - The state file is replaced atomically (temp file, fsync, rename, fsync of the
   directory): a crash leaves the old or the new one, never a mix.
 - A lock next to it (``<state file>.lock``) keeps a second tail process from using the
@@ -21,6 +23,7 @@
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import os
 from collections.abc import Mapping
@@ -33,8 +36,9 @@ import orjson
 from adclick.collect.file_names import display_name, name_fields, name_from_fields
 from adclick.errors import ConfigurationError
 
-STATE_VERSION = 2
-_READABLE_VERSIONS = (1, 2)
+STATE_VERSION = 1
+# The key of a path that is not its own key: not UTF-8, or not absolute.
+_BYTES_KEY = "base64:"
 
 
 class StateFileError(ConfigurationError):
@@ -58,7 +62,7 @@ class Checkpoint:
     fingerprint_size: int
     # Hash of the ``recent_size`` bytes ending at ``offset``: a file truncated and written
     # again past the offset has other bytes there, even when it begins alike (a banner).
-    # Empty with size 0 at offset 0, and in checkpoints of state files of version 1.
+    # Empty with size 0 at offset 0, and in checkpoints saved before it existed.
     recent_fingerprint: str = ""
     recent_size: int = 0
 
@@ -113,32 +117,40 @@ class PathState:
 TailState = dict[str, PathState]
 
 
+def _path_key(path: str) -> str:
+    # An absolute UTF-8 path is its own key: what operators and scripts look up.
+    fields = name_fields("path", path)
+    if "path_base64" in fields or not path.startswith("/"):
+        return _BYTES_KEY + base64.b64encode(os.fsencode(path)).decode("ascii")
+    return path
+
+
+def _path_from_key(key: str) -> str:
+    if key.startswith(_BYTES_KEY):
+        return name_from_fields({"path": key, "path_base64": key.removeprefix(_BYTES_KEY)}, "path")
+    return key
+
+
 def _state_to_json(state: Mapping[str, PathState]) -> bytes:
-    # A list, not a map by path: two paths could share a readable form (a file named with
-    # the four characters "\\xff" and one with the byte 0xff), never their exact bytes.
-    files = [
-        {
-            **name_fields("path", path),
+    files = {
+        _path_key(path): {
+            **({"path": display_name(path)} if _path_key(path) != path else {}),
             "current": entry.current.to_dict() if entry.current else None,
             "rotated": [cp.to_dict() for cp in entry.rotated],
         }
         for path, entry in sorted(state.items())
-    ]
+    }
     return orjson.dumps({"version": STATE_VERSION, "files": files}, option=orjson.OPT_INDENT_2)
 
 
 def _state_from_json(raw: bytes) -> TailState:
     data = orjson.loads(raw)
-    version = data.get("version")
-    if version not in _READABLE_VERSIONS:
-        raise ValueError(f"unknown state version {version!r}")
-    entries = data["files"]
-    if version == 1:  # a map by path (UTF-8 paths only: other names failed to be saved)
-        entries = [{"path": path, **entry} for path, entry in entries.items()]
+    if data.get("version") != STATE_VERSION:
+        raise ValueError(f"unknown state version {data.get('version')!r}")
     state: TailState = {}
-    for entry in entries:
+    for key, entry in data["files"].items():
         current = entry.get("current")
-        state[name_from_fields(entry, "path")] = PathState(
+        state[_path_from_key(key)] = PathState(
             current=Checkpoint.from_dict(current) if current else None,
             rotated=tuple(Checkpoint.from_dict(cp) for cp in entry.get("rotated", [])),
         )
