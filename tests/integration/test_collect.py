@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import os
@@ -19,11 +20,12 @@ from typing import Any
 import orjson
 import pytest
 from confluent_kafka import Consumer
+from rich.console import Console
 from typer.testing import CliRunner
 
 import adclick.cli.collect as collect_cli
 from adclick.cli.app import app
-from adclick.collect.produce import EXIT_REJECTED
+from adclick.collect.produce import EXIT_REJECTED, LineFormat, run_produce
 from adclick.collect.tail import run_tail
 from adclick.events import parse_log_line
 from adclick.settings import Settings
@@ -432,3 +434,53 @@ def test_tail_refuses_a_symlink_or_a_fifo_with_a_clear_error(
     result = cli.invoke(app, ["tail", str(path), "--state", str(tmp_path / "state.json")])
     assert result.exit_code == 2, result.output
     assert problem in " ".join(result.output.replace("│", " ").split())  # unwrap rich's box
+
+
+def test_tail_restarts_over_files_not_named_in_utf8_and_names_them_in_dead_letters(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # A rotated name with a byte that is not UTF-8 failed every checkpoint, the first one
+    # before anything was read: each restart crashed again.
+    log = Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.log"))
+    state = tmp_path / "state.json"
+
+    def run() -> tuple[int, int]:
+        summary = run_tail(
+            settings, [log], state_path=state, exit_when_idle_s=0.3, rotate_wait_s=0.1
+        )
+        return summary.sent, summary.rejected
+
+    write(log, f"{log_line(1)}\nnot a click\n")
+    assert run() == (1, 1)
+    write(log, f"{log_line(2)}\n")
+    rotated = os.fsencode(tmp_path) + b"/caf\xe9.log.\xff"
+    os.rename(os.fsencode(log), rotated)
+    write(log, f"{log_line(3)}\nagain not a click\n")
+    assert run() == (2, 1)
+    assert run() == (0, 0)  # restarts from its checkpoints: nothing sent twice
+    assert click_ids(consume(settings, settings.clicks_topic, 3)) == expected_ids(
+        [log_line(n) for n in (1, 2, 3)]
+    )
+    dead = [value for _key, value in consume(settings, settings.dlq_topic, 2)]
+    escaped = f"{tmp_path}/caf\\xe9.log"
+    assert sorted((d["file"], d["payload"]) for d in dead) == [
+        (escaped, "again not a click"),
+        (escaped, "not a click"),
+    ]
+    assert {base64.b64decode(d["file_base64"]) for d in dead} == {os.fsencode(log)}
+
+
+def test_produce_names_a_file_not_named_in_utf8_in_its_dead_letters(
+    settings: Settings, tmp_path: Path
+) -> None:
+    source = Path(os.fsdecode(os.fsencode(tmp_path) + b"/clicks-\xff.log"))
+    source.write_text(f"{log_line(1)}\ngarbage\n")
+    summary = run_produce(settings, source, LineFormat.LOG, console=Console(stderr=True))
+    assert (summary.sent, summary.rejected) == (1, 1)
+    [dead] = [value for _key, value in consume(settings, settings.dlq_topic, 1)]
+    assert (dead["file"], dead["line"], dead["payload"]) == (
+        f"{tmp_path}/clicks-\\xff.log",
+        2,
+        "garbage",
+    )
+    assert base64.b64decode(dead["file_base64"]) == os.fsencode(source)

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from adclick.cli.app import DAY_S, app, number_option
+from adclick.collect.file_names import display_name
 from adclick.collect.follow import NotARegularFileError
 from adclick.collect.produce import EXIT_REJECTED, LineFormat, run_produce
 from adclick.collect.sender import DeliveryError
@@ -68,7 +69,7 @@ def produce(
     console = Console(stderr=True)
     path = None if source == "-" else Path(source)
     if path is not None and (not path.exists() or path.is_dir()):
-        raise typer.BadParameter(f"{source} is not a file", param_hint="FILE")
+        raise typer.BadParameter(f"{display_name(source)} is not a file", param_hint="FILE")
     try:
         summary = run_produce(
             settings, path, fmt, delivery_timeout_s=delivery_timeout, console=console
@@ -206,5 +207,5 @@ def tail(
             raise typer.BadParameter(str(exc), param_hint="FILE") from None
     _say(
         f"sent {summary.sent} event(s) to {settings.clicks_topic}, rejected {summary.rejected} "
-        f"line(s) to {settings.dlq_topic}; checkpoints in {state_path}"
+        f"line(s) to {settings.dlq_topic}; checkpoints in {display_name(state_path)}"
     )

@@ -1,9 +1,20 @@
 """Checkpoints of ``adclick tail``: how far each file was sent, kept in a locked state file.
 
 - Each followed path has a checkpoint: the file's device and inode, the byte offset after
-  the last line sent, and a fingerprint (a hash of the file's first 64 bytes) that tells
-  the same file from a new one that happens to reuse the inode. While a rotated file is
-  still being read, its checkpoint is kept next to the current file's.
+  the last line sent, and two fingerprints that tell the same file from a new one that
+  reuses the inode or was truncated and written again past the offset: a hash of the
+  file's first 64 bytes, and a hash of the 64 bytes just before the offset (as they were
+  read). While a rotated file is still being read, its checkpoint is kept next to the
+  current file's.
+- File names are kept exactly, whatever their bytes. ``files`` maps each followed path
+  to its checkpoints; a path that is not UTF-8 is keyed ``base64:<its bytes>`` (no
+  absolute path begins so) and its entry names it readably in ``path``. A checkpoint's
+  file name that is not UTF-8 is written readably with its bytes in ``name_base64``
+  (see :mod:`adclick.collect.file_names`).
+- A checkpoint saved before the second fingerprint existed has none
+  (``recent_fingerprint``/``recent_size`` missing): the restart that reads it compares the
+  first bytes alone, as the tail that wrote it did (there is nothing else to compare, and
+  starting over would resend whole files); the next save has both.
 - The state file is replaced atomically (temp file, fsync, rename, fsync of the
   directory): a crash leaves the old or the new one, never a mix.
 - A lock next to it (``<state file>.lock``) keeps a second tail process from using the
@@ -12,6 +23,7 @@
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import os
 from collections.abc import Mapping
@@ -21,16 +33,20 @@ from typing import Any
 
 import orjson
 
+from adclick.collect.file_names import display_name, name_fields, name_from_fields
 from adclick.errors import ConfigurationError
 
 STATE_VERSION = 1
+# The key of a path that is not its own key: not UTF-8, or not absolute.
+_BYTES_KEY = "base64:"
 
 
 class StateFileError(ConfigurationError):
     """The tail state file cannot be used: unreadable, corrupt, or held by another tail."""
 
 
-# Bytes at a file's start whose hash recognises it again (at most; fewer in a short file).
+# Bytes at a file's start whose hash recognises it again (at most; fewer in a short file),
+# and bytes before the offset whose hash says the file still holds what was read there.
 FINGERPRINT_SIZE = 64
 
 
@@ -44,16 +60,23 @@ class Checkpoint:
     offset: int  # byte offset after the last line sent
     fingerprint: str  # hash of the file's first ``fingerprint_size`` bytes
     fingerprint_size: int
+    # Hash of the ``recent_size`` bytes ending at ``offset``: a file truncated and written
+    # again past the offset has other bytes there, even when it begins alike (a banner).
+    # Empty with size 0 at offset 0, and in checkpoints saved before it existed.
+    recent_fingerprint: str = ""
+    recent_size: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The checkpoint as JSON-ready data."""
         return {
-            "name": self.name,
+            **name_fields("name", self.name),
             "device": self.device,
             "inode": self.inode,
             "offset": self.offset,
             "fingerprint": self.fingerprint,
             "fingerprint_size": self.fingerprint_size,
+            "recent_fingerprint": self.recent_fingerprint,
+            "recent_size": self.recent_size,
         }
 
     @classmethod
@@ -61,17 +84,24 @@ class Checkpoint:
         """The checkpoint from :meth:`to_dict`'s data; ValueError for values no tail
         wrote (a negative offset failed the first read with EINVAL)."""
         checkpoint = cls(
-            name=str(data["name"]),
+            name=name_from_fields(data, "name"),
             device=int(data["device"]),
             inode=int(data["inode"]),
             offset=int(data["offset"]),
             fingerprint=str(data["fingerprint"]),
             fingerprint_size=int(data["fingerprint_size"]),
+            recent_fingerprint=str(data.get("recent_fingerprint", "")),
+            recent_size=int(data.get("recent_size", 0)),
         )
-        if checkpoint.offset < 0 or not 0 <= checkpoint.fingerprint_size <= FINGERPRINT_SIZE:
+        if (
+            checkpoint.offset < 0
+            or not 0 <= checkpoint.fingerprint_size <= FINGERPRINT_SIZE
+            or not 0 <= checkpoint.recent_size <= min(checkpoint.offset, FINGERPRINT_SIZE)
+        ):
             raise ValueError(
-                f"checkpoint of {checkpoint.name[:200]!r}: offset {checkpoint.offset} and "
-                f"fingerprint size {checkpoint.fingerprint_size} are no tail's"
+                f"checkpoint of {display_name(checkpoint.name)[:200]!r}: offset "
+                f"{checkpoint.offset} and fingerprint sizes {checkpoint.fingerprint_size} and "
+                f"{checkpoint.recent_size} are no tail's"
             )
         return checkpoint
 
@@ -87,9 +117,24 @@ class PathState:
 TailState = dict[str, PathState]
 
 
+def _path_key(path: str) -> str:
+    # An absolute UTF-8 path is its own key: what operators and scripts look up.
+    fields = name_fields("path", path)
+    if "path_base64" in fields or not path.startswith("/"):
+        return _BYTES_KEY + base64.b64encode(os.fsencode(path)).decode("ascii")
+    return path
+
+
+def _path_from_key(key: str) -> str:
+    if key.startswith(_BYTES_KEY):
+        return name_from_fields({"path": key, "path_base64": key.removeprefix(_BYTES_KEY)}, "path")
+    return key
+
+
 def _state_to_json(state: Mapping[str, PathState]) -> bytes:
     files = {
-        path: {
+        _path_key(path): {
+            **({"path": display_name(path)} if _path_key(path) != path else {}),
             "current": entry.current.to_dict() if entry.current else None,
             "rotated": [cp.to_dict() for cp in entry.rotated],
         }
@@ -103,9 +148,9 @@ def _state_from_json(raw: bytes) -> TailState:
     if data.get("version") != STATE_VERSION:
         raise ValueError(f"unknown state version {data.get('version')!r}")
     state: TailState = {}
-    for path, entry in data["files"].items():
+    for key, entry in data["files"].items():
         current = entry.get("current")
-        state[path] = PathState(
+        state[_path_from_key(key)] = PathState(
             current=Checkpoint.from_dict(current) if current else None,
             rotated=tuple(Checkpoint.from_dict(cp) for cp in entry.get("rotated", [])),
         )
@@ -127,7 +172,9 @@ class StateStore:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._lock_fd)
-            raise StateFileError(f"state file {path} is in use by another adclick tail") from None
+            raise StateFileError(
+                f"state file {display_name(path)} is in use by another adclick tail"
+            ) from None
         self._stored: TailState = {}
 
     def load(self) -> TailState:
@@ -138,14 +185,15 @@ class StateStore:
             return {}
         except OSError as exc:  # a directory, no permission, an I/O error
             raise StateFileError(
-                f"state file {self.path} cannot be read ({exc.strerror}); fix or remove it"
+                f"state file {display_name(self.path)} cannot be read ({exc.strerror}); "
+                "fix or remove it"
             ) from None
         try:
             self._stored = _state_from_json(raw)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             # Starting over could resend or skip whole files: an operator must decide.
             raise StateFileError(
-                f"state file {self.path} is unreadable ({exc}); fix or remove it"
+                f"state file {display_name(self.path)} is unreadable ({exc}); fix or remove it"
             ) from None
         return dict(self._stored)
 

@@ -6,10 +6,14 @@
   from its start. Both positions are in the checkpoint meanwhile; after a restart the
   rotated file is found again by its inode in the same directory.
 - Copy-truncate rotation (``app.log`` copied to ``app.log.1``, then truncated): the
-  truncation is seen as a file shorter than the offset (or with a different beginning);
-  the unread rest is taken from the copy, recognised by its fingerprint, and ``app.log``
-  is read again from 0. Lines written between the copy and the truncation are lost by
-  copy-truncate itself; no reader can see them.
+  truncation is seen as a file shorter than the offset, or with other bytes at its start
+  or just before the offset (a file written again past the offset since the last look,
+  even one that begins with the same banner); the unread rest is taken from the copy,
+  recognised by the same fingerprints, and ``app.log`` is read again from 0. Lines
+  written between the copy and the truncation are lost by copy-truncate itself; no
+  reader can see them. Only the first 64 bytes and the 64 bytes before the offset are
+  compared: new content that repeats the old byte for byte there (say the tail had read
+  only a banner of 64 bytes or more) is taken for the old file.
 - A partial last line (no newline yet) is sent once it is complete. Only a rotated file's
   final unterminated line is sent as it is, when the file is given up.
 - A line longer than ``max_line_bytes`` is read on in pieces of bounded size up to its
@@ -35,6 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from adclick.collect.checkpoints import FINGERPRINT_SIZE, Checkpoint, PathState, TailState
+from adclick.collect.file_names import display_name
 from adclick.collect.lines import MAX_LINE_BYTES, LongLine
 from adclick.errors import ConfigurationError
 
@@ -85,8 +90,12 @@ class Line:
     long: LongLine | None = None  # a line over the limit: its first bytes, size and hash
 
 
-def _hash_prefix(fd: int, size: int) -> str:
-    return hashlib.blake2b(os.pread(fd, size, 0), digest_size=16).hexdigest()
+def _hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _hash_at(fd: int, start: int, size: int) -> str:
+    return _hash(os.pread(fd, size, start))
 
 
 @dataclass(eq=False)
@@ -104,6 +113,10 @@ class _Segment:
     last_size: int = -1
     long: LongLine | None = None  # the line over the limit being read, from ``offset``
     scanned: int = 0  # where reading the long line goes on
+    # The last bytes read, ending at ``offset`` (at most FINGERPRINT_SIZE), as they were
+    # read: a file whose bytes there changed was truncated and written again.
+    recent: bytes = b""
+    long_recent: bytes = b""  # the same, ending at ``scanned`` while a long line is read
 
     @classmethod
     def open(cls, name: str, now: float) -> _Segment | None:
@@ -123,29 +136,59 @@ class _Segment:
         segment.grow_fingerprint(st.st_size)
         return segment
 
-    def restart(self, offset: int) -> None:
-        """Read on from ``offset``: forget a long line being read."""
+    def restart(self, offset: int, recent: bytes = b"") -> None:
+        """Read on from ``offset``, after ``recent``: forget a long line being read."""
         self.offset = offset
+        self.recent = recent
         self.long = None
+
+    def seek(self, offset: int) -> None:
+        """Read on from ``offset`` of a file opened again (its bytes before it were checked)."""
+        start = max(0, offset - FINGERPRINT_SIZE)
+        self.restart(offset, os.pread(self.fd, offset - start, start))
 
     def size(self) -> int:
         return os.fstat(self.fd).st_size
 
-    def prefix_matches(self, fingerprint: str, fingerprint_size: int, size: int) -> bool:
-        if fingerprint_size == 0:
-            return True  # an empty file's fingerprint says nothing
-        return size >= fingerprint_size and _hash_prefix(self.fd, fingerprint_size) == fingerprint
+    def holds(self, checkpoint: Checkpoint, size: int) -> bool:
+        """Whether this file (``size`` bytes) still has what was read up to the checkpoint:
+        it is as long, begins with the same bytes and has the same bytes before the offset."""
+        if size < checkpoint.offset or size < checkpoint.fingerprint_size:
+            return False
+        # An empty fingerprint (an empty file's, or an old state file's) says nothing.
+        if checkpoint.fingerprint_size and checkpoint.fingerprint != _hash_at(
+            self.fd, 0, checkpoint.fingerprint_size
+        ):
+            return False
+        start = checkpoint.offset - checkpoint.recent_size
+        return checkpoint.recent_size == 0 or checkpoint.recent_fingerprint == _hash_at(
+            self.fd, start, checkpoint.recent_size
+        )
 
     def grow_fingerprint(self, size: int) -> None:
         # A young file has fewer than 64 bytes; the fingerprint grows with it.
         if self.fingerprint_size < FINGERPRINT_SIZE and size > self.fingerprint_size:
             self.fingerprint_size = min(size, FINGERPRINT_SIZE)
-            self.fingerprint = _hash_prefix(self.fd, self.fingerprint_size)
+            self.fingerprint = _hash_at(self.fd, 0, self.fingerprint_size)
 
     def checkpoint(self) -> Checkpoint:
         return Checkpoint(
-            self.name, self.device, self.inode, self.offset, self.fingerprint, self.fingerprint_size
+            self.name,
+            self.device,
+            self.inode,
+            self.offset,
+            self.fingerprint,
+            self.fingerprint_size,
+            _hash(self.recent) if self.recent else "",
+            len(self.recent),
         )
+
+    def _remember(self, data: bytes, end: int) -> None:
+        """The offset moved over ``data[:end]``: keep its last bytes as the recent ones."""
+        self.recent = _last_bytes(self.recent, data, end)
+
+    def _start_long(self) -> None:
+        self.long, self.scanned, self.long_recent = LongLine(), self.offset, self.recent
 
     def read(self, path: str, budget: int, max_line: int, final: bool = False) -> list[Line]:
         """Complete lines from the offset on, at most ``budget``; ``final`` also takes the
@@ -165,23 +208,26 @@ class _Segment:
                 break
             pieces = data.split(b"\n")
             rest = pieces.pop()
+            start = self.offset
             for piece in pieces:
                 if len(lines) >= budget:
-                    return lines
+                    break
                 body = piece.removesuffix(b"\r")
                 if len(body) > max_line:
-                    self.long, self.scanned = LongLine(), self.offset
+                    self._start_long()
                     break
                 lines.append(Line(path, self.name, self.offset, body))
                 self.offset += len(piece) + 1
+            self._remember(data, self.offset - start)
             if self.long is not None or pieces:
-                continue  # the rest may continue past this read
+                continue  # the rest may continue past this read (or the budget is spent)
             if len(rest.removesuffix(b"\r")) > max_line:
-                self.long, self.scanned = LongLine(), self.offset
+                self._start_long()
                 continue
             if final:
                 lines.append(Line(path, self.name, self.offset, rest.removesuffix(b"\r")))
                 self.offset += len(rest)
+                self._remember(rest, len(rest))
                 continue
             break  # a partial line: wait for its newline
         return lines
@@ -195,20 +241,27 @@ class _Segment:
             if newline >= 0:
                 self.long.add(data[:newline])
                 end = self.scanned + newline + 1
+                self.long_recent = _last_bytes(self.long_recent, data, newline + 1)
             elif data:
                 self.long.add(data)
                 self.scanned += len(data)
+                self.long_recent = _last_bytes(self.long_recent, data, len(data))
                 continue
             elif final:
                 end = self.scanned  # the file is given up: its unterminated end is the line's
             else:
                 return None
             line = Line(path, self.name, self.offset, b"", self.long)
-            self.restart(end)
+            self.restart(end, self.long_recent)
             return line
 
     def close(self) -> None:
         os.close(self.fd)
+
+
+def _last_bytes(before: bytes, data: bytes, end: int) -> bytes:
+    """The last FINGERPRINT_SIZE bytes of ``before`` followed by ``data[:end]``."""
+    return (before + data[max(0, end - FINGERPRINT_SIZE) : end])[-FINGERPRINT_SIZE:]
 
 
 @dataclass(eq=False)
@@ -270,7 +323,9 @@ class Follower:
         for path in unique:
             problem = _not_regular(path)
             if problem is not None:
-                raise NotARegularFileError(f"{path} {problem}: adclick tail reads regular files")
+                raise NotARegularFileError(
+                    f"{display_name(path)} {problem}: adclick tail reads regular files"
+                )
         self._watches = [_Watch(path) for path in unique]
         self._next = 0  # round-robin start, so one busy file cannot starve the others
         state = state or {}
@@ -287,7 +342,7 @@ class Follower:
         if saved is None:
             segment = _Segment.open(watch.path, now)
             if segment is not None and from_end:
-                segment.offset = _end_of_last_line(segment)
+                segment.seek(_end_of_last_line(segment))
             watch.current = segment
             return
         for checkpoint in (*saved.rotated, saved.current):
@@ -296,8 +351,9 @@ class Follower:
             segment = self._find(watch, checkpoint, now)
             if segment is None:
                 self._warn(
-                    f"{watch.path}: cannot find {checkpoint.name} (inode {checkpoint.inode}) "
-                    f"again; lines written to it after byte {checkpoint.offset} were not sent"
+                    f"{display_name(watch.path)}: cannot find {display_name(checkpoint.name)} "
+                    f"(inode {checkpoint.inode}) again; lines written to it after byte "
+                    f"{checkpoint.offset} were not sent"
                 )
             elif checkpoint is saved.current and segment.name == watch.path:
                 watch.current = segment
@@ -356,14 +412,9 @@ class Follower:
         segment = _Segment.open(name, now)
         if segment is None:
             return None
-        size = segment.size()
         same = (segment.device, segment.inode) == (checkpoint.device, checkpoint.inode)
-        if (
-            same == same_inode
-            and size >= checkpoint.offset
-            and segment.prefix_matches(checkpoint.fingerprint, checkpoint.fingerprint_size, size)
-        ):
-            segment.offset = checkpoint.offset
+        if same == same_inode and segment.holds(checkpoint, segment.size()):
+            segment.seek(checkpoint.offset)
             return segment
         segment.close()
         return None
@@ -393,17 +444,17 @@ class Follower:
             watch.current = _Segment.open(watch.path, now)
             if watch.current is None and not watch.unreadable:
                 problem = _not_regular(watch.path) or "cannot be opened"
-                self._warn(f"{watch.path} {problem}; not read, trying again at every poll")
+                self._warn(
+                    f"{display_name(watch.path)} {problem}; not read, trying again at every poll"
+                )
             watch.unreadable = watch.current is None
 
     def _check_truncation(self, watch: _Watch, current: _Segment, now: float) -> None:
+        # Checked at every poll, not only when the size changed: the file may have been
+        # truncated and written again to the same size since the last look.
         size = current.size()
-        if size == current.last_size:
-            return
         previous_size, current.last_size = current.last_size, size
-        if size >= current.offset and current.prefix_matches(
-            current.fingerprint, current.fingerprint_size, size
-        ):
+        if current.holds(current.checkpoint(), size):
             current.grow_fingerprint(size)
             return
         copy = self._find_copy(watch, current.checkpoint(), now)
@@ -411,8 +462,8 @@ class Follower:
             watch.rotated.append(copy)
         elif previous_size > current.offset:
             self._warn(
-                f"{watch.path}: truncated and no copy found; bytes {current.offset}.."
-                f"{previous_size} of the old content were not sent"
+                f"{display_name(watch.path)}: truncated and no copy found; bytes "
+                f"{current.offset}..{previous_size} of the old content were not sent"
             )
         current.restart(0)
         current.fingerprint, current.fingerprint_size = "", 0

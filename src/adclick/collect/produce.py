@@ -21,6 +21,7 @@ from typing import Any, BinaryIO, Protocol
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
+from adclick.collect.file_names import display_name, name_fields
 from adclick.collect.lines import MAX_LINE_BYTES, LongLine, read_lines, strip_newline
 from adclick.collect.sender import ClickSender
 from adclick.errors import InvalidEventError
@@ -172,21 +173,23 @@ def produce_lines(
     fmt: LineFormat,
     sink: Sink,
     reporter: RejectReporter,
-    name: str,
+    name: str | Path,
     on_bytes: Callable[[int], None] | None = None,
 ) -> ProduceSummary:
     """Send every line's event to ``sink``; bad lines become dead letters. Does not flush.
 
     ``lines`` are raw lines with their terminators, or :class:`LongLine` for those over the
     limit (see :func:`~adclick.collect.lines.read_lines`). ``name`` (the file name, ``-``
-    for stdin) goes into each dead letter with the line number; ``on_bytes`` is told now and
-    then how many input bytes were read (for a progress bar).
+    for stdin) goes into each dead letter with the line number (a name that is not UTF-8
+    escaped, with its bytes in ``file_base64``); ``on_bytes`` is told now and then how many
+    input bytes were read (for a progress bar).
     """
     summary = ProduceSummary()
+    file = name_fields("file", name)
     unreported_bytes = 0
     for number, raw in enumerate(lines, start=1):
         summary.lines = number
-        where, location = f"line {number}", {"line": number, "file": name}
+        where, location = f"line {number}", {"line": number, **file}
         if isinstance(raw, LongLine):
             unreported_bytes += raw.size
             collect_long_line(raw, sink, reporter, "produce", where, location)
@@ -237,7 +240,7 @@ def run_produce(
             stack.enter_context(source.open("rb")) if source is not None else sys.stdin.buffer
         )
         on_bytes: Callable[[int], None] | None = None
-        name = str(source) if source is not None else "-"
+        name = source if source is not None else "-"
         if show_progress and source is not None:
             progress = stack.enter_context(
                 Progress(
@@ -249,7 +252,7 @@ def run_produce(
                     transient=True,
                 )
             )
-            task = progress.add_task(source.name, total=source.stat().st_size)
+            task = progress.add_task(display_name(source.name), total=source.stat().st_size)
 
             def on_bytes(size: int) -> None:
                 progress.advance(task, size)

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from adclick.collect.file_names import display_name
 from adclick.errors import DependencyUnavailableError
 from adclick.events import ClickEvent
 from adclick.events.dead_letter import DeadLetterReason, dead_letter, without_payload
@@ -30,6 +31,26 @@ logger = logging.getLogger(__name__)
 # Most delivery errors kept for the message; one broker outage fails every message alike.
 _KEPT_ERRORS = 5
 OnDelivery = Callable[[KafkaError | None, Message], None]
+
+
+def _dead_letter_json(record: Mapping[str, Any]) -> bytes:
+    """The record as JSON. The collectors put file names in readable form already
+    (:mod:`adclick.collect.file_names`); text that still holds a lone surrogate is escaped
+    here rather than failing the collector, since a dead letter must never stop one."""
+    try:
+        return orjson.dumps(record)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(_escaped(record))
+
+
+def _escaped(value: Any) -> Any:
+    if isinstance(value, str):
+        return display_name(value)
+    if isinstance(value, Mapping):
+        return {_escaped(key): _escaped(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_escaped(item) for item in value]
+    return value
 
 
 class DeliveryError(DependencyUnavailableError):
@@ -164,7 +185,7 @@ class ClickSender:
             else:
                 self._on_delivery(error, message)
 
-        refused = self._produce(self.dlq_topic, orjson.dumps(record), None, on_delivery)
+        refused = self._produce(self.dlq_topic, _dead_letter_json(record), None, on_delivery)
         self.dead_lettered += 1
         if refused is not None:
             self._send_bare(record, refused)
@@ -178,7 +199,7 @@ class ClickSender:
                 error,
             )
         refused = self._produce(
-            self.dlq_topic, orjson.dumps(without_payload(record)), None, self._on_delivery
+            self.dlq_topic, _dead_letter_json(without_payload(record)), None, self._on_delivery
         )
         if refused is not None:  # a few hundred bytes: Kafka's limit is set far too low
             self._fail(refused)

@@ -26,6 +26,7 @@ from pathlib import Path
 from rich.console import Console
 
 from adclick.collect.checkpoints import StateStore, TailState
+from adclick.collect.file_names import display_name, name_fields
 from adclick.collect.follow import DEFAULT_MAX_LINE_BYTES, Follower, Line
 from adclick.collect.produce import (
     LineFormat,
@@ -66,8 +67,10 @@ def send_lines(
 ) -> None:
     """Send each line's click to ``sink``, or its dead letter; blank lines are skipped."""
     for line in lines:
-        where = f"{line.name}@{line.offset}"
-        location: dict[str, object] = {"file": line.name, "offset": line.offset}
+        # A file name that is not UTF-8 is shown escaped, its exact bytes in file_base64.
+        file = name_fields("file", line.name)
+        where = f"{file['file']}@{line.offset}"
+        location: dict[str, object] = {**file, "offset": line.offset}
         if line.long is not None:
             collect_long_line(line.long, sink, reporter, "tail", where, location, max_line_bytes)
             summary.rejected += 1
@@ -127,7 +130,11 @@ def run_tail(
         saved = snapshot
         summary.checkpoints += 1
 
-    logger.info("following %s; checkpoints in %s", ", ".join(follower.paths), store.path)
+    logger.info(
+        "following %s; checkpoints in %s",
+        ", ".join(map(display_name, follower.paths)),
+        display_name(store.path),
+    )
     try:
         # Saved before anything is read, so a restart keeps the starting points (--from-end
         # positions, files not there yet) instead of choosing them again.

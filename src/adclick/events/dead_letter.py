@@ -4,7 +4,8 @@
 "payload_bytes", "payload_sha256"[, "payload_truncated"]}`` where ``source`` names the
 rejecting component (``ingest``, ``produce``, ``tail``) and the ``where`` fields say where
 the input was found (``topic``/``partition``/``offset`` for the ingest, ``file``/``line``
-for produce, ``file``/``offset`` for tail). Text that is not UTF-8 is kept in
+for produce, ``file``/``offset`` for tail; with ``file_base64`` too when the file's name
+is not UTF-8, see :mod:`adclick.collect.file_names`). Text that is not UTF-8 is kept in
 ``payload_base64`` (``payload`` is then null).
 
 A record is bounded whatever the input: a dead letter must always fit the broker's message
