@@ -10,6 +10,8 @@ for a conflict with recovery.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -24,13 +26,13 @@ import pytest
 from psycopg_pool import ConnectionPool
 
 from adclick.db.connect import Connection
-from adclick.db.replica import read_with_retry, replica_state
+from adclick.db.replica import lag_problem, read_with_retry, replica_state
 from adclick.settings import Settings
 from adclick.stack.replica import replica_remove, replica_up
 from adclick.stack.secrets import passfile_path
 from adclick.stack.timescaledb import SUPERUSER, TimescaleCluster
 from tests.api_client import ApiProcess, free_port
-from tests.conftest import TEMPLATE
+from tests.conftest import TEMPLATE, _admin_connection
 from tests.helpers import execute, query
 from tests.integration.conftest import ApiData
 from tests.integration.test_api import (
@@ -112,13 +114,48 @@ def replica_api(
 
 
 def test_the_standby_says_it_is_one(replica: Replica, api_data: ApiData) -> None:
+    wait_caught_up(replica, api_data.settings)
+    (primary_lsn,) = query(api_data.settings, "SELECT pg_current_wal_lsn()::text")[0]
     with replica.superuser(database_of(api_data.settings)) as conn:
-        state = replica_state(conn)
+        state = replica_state(conn, primary_lsn)
     assert state.standby and state.streaming
     assert state.problem(max_lag_s=30) is None
     with psycopg.connect(api_data.settings.database_url, autocommit=True) as conn:
-        primary = replica_state(conn)
+        primary = replica_state(conn, primary_lsn)
     assert not primary.standby and primary.problem(max_lag_s=0.001) is None
+
+
+def test_lag_is_measured_against_the_primary_when_its_sender_stalls(
+    replica: Replica, api_data: ApiData
+) -> None:
+    """A standby that replayed all it received is not current when the primary stopped
+    sending: the primary went on committing, and readers of the standby must be told."""
+    primary = api_data.settings
+    wait_caught_up(replica, primary)
+    with _admin_connection(primary) as admin:
+        (sender,) = admin.execute("SELECT pid FROM pg_stat_replication").fetchone() or (None,)
+        assert sender is not None
+        os.kill(sender, signal.SIGSTOP)
+        try:
+            execute(primary, "CREATE TABLE stalled_probe AS SELECT 1 AS x")
+            time.sleep(2.5)
+            execute(primary, "INSERT INTO stalled_probe VALUES (2)")
+            with replica.superuser(database_of(primary)) as standby:
+                # What it received, it replayed: measured against that, it looked current.
+                row = standby.execute(
+                    "SELECT pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()"
+                ).fetchone()
+                assert row == (True,)
+                problem = lag_problem(standby, primary, max_lag_s=1.0)
+        finally:
+            os.kill(sender, signal.SIGCONT)
+    try:
+        assert problem is not None and "ADCLICK_API_MAX_REPLICA_LAG_S" in problem
+        wait_caught_up(replica, primary)
+        with replica.superuser(database_of(primary)) as standby:
+            assert lag_problem(standby, primary, max_lag_s=1.0) is None
+    finally:
+        execute(primary, "DROP TABLE stalled_probe")
 
 
 @pytest.mark.parametrize("countries", [None, ["US"], ["DE", "IN"]])

@@ -20,6 +20,7 @@ from rich.text import Text
 
 from adclick.cli.app import DAY_S, app, number_option
 from adclick.db.connect import connect
+from adclick.db.identity import check_databases
 from adclick.errors import DependencyUnavailableError
 from adclick.lifecycle.policies import (
     PolicyError,
@@ -94,6 +95,7 @@ def retention_set(
     shorter than ADCLICK_MINUTE_ROLLUP_RETENTION, and clicks_1h cold P0D unless --force.
     """
     settings = get_settings().for_process(ProcessKind.MAINTAIN)
+    check_databases(settings, reads=False)
     # Every database holds the policies of its own chunks; a refusal comes from the first.
     for database in settings.every_database():
         with connect(database) as conn:
@@ -172,6 +174,7 @@ def _maintain_every_database(settings: Settings, stop: threading.Event) -> Maint
     from adclick.lifecycle.tiering import MaintenanceReport
 
     total = MaintenanceReport()
+    check_databases(settings, reads=False)  # a database maintained twice, or half of one
     for database in settings.every_database():
         if settings.shards:
             typer.echo(f"maintaining {database.describe_database()}", err=True)
@@ -302,6 +305,7 @@ def recalculate(
             progress.update(task, description=f"{target.table} {day:%Y-%m-%d %H:%M}")
 
         report = RecalculationReport()
+        check_databases(settings, reads=False)
         for shard in settings.shard_settings():  # each holds the clicks of its partitions
             progress.console.log(f"recalculating on {shard.describe_database()}")
             done = run_recalculation(shard, _moment(start), _moment(end), rollup, on_step)
@@ -332,6 +336,7 @@ def reconcile(
 
     configure_logging()
     settings = get_settings().for_process(ProcessKind.MAINTAIN)
+    check_databases(settings, reads=False)
     reports = [
         run_reconciliation(shard, _moment(start), _moment(end))  # recorded in each shard
         for shard in settings.shard_settings()

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import psycopg
 
 from adclick.db.connect import connect
+from adclick.db.identity import check_databases
 from adclick.ingest.batch import Batch, DeadLetter
 from adclick.ingest.clock import PartitionClocks
 from adclick.ingest.writer import BatchWriter, Position, WriteResult
@@ -27,6 +28,9 @@ class ShardWriters:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.writers: list[BatchWriter] = []
+        # Two shards that are one database would take each partition once and be read
+        # twice: refused before anything is written (adclick.db.identity).
+        check_databases(settings, home=False, reads=False)
         try:
             for shard in settings.shard_settings():
                 self.writers.append(BatchWriter(connect(shard), shard))
