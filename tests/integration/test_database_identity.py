@@ -22,7 +22,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from psycopg import sql
+from typer.testing import CliRunner
 
+import adclick.cli.lifecycle as lifecycle_cli
+from adclick.cli.app import app
 from adclick.close.closer import MinuteCloser
 from adclick.db.connect import connect
 from adclick.db.identity import check_databases, identify, identity_problems
@@ -256,3 +259,60 @@ def test_a_cold_file_another_database_wrote_is_never_written_over(
     with connect(settings) as conn:
         row = conn.execute("SELECT count(*) FROM raw_clicks WHERE ad_id = 'adA'").fetchone()
     assert row == (2,)  # the chunk was kept hot
+
+
+def _catalogue_a_file(settings: Settings, url: Path, ad: str, clicks: int) -> None:
+    url.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"ad_id": [ad] * clicks}), url)
+    with connect(settings) as conn:
+        conn.execute(
+            "INSERT INTO cold_files (relation, range_start, range_end, url, rows, checksum,"
+            " bytes, hot_bytes) VALUES ('raw_clicks', '2024-07-09', '2024-07-10', %s, %s, 0,"
+            " 1, 1)",
+            (str(url), clicks),
+        )
+        conn.commit()
+
+
+def _cli(settings: Settings, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str]:
+    monkeypatch.setattr(lifecycle_cli, "get_settings", lambda: settings)
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "400"})
+    return result.exit_code, " ".join(result.output.replace("│", " ").split())
+
+
+def test_cold_query_and_retention_show_cover_every_shard(
+    stack_settings: Settings, home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with another_database(stack_settings, home) as other:
+        port = _port(home)
+        cold = tmp_path / "cold"
+        settings = _with_shards(
+            home,
+            [
+                Shard(url=f"postgresql://127.0.0.1:{port}/{_database(home)}", partitions=[0, 1]),
+                Shard(url=f"postgresql://127.0.0.1:{port}/{other}", partitions=[2, 3]),
+            ],
+            cold_storage_url=str(cold),
+        )
+        shard_a, shard_b = settings.shard_settings()
+        # Equal ranges, each catalogued in its own shard only.
+        _catalogue_a_file(shard_a, cold / "db-a" / "raw_clicks" / "r.parquet", "adA", 2)
+        _catalogue_a_file(shard_b, cold / "db-b" / "raw_clicks" / "r.parquet", "adB", 3)
+        code, output = _cli(
+            settings,
+            monkeypatch,
+            *("cold", "query", "--operator", "--output", "csv"),
+            "SELECT ad_id, count(*) AS n FROM raw_clicks GROUP BY 1 ORDER BY 1",
+        )
+        assert (code, output) == (0, "ad_id,n adA,2 adB,3")
+
+        code, output = _cli(settings, monkeypatch, "retention", "show")
+        assert code == 0 and "differs" not in output and "every database" in output
+        with connect(shard_b) as conn:
+            conn.execute(
+                "UPDATE retention_policies SET hot = '20 days' WHERE relation = 'raw_clicks'"
+            )
+            conn.commit()
+        code, output = _cli(settings, monkeypatch, "retention", "show")
+        assert code == 0 and output.count("differs between databases") == 2, output
+        assert f"/{other}" in output and "20 days" in output, output
