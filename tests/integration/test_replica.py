@@ -17,23 +17,27 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
+from adclick.api.query_host import QueryHost
 from adclick.db.connect import Connection
 from adclick.db.replica import lag_problem, read_with_retry, replica_state
-from adclick.settings import Settings
+from adclick.kafka.clients import make_producer
+from adclick.settings import ProcessKind, Settings, Shard
 from adclick.stack.replica import replica_remove, replica_up
 from adclick.stack.secrets import passfile_path
 from adclick.stack.timescaledb import SUPERUSER, TimescaleCluster
 from tests.api_client import ApiProcess, free_port
-from tests.conftest import TEMPLATE, _admin_connection
-from tests.helpers import execute, query
+from tests.conftest import TEMPLATE, _admin_connection, fresh_settings
+from tests.helpers import execute, ingest_until_idle, query
 from tests.integration.conftest import ApiData
 from tests.integration.test_api import (
     AD_CLICKS,
@@ -41,6 +45,7 @@ from tests.integration.test_api import (
     assert_top_equals_truth,
     top_ads,
 )
+from tests.integration.test_database_identity import another_database
 from tests.truth_ranking import iso
 
 # A conflict cancels a standby's query after this long (30 s by default).
@@ -294,3 +299,69 @@ def test_a_query_cancelled_by_a_recovery_conflict_is_asked_again(
         assert answer[0][0] == 0  # the table as the primary left it
     finally:
         execute(api_data.settings, "DROP TABLE IF EXISTS conflict_probe")
+
+
+def _clicks_now(settings: Settings, partitions: list[int], user: str) -> None:
+    producer = make_producer(settings)
+    at_ms = int(time.time() * 1000)
+    for partition in partitions:
+        event = {"ad_id": f"ad{partition}", "timestamp": at_ms, "user_id": user,
+                 "ip": "10.0.0.1", "country": "DE"}  # fmt: skip
+        producer.produce(
+            settings.clicks_topic,
+            value=orjson.dumps(event),
+            key=str(event["ad_id"]).encode(),  # with shards, keyed by its ad
+            partition=partition,
+        )
+    assert producer.flush(30) == 0
+
+
+def test_a_shard_whose_standby_lags_never_looks_idle(
+    stack_settings: Settings, replica: Replica
+) -> None:
+    """Shard A is read from the standby, whose replay is paused; shard B from its
+    primary. Ingest goes on in both: A's partitions must hold the watermark back at what
+    the standby has of them, not look idle because its clocks are old."""
+    with fresh_settings(stack_settings) as home, another_database(stack_settings, home) as b:
+        port = home.database_url.rsplit(":", 1)[1].split("/", 1)[0]
+        a = database_of(home)
+        settings = Settings(
+            **{
+                **home.model_dump(),
+                "idle_partition_timeout": timedelta(seconds=1),
+                "shards": [
+                    Shard(
+                        url=f"postgresql://127.0.0.1:{port}/{a}",
+                        partitions=[0, 1],
+                        read_url=replica.url(a, "adclick_api"),
+                    ),
+                    Shard(url=f"postgresql://127.0.0.1:{port}/{b}", partitions=[2, 3]),
+                ],
+            }
+        )
+        _clicks_now(settings, [0, 1, 2, 3], "u1")
+        ingest_until_idle(settings)
+        wait_caught_up(replica, home)
+        with replica.superuser() as standby:
+            standby.execute("SELECT pg_wal_replay_pause()")
+            try:
+                time.sleep(1.5)  # longer than the idle timeout
+                _clicks_now(settings, [0, 1, 2, 3], "u2")
+                ingest_until_idle(settings, idle_s=1.0)
+                host = QueryHost(settings.for_process(ProcessKind.API))
+                host.start()
+                try:
+                    clock = host.queries.clock()
+                finally:
+                    host.stop(timeout_s=5)
+                with replica.superuser(a) as shard_a:
+                    rows = shard_a.execute(
+                        "SELECT (extract(epoch FROM watermark) * 1000)::bigint "
+                        "FROM partition_watermarks WHERE topic = %s",
+                        [settings.clicks_topic],
+                    ).fetchall()
+            finally:
+                standby.execute("SELECT pg_wal_replay_resume()")
+        assert len(rows) == 2
+        assert clock.watermark_ms is not None
+        assert clock.watermark_ms <= min(watermark for (watermark,) in rows)
