@@ -316,3 +316,30 @@ def test_cold_query_and_retention_show_cover_every_shard(
         code, output = _cli(settings, monkeypatch, "retention", "show")
         assert code == 0 and output.count("differs between databases") == 2, output
         assert f"/{other}" in output and "20 days" in output, output
+
+
+def test_a_worker_whose_shard_map_the_databases_contradict_is_refused(
+    stack_settings: Settings, home: Settings
+) -> None:
+    with another_database(stack_settings, home) as other:
+        port = _port(home)
+        a = f"postgresql://127.0.0.1:{port}/{_database(home)}"
+        b = f"postgresql://127.0.0.1:{port}/{other}"
+        written = _with_shards(
+            home, [Shard(url=a, partitions=[0, 1]), Shard(url=b, partitions=[2, 3])]
+        )
+        now = datetime.now(UTC)
+        for partition in range(4):
+            _send_to(written, partition, [_click(f"ad{partition}", now, "u1")])
+        ingest_until_idle(written)
+        ShardWriters(written.for_process(ProcessKind.INGEST)).close()  # the map they hold
+        # A worker with another map (partitions 1 and 2 swapped): it would ingest
+        # partition 1 into b from b's (absent) offsets, while a holds its clicks so far.
+        other_map = _with_shards(
+            home, [Shard(url=a, partitions=[0, 2]), Shard(url=b, partitions=[1, 3])]
+        )
+        with pytest.raises(ConfigurationError) as refused:
+            ShardWriters(other_map.for_process(ProcessKind.INGEST))
+        message = str(refused.value)
+        assert "partition 1, which ADCLICK_SHARDS gives to shard 1" in message
+        assert "partition 2, which ADCLICK_SHARDS gives to shard 0" in message
