@@ -18,7 +18,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -126,10 +134,13 @@ class Shard(BaseModel):
     """One database of a sharded deployment and the Kafka partitions of the clicks topic
     it owns (docs/operations.md, Shards).
 
-    ``url`` says where the database is (host, port, database name, options); each process
-    connects there with the user and password of its own URL (ADCLICK_DATABASE_URL or its
-    role's), unless ``url`` names a user itself. ``read_url``: a streaming standby of this
-    shard for the API (as ADCLICK_DATABASE_READ_URL is for one database).
+    ``url`` says where the database is (host, port, database name, options): its own
+    host, hostaddr, port and name, never the home URL's; each process connects there with
+    the user and password of its own URL (ADCLICK_DATABASE_URL or its role's), unless
+    ``url`` names a user itself. ``read_url``: a streaming standby of this shard for the
+    API (as ADCLICK_DATABASE_READ_URL is for one database). Two shards must be two
+    databases and a read_url a standby of its own shard: every process asks the servers
+    at its start (adclick.db.identity) and refuses them otherwise.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -143,6 +154,11 @@ class Shard(BaseModel):
     def _postgres_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("postgresql://", "postgres://")):
             raise ValueError(f"{value!r} is not a postgresql:// URL")
+        if value is not None:
+            # Read by libpq (where it leads) and by SQLAlchemy (how it is rewritten):
+            # a URL either cannot read is refused here, not when a process connects.
+            shard_location(value)
+            _parse_url(value)
         return value
 
 
@@ -150,6 +166,10 @@ class Settings(BaseSettings):
     """adclick settings. Each field is read from ``ADCLICK_<FIELD NAME>``."""
 
     model_config = SettingsConfigDict(env_prefix="ADCLICK_", extra="forbid", allow_inf_nan=False)
+
+    # Set by shard_settings (no variable sets it): this is one shard's database, whose
+    # cold files go under a directory of its own (``shard_cold_directory``).
+    _one_shard: bool = PrivateAttr(False)
 
     state_dir: Path = Field(
         Path(".adclick"),
@@ -194,7 +214,8 @@ class Settings(BaseSettings):
         description="libpq URL of a streaming standby (read replica) of the database, as "
         "role adclick_api (or a member): the API's queries, its window and hour indexes and "
         "its readiness read there; retention changes still go to the primary "
-        "(ADCLICK_API_DATABASE_URL). Unset: the API reads the primary.",
+        "(ADCLICK_API_DATABASE_URL). It must reach the primary's own database (the API "
+        "asks both servers at its start and in /readyz). Unset: the API reads the primary.",
     )
     shards: list[Shard] = Field(
         default_factory=list,
@@ -461,7 +482,8 @@ class Settings(BaseSettings):
         gt=0,
         le=86_400,
         description="With ADCLICK_DATABASE_READ_URL: /readyz fails while the replica's "
-        "replay is further behind the primary than this, or it does not stream at all.",
+        "replay is further behind the primary than this (measured against the primary's "
+        "own WAL end, which the API reads), or it does not stream at all.",
     )
     api_max_request_cost: int = Field(
         1_000_000,
@@ -649,6 +671,8 @@ class Settings(BaseSettings):
                 f"{self.topic_partitions - 1} (ADCLICK_TOPIC_PARTITIONS), each exactly once; "
                 f"they are {sorted(owned)}"
             )
+        # A first hint, from the URLs' text as libpq reads it; every process that uses
+        # the shards asks the servers themselves at its start (adclick.db.identity).
         locations = [shard_location(shard.url) for shard in self.shards]
         if len(set(locations)) != len(locations):
             raise ValueError("shards: two shards name the same database")
@@ -690,20 +714,34 @@ class Settings(BaseSettings):
         that shard's, with this process's credentials; ``[self]`` without shards."""
         if not self.shards:
             return [self]
-        return [
-            self.model_copy(
-                update={
-                    "database_url": at_location(self.database_url, shard.url),
-                    "database_read_url": None
-                    if shard.read_url is None
-                    else at_location(self.database_url, shard.read_url),
-                    "shards": [],
-                    # Cold files of equal chunk ranges must not collide between shards.
-                    "cold_storage_url": f"{self.cold_storage_base}/shard-{index}",
-                }
-            )
-            for index, shard in enumerate(self.shards)
-        ]
+        return [self._at_shard(shard) for shard in self.shards]
+
+    def _at_shard(self, shard: Shard) -> Settings:
+        at_shard = self.model_copy(
+            update={
+                "database_url": at_location(self.database_url, shard.url),
+                "database_read_url": None
+                if shard.read_url is None
+                else at_location(self.database_url, shard.read_url),
+                "shards": [],
+            }
+        )
+        at_shard._one_shard = True
+        return at_shard
+
+    @property
+    def one_shard(self) -> bool:
+        """Whether these are one shard's settings (made by ``shard_settings``)."""
+        return self._one_shard
+
+    def shard_cold_directory(self, database_name: str) -> str:
+        """Where this database's new cold files go: ``cold_storage_base``, or with shards
+        ``<base>/<database_name>``, named by what the server says the database is
+        (adclick.db.identity) rather than by its place in ADCLICK_SHARDS, which an
+        operator may reorder: files of equal chunk ranges of two shards never meet."""
+        if not self._one_shard:
+            return self.cold_storage_base
+        return f"{self.cold_storage_base}/{database_name}"
 
     def every_database(self) -> list[Settings]:
         """Every shard's database, and ADCLICK_DATABASE_URL's when it is none of them:
@@ -722,7 +760,7 @@ class Settings(BaseSettings):
             host, port, name = shard_location(self.database_url)
         except ValueError:
             return "the database"  # a URL only libpq reads: it says what is wrong with it
-        return f"{host}:{port}/{name}"
+        return f"{host or '(Unix socket)'}:{port}/{name}"
 
     def shard_of(self, partition: int) -> int:
         """The index in ``shard_settings()`` of the shard that owns a clicks partition."""
@@ -851,10 +889,50 @@ def _kafka_text(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+# libpq parameters that say where a database is (or who connects): a shard's URL says
+# them itself; the home URL's never carry over to it (docs/operations.md, Shards).
+_LOCATION_PARAMS = frozenset(
+    {
+        "host",
+        "hostaddr",
+        "port",
+        "dbname",
+        "service",
+        "servicefile",
+        "user",
+        "password",
+        "target_session_attrs",
+        "load_balance_hosts",
+        "requirepeer",
+    }
+)
+
+
 def shard_location(url: str) -> tuple[str | None, int, str | None]:
-    """(host, port, database) of a database URL: what makes two URLs the same database."""
-    parsed = _parse_url(url)
-    return parsed.host, parsed.port or 5432, parsed.database
+    """(host, port, database) of a database URL as libpq reads it (``?host=`` and
+    ``?hostaddr=`` included, host names in lower case): a first hint that two URLs name
+    one database. Only the servers can tell for sure (adclick.db.identity asks them at
+    every process's start): ``localhost`` and ``127.0.0.1`` differ here."""
+    params = _conninfo(url)
+    host = params.get("hostaddr") or params.get("host") or None
+    port = params.get("port") or "5432"
+    if not port.isdigit():
+        raise ValueError(f"not a database URL: port {port!r} is not one number")
+    database = params.get("dbname") or params.get("user") or None
+    return (host.lower() if host else None), int(port), database
+
+
+def _conninfo(url: str) -> dict[str, str]:
+    """The URL's libpq parameters (only those it names), or ValueError."""
+    from psycopg import ProgrammingError  # imported when needed: settings load early
+    from psycopg.conninfo import conninfo_to_dict
+
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ValueError("not a database URL: it must start with postgresql://")
+    try:
+        return {key: str(value) for key, value in conninfo_to_dict(url).items()}
+    except ProgrammingError as exc:
+        raise ValueError(f"not a database URL: {exc}") from None
 
 
 def _parse_url(url: str) -> URL:
@@ -868,10 +946,27 @@ def _parse_url(url: str) -> URL:
 
 
 def at_location(credentials_url: str, location_url: str) -> str:
-    """``location_url``'s database (host, port, name, options) with the user and password
-    of ``credentials_url`` unless ``location_url`` names a user of its own."""
-    credentials, location = _parse_url(credentials_url), _parse_url(location_url)
-    if location.username is None:
-        location = location.set(username=credentials.username, password=credentials.password)
-    merged = {**credentials.query, **location.query}
-    return location.set(query=merged).render_as_string(hide_password=False)
+    """``location_url``'s database with the user and password of ``credentials_url``
+    unless ``location_url`` names a user of its own.
+
+    Where the database is (host, hostaddr, port, name, service: ``_LOCATION_PARAMS``) is
+    ``location_url``'s alone: a home URL reaching its database by ``?host=`` (a Unix
+    socket) or ``?port=`` must not send every shard there. The home's other options
+    (sslmode, passfile, options, ...) carry over unless the shard's URL sets them too.
+    """
+    location = _parse_url(location_url)
+    own = _conninfo(location_url)
+    try:
+        credentials = _conninfo(credentials_url)
+    except ValueError:
+        credentials = {}  # connecting with it reports the bad URL
+    if "user" not in own:
+        location = location.set(
+            username=credentials.get("user"), password=credentials.get("password")
+        )
+    carried = {
+        key: value
+        for key, value in credentials.items()
+        if key not in _LOCATION_PARAMS and key not in own
+    }
+    return location.set(query={**carried, **location.query}).render_as_string(hide_password=False)

@@ -10,28 +10,34 @@ for a conflict with recovery.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
+from adclick.api.query_host import QueryHost
 from adclick.db.connect import Connection
-from adclick.db.replica import read_with_retry, replica_state
-from adclick.settings import Settings
+from adclick.db.replica import lag_problem, read_with_retry, replica_state
+from adclick.kafka.clients import make_producer
+from adclick.settings import ProcessKind, Settings, Shard
 from adclick.stack.replica import replica_remove, replica_up
 from adclick.stack.secrets import passfile_path
 from adclick.stack.timescaledb import SUPERUSER, TimescaleCluster
 from tests.api_client import ApiProcess, free_port
-from tests.conftest import TEMPLATE
-from tests.helpers import execute, query
+from tests.conftest import TEMPLATE, _admin_connection, fresh_settings
+from tests.helpers import execute, ingest_until_idle, query
 from tests.integration.conftest import ApiData
 from tests.integration.test_api import (
     AD_CLICKS,
@@ -39,6 +45,7 @@ from tests.integration.test_api import (
     assert_top_equals_truth,
     top_ads,
 )
+from tests.integration.test_database_identity import another_database
 from tests.truth_ranking import iso
 
 # A conflict cancels a standby's query after this long (30 s by default).
@@ -112,13 +119,48 @@ def replica_api(
 
 
 def test_the_standby_says_it_is_one(replica: Replica, api_data: ApiData) -> None:
+    wait_caught_up(replica, api_data.settings)
+    (primary_lsn,) = query(api_data.settings, "SELECT pg_current_wal_lsn()::text")[0]
     with replica.superuser(database_of(api_data.settings)) as conn:
-        state = replica_state(conn)
+        state = replica_state(conn, primary_lsn)
     assert state.standby and state.streaming
     assert state.problem(max_lag_s=30) is None
     with psycopg.connect(api_data.settings.database_url, autocommit=True) as conn:
-        primary = replica_state(conn)
+        primary = replica_state(conn, primary_lsn)
     assert not primary.standby and primary.problem(max_lag_s=0.001) is None
+
+
+def test_lag_is_measured_against_the_primary_when_its_sender_stalls(
+    replica: Replica, api_data: ApiData
+) -> None:
+    """A standby that replayed all it received is not current when the primary stopped
+    sending: the primary went on committing, and readers of the standby must be told."""
+    primary = api_data.settings
+    wait_caught_up(replica, primary)
+    with _admin_connection(primary) as admin:
+        (sender,) = admin.execute("SELECT pid FROM pg_stat_replication").fetchone() or (None,)
+        assert sender is not None
+        os.kill(sender, signal.SIGSTOP)
+        try:
+            execute(primary, "CREATE TABLE stalled_probe AS SELECT 1 AS x")
+            time.sleep(2.5)
+            execute(primary, "INSERT INTO stalled_probe VALUES (2)")
+            with replica.superuser(database_of(primary)) as standby:
+                # What it received, it replayed: measured against that, it looked current.
+                row = standby.execute(
+                    "SELECT pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()"
+                ).fetchone()
+                assert row == (True,)
+                problem = lag_problem(standby, primary, max_lag_s=1.0)
+        finally:
+            os.kill(sender, signal.SIGCONT)
+    try:
+        assert problem is not None and "ADCLICK_API_MAX_REPLICA_LAG_S" in problem
+        wait_caught_up(replica, primary)
+        with replica.superuser(database_of(primary)) as standby:
+            assert lag_problem(standby, primary, max_lag_s=1.0) is None
+    finally:
+        execute(primary, "DROP TABLE stalled_probe")
 
 
 @pytest.mark.parametrize("countries", [None, ["US"], ["DE", "IN"]])
@@ -257,3 +299,69 @@ def test_a_query_cancelled_by_a_recovery_conflict_is_asked_again(
         assert answer[0][0] == 0  # the table as the primary left it
     finally:
         execute(api_data.settings, "DROP TABLE IF EXISTS conflict_probe")
+
+
+def _clicks_now(settings: Settings, partitions: list[int], user: str) -> None:
+    producer = make_producer(settings)
+    at_ms = int(time.time() * 1000)
+    for partition in partitions:
+        event = {"ad_id": f"ad{partition}", "timestamp": at_ms, "user_id": user,
+                 "ip": "10.0.0.1", "country": "DE"}  # fmt: skip
+        producer.produce(
+            settings.clicks_topic,
+            value=orjson.dumps(event),
+            key=str(event["ad_id"]).encode(),  # with shards, keyed by its ad
+            partition=partition,
+        )
+    assert producer.flush(30) == 0
+
+
+def test_a_shard_whose_standby_lags_never_looks_idle(
+    stack_settings: Settings, replica: Replica
+) -> None:
+    """Shard A is read from the standby, whose replay is paused; shard B from its
+    primary. Ingest goes on in both: A's partitions must hold the watermark back at what
+    the standby has of them, not look idle because its clocks are old."""
+    with fresh_settings(stack_settings) as home, another_database(stack_settings, home) as b:
+        port = home.database_url.rsplit(":", 1)[1].split("/", 1)[0]
+        a = database_of(home)
+        settings = Settings(
+            **{
+                **home.model_dump(),
+                "idle_partition_timeout": timedelta(seconds=1),
+                "shards": [
+                    Shard(
+                        url=f"postgresql://127.0.0.1:{port}/{a}",
+                        partitions=[0, 1],
+                        read_url=replica.url(a, "adclick_api"),
+                    ),
+                    Shard(url=f"postgresql://127.0.0.1:{port}/{b}", partitions=[2, 3]),
+                ],
+            }
+        )
+        _clicks_now(settings, [0, 1, 2, 3], "u1")
+        ingest_until_idle(settings)
+        wait_caught_up(replica, home)
+        with replica.superuser() as standby:
+            standby.execute("SELECT pg_wal_replay_pause()")
+            try:
+                time.sleep(1.5)  # longer than the idle timeout
+                _clicks_now(settings, [0, 1, 2, 3], "u2")
+                ingest_until_idle(settings, idle_s=1.0)
+                host = QueryHost(settings.for_process(ProcessKind.API))
+                host.start()
+                try:
+                    clock = host.queries.clock()
+                finally:
+                    host.stop(timeout_s=5)
+                with replica.superuser(a) as shard_a:
+                    rows = shard_a.execute(
+                        "SELECT (extract(epoch FROM watermark) * 1000)::bigint "
+                        "FROM partition_watermarks WHERE topic = %s",
+                        [settings.clicks_topic],
+                    ).fetchall()
+            finally:
+                standby.execute("SELECT pg_wal_replay_resume()")
+        assert len(rows) == 2
+        assert clock.watermark_ms is not None
+        assert clock.watermark_ms <= min(watermark for (watermark,) in rows)

@@ -65,8 +65,9 @@ from adclick.api.trusted_documents import TrustedDocuments
 from adclick.api.web_app import WebApp
 from adclick.api.websocket import LegacyWSHandler, TransportWSHandler
 from adclick.db.connect import Connection, connect
+from adclick.db.identity import identity_problems
 from adclick.db.migrate import head_revision
-from adclick.db.replica import replica_state
+from adclick.db.replica import lag_problem
 from adclick.lifecycle.reconciliations import last_run
 from adclick.logs import configure_logging
 from adclick.query.service import QueryService
@@ -288,7 +289,7 @@ def readiness(served: Served) -> dict[str, str]:
     try:
         with served.backend.pool.connection(timeout=2) as conn:
             problems |= _database_problems(
-                conn, served, standby=settings.database_read_url is not None
+                conn, served, primary=settings if settings.database_read_url is not None else None
             )
     except Exception as exc:
         problems["database"] = mask_secrets(str(exc))
@@ -298,11 +299,20 @@ def readiness(served: Served) -> dict[str, str]:
         try:
             with connect(reads, autocommit=True, timeout_s=2) as conn:
                 found = _database_problems(
-                    conn, served, standby=reads.database_url != shard.database_url
+                    conn,
+                    served,
+                    primary=shard if reads.database_url != shard.database_url else None,
                 )
         except Exception as exc:
             found = {"database": mask_secrets(str(exc))}
         problems |= {f"shard {index} {what}": problem for what, problem in found.items()}
+    # Two shards that are one database, or a read URL that reaches another database,
+    # answer with counts twice or not at all (adclick.db.identity); one that is down is
+    # reported above.
+    if settings.shards or settings.database_read_url is not None:
+        wrong = identity_problems(settings, unreachable=lambda _label, _exc: None)
+        if wrong:
+            problems["databases"] = mask_secrets("; ".join(wrong))
     index_problem = served.backend.index_problem()
     if index_problem is not None:
         problems["window_index"] = index_problem
@@ -312,14 +322,19 @@ def readiness(served: Served) -> dict[str, str]:
     return problems
 
 
-def _database_problems(conn: Connection, served: Served, *, standby: bool) -> dict[str, str]:
-    """The schema revision of one database, and its replication lag if it is a standby."""
+def _database_problems(
+    conn: Connection, served: Served, *, primary: Settings | None
+) -> dict[str, str]:
+    """The schema revision of one database, and, if it is read as a standby of
+    ``primary``, its replication lag behind that primary."""
     expected, problems = served.expected_revision, {}
     row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
     if row is None or row[0] != expected:
         problems["migrations"] = f"database at {row[0] if row else None}, code at {expected}"
     lagging = (
-        replica_state(conn).problem(served.settings.api_max_replica_lag_s) if standby else None
+        None
+        if primary is None
+        else lag_problem(conn, primary, served.settings.api_max_replica_lag_s)
     )
     if lagging is not None:
         problems["replica"] = lagging

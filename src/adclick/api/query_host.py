@@ -148,6 +148,13 @@ def write_pool(
     return request_pool(settings, max_size=max_size)
 
 
+def primary_pool(shard: Settings) -> ConnectionPool[Connection] | None:
+    """A small pool on a shard's primary when the shard is read from a standby."""
+    if shard.database_read_url is None:
+        return None
+    return request_pool(shard, max_size=2)
+
+
 def distinct(*pools: ConnectionPool[Connection]) -> list[ConnectionPool[Connection]]:
     """Each pool once (a pool may serve several purposes), to open or close them."""
     return list({id(pool): pool for pool in pools}.values())
@@ -165,11 +172,21 @@ class QueryHost:
         self.writes = write_pool(settings, self.pool, max_size=2)
         # With ADCLICK_SHARDS the counts are read from every shard (its standby if it
         # names one); the pools above then serve the home database's top lists.
+        # A standby's lag must never make partitions look idle: the stream clock judges
+        # idleness on the primary's clocks (window_index.read_stream_clock).
         self.shards = [
-            ShardPools(request_pool(shard.for_reads()), background_pool(shard.for_reads()))
+            ShardPools(
+                request_pool(shard.for_reads()),
+                background_pool(shard.for_reads()),
+                primary_pool(shard),
+            )
             for shard in settings.shard_settings()
             if settings.shards
-        ]
+        ] or (
+            [ShardPools(self.pool, self.background, self.writes)]
+            if settings.database_read_url is not None
+            else []
+        )
         self.queries = ClickQueries(settings, self.pool, self.background, self.shards)
         self.refresher = Refresher(self.queries, settings.api_refresh_interval_s)
 
@@ -186,7 +203,12 @@ class QueryHost:
             pool.close(timeout=timeout_s)
 
     def _pools(self) -> list[ConnectionPool[Connection]]:
-        shard_pools = [pool for shard in self.shards for pool in (shard.requests, shard.background)]
+        shard_pools = [
+            pool
+            for shard in self.shards
+            for pool in (shard.requests, shard.background, shard.primary)
+            if pool is not None
+        ]
         return distinct(self.pool, self.background, self.writes, *shard_pools)
 
     def index_metrics(self) -> bytes:

@@ -19,6 +19,7 @@ import typer
 from pydantic import ValidationError
 
 from adclick.cli.app import app
+from adclick.db.identity import check_databases
 from adclick.logs import configure_logging
 from adclick.settings import ProcessKind, Role, Settings, get_settings
 
@@ -47,6 +48,8 @@ def api(
 
     configure_logging(logging.DEBUG if verbose else logging.INFO)
     settings = get_settings().for_process(ProcessKind.API)
+    # Shards that are one database, or a read URL of another database: refused at start.
+    check_databases(settings, reachable_only=True)
     workers = workers or settings.api_workers
     # uvicorn stops gracefully on these, then re-raises the signal to the handler it found:
     # make that handler a clean exit, so an orchestrator sees status 0.

@@ -20,8 +20,10 @@ from rich.text import Text
 
 from adclick.cli.app import DAY_S, app, number_option
 from adclick.db.connect import connect
+from adclick.db.identity import check_databases
 from adclick.errors import DependencyUnavailableError
 from adclick.lifecycle.policies import (
+    Policy,
     PolicyError,
     check_policy,
     describe,
@@ -55,20 +57,56 @@ app.add_typer(cold_app, name="cold")
 
 @retention_app.command("show")
 def retention_show() -> None:
-    """Every relation's policy, and what is wrong with one that is not valid."""
+    """Every relation's policy, and what is wrong with one that is not valid.
+
+    With ADCLICK_SHARDS, every database's policies: one that is the same everywhere is
+    shown once, one that differs in a database is shown per database and flagged.
+    """
     settings = get_settings().for_process(ProcessKind.MAINTAIN)
-    with connect(settings) as conn:
-        policies = stored_policies(conn)
+    check_databases(settings, reads=False)
+    # Each database keeps (and maintain applies) the policies of its own chunks: with
+    # shards, one database's policies are not the others'.
+    policies: dict[str, list[Policy]] = {}
+    for database in settings.every_database():
+        with connect(database) as conn:
+            policies[database.describe_database()] = stored_policies(conn)
+    differing = _differing_relations(policies)
     table = Table("relation", "hot", "cold", "updated", "by", "problem")
-    for p in policies:
-        updated = f"{p.updated_at:%Y-%m-%d %H:%M}" if p.updated_at else ""
-        try:
-            check_policy(p.relation, p.hot, p.cold, settings, force=True)
-            problem = ""
-        except PolicyError as exc:
-            problem = str(exc)
-        table.add_row(p.relation, describe(p.hot), describe(p.cold), updated, p.updated_by, problem)
+    if len(policies) > 1:
+        table.add_column("database")
+    for index, (where, stored) in enumerate(policies.items()):
+        for p in stored:
+            if index > 0 and p.relation not in differing:
+                continue  # the same on every database: shown once
+            updated = f"{p.updated_at:%Y-%m-%d %H:%M}" if p.updated_at else ""
+            problem = _policy_problem(p, settings)
+            if p.relation in differing:
+                problem = "; ".join(
+                    filter(None, [problem, "differs between databases: set it again"])
+                )
+            cells = [p.relation, describe(p.hot), describe(p.cold), updated, p.updated_by]
+            everywhere = "every database" if p.relation not in differing else where
+            table.add_row(*cells, problem, *([everywhere] if len(policies) > 1 else []))
     Console().print(table)
+
+
+def _policy_problem(policy: Policy, settings: Settings) -> str:
+    try:
+        check_policy(policy.relation, policy.hot, policy.cold, settings, force=True)
+    except PolicyError as exc:
+        return str(exc)
+    return ""
+
+
+def _differing_relations(policies: dict[str, list[Policy]]) -> set[str]:
+    """Relations whose hot or cold time is not the same in every database (or missing
+    from one)."""
+    seen: dict[str, set[tuple[object, object] | None]] = {}
+    for stored in policies.values():
+        by_relation = {p.relation: (p.hot, p.cold) for p in stored}
+        for relation in {r for s in policies.values() for r in (p.relation for p in s)}:
+            seen.setdefault(relation, set()).add(by_relation.get(relation))
+    return {relation for relation, values in seen.items() if len(values) > 1}
 
 
 @retention_app.command("set")
@@ -94,6 +132,7 @@ def retention_set(
     shorter than ADCLICK_MINUTE_ROLLUP_RETENTION, and clicks_1h cold P0D unless --force.
     """
     settings = get_settings().for_process(ProcessKind.MAINTAIN)
+    check_databases(settings, reads=False)
     # Every database holds the policies of its own chunks; a refusal comes from the first.
     for database in settings.every_database():
         with connect(database) as conn:
@@ -172,6 +211,7 @@ def _maintain_every_database(settings: Settings, stop: threading.Event) -> Maint
     from adclick.lifecycle.tiering import MaintenanceReport
 
     total = MaintenanceReport()
+    check_databases(settings, reads=False)  # a database maintained twice, or half of one
     for database in settings.every_database():
         if settings.shards:
             typer.echo(f"maintaining {database.describe_database()}", err=True)
@@ -230,7 +270,8 @@ def cold_query(
     operators may read them, and --operator confirms that you are one. Analysts query the
     rollups through the API or SQL instead (docs/sql.md).
 
-    Each tiered relation is a view of its catalogued Parquet files. Exactly one SELECT
+    Each tiered relation is a view of its catalogued Parquet files (with ADCLICK_SHARDS,
+    every shard's). Exactly one SELECT
     statement runs (DESCRIBE, SHOW and SUMMARIZE too); DuckDB reads the catalogued cold files
     and no other file, and writes none: COPY, EXPORT, ATTACH, INSTALL, LOAD, SET and the like
     are refused. A refused or failing query exits with status 2 and a stable code
@@ -244,13 +285,14 @@ def cold_query(
             "only; pass --operator to confirm that you are one",
             param_hint="--operator",
         )
-    from adclick.lifecycle.cold import ColdQueryError, query_cold
+    from adclick.lifecycle.cold import ColdQueryError, query_cold_everywhere
 
     logging.getLogger("duckdb").setLevel(logging.WARNING)
     settings = get_settings().for_process(ProcessKind.MAINTAIN)
+    check_databases(settings, reads=False)  # a shard's files counted twice, or missed
     try:
-        with connect(settings) as conn:
-            columns, rows = query_cold(conn, settings, statement)
+        # With shards, every shard's catalogue: each knows only its own files.
+        columns, rows = query_cold_everywhere(settings, statement)
     except ColdQueryError as exc:
         typer.echo(f"adclick: cold query refused: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -302,6 +344,7 @@ def recalculate(
             progress.update(task, description=f"{target.table} {day:%Y-%m-%d %H:%M}")
 
         report = RecalculationReport()
+        check_databases(settings, reads=False)
         for shard in settings.shard_settings():  # each holds the clicks of its partitions
             progress.console.log(f"recalculating on {shard.describe_database()}")
             done = run_recalculation(shard, _moment(start), _moment(end), rollup, on_step)
@@ -332,6 +375,7 @@ def reconcile(
 
     configure_logging()
     settings = get_settings().for_process(ProcessKind.MAINTAIN)
+    check_databases(settings, reads=False)
     reports = [
         run_reconciliation(shard, _moment(start), _moment(end))  # recorded in each shard
         for shard in settings.shard_settings()

@@ -11,6 +11,7 @@ import typer
 
 from adclick.cli.app import app
 from adclick.db.connect import connect
+from adclick.db.identity import check_databases
 from adclick.db.migrate import upgrade
 from adclick.db.passfile import read_passfile
 from adclick.db.roles import grant_logins
@@ -147,6 +148,7 @@ def migrate(
         for user, password in read_passfile(path).items():
             passwords.setdefault(user, password)  # the first file naming a role wins
     settings = get_settings()
+    check_databases(settings, reads=False)
     for database in settings.every_database():  # each shard's, and the home's
         upgrade(database)
         _say(f"the database schema is current on {database.describe_database()}")

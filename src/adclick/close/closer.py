@@ -52,6 +52,7 @@ from adclick.close.outside_index import (
     rank_by_sql,
 )
 from adclick.db.connect import Connection, connect
+from adclick.db.identity import check_databases
 from adclick.db.rollups import filtered_rollups
 from adclick.db.shards import snapshots
 from adclick.errors import ConfigurationError, DependencyUnavailableError
@@ -193,6 +194,9 @@ class MinuteCloser:
 
     def _session(self, stop: threading.Event, once: bool) -> None:
         """One connected session: the lock, recovery, then passes until stopped."""
+        # Shards that are one database (or the home database spelled otherwise than its
+        # shard) would count that database's minutes twice in every list.
+        check_databases(self.settings, reads=False)
         with connect(self.settings) as conn, contextlib.ExitStack() as shards:
             self._conn = conn
             # Where the counts are: every shard (ADCLICK_SHARDS), else this database.

@@ -18,9 +18,11 @@ from typing import TypeVar
 
 from psycopg_pool import ConnectionPool
 
-from adclick.db.connect import Connection
+from adclick.db.connect import Connection, connect
 from adclick.db.shards import read_with_retry as read_shards_with_retry
+from adclick.errors import DependencyUnavailableError
 from adclick.resources import load_sql
+from adclick.settings import Settings
 
 T = TypeVar("T")
 
@@ -47,15 +49,36 @@ class ReplicaState:
         if not self.streaming:
             return f"the replica does not stream from its primary ({self.lag_s:.1f} s behind)"
         if self.lag_s > max_lag_s:
-            return (
+            return (  # measured against the primary's WAL end (replica_state)
                 f"the replica's replay is {self.lag_s:.1f} s behind its primary, more than "
                 f"{max_lag_s:g} s (ADCLICK_API_MAX_REPLICA_LAG_S)"
             )
         return None
 
 
-def replica_state(conn: Connection) -> ReplicaState:
-    """The database's replication state (a primary: not a standby, no lag)."""
-    row = conn.execute(load_sql("query/replica_state")).fetchone()
+def primary_wal_lsn(conn: Connection) -> str:
+    """Where the primary's WAL ends now: what a standby of it must have replayed to be
+    current."""
+    row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def replica_state(conn: Connection, primary_lsn: str) -> ReplicaState:
+    """The database's replication state, its lag measured against its primary's WAL
+    end ``primary_lsn`` (``primary_wal_lsn``, read just before); a primary: not a
+    standby, no lag."""
+    row = conn.execute(load_sql("query/replica_state"), {"primary_lsn": primary_lsn}).fetchone()
     assert row is not None
     return ReplicaState(standby=bool(row[0]), streaming=bool(row[1]), lag_s=float(row[2]))
+
+
+def lag_problem(reads: Connection, primary: Settings, max_lag_s: float) -> str | None:
+    """Why reads from ``reads`` (a standby of ``primary``'s database) are not to be
+    trusted now, their lag measured against the primary itself (None: they are)."""
+    try:
+        with connect(primary, autocommit=True, timeout_s=2) as conn:
+            lsn = primary_wal_lsn(conn)
+    except DependencyUnavailableError as exc:
+        return f"the replica's lag cannot be measured: its primary is not reachable ({exc})"
+    return replica_state(reads, lsn).problem(max_lag_s)

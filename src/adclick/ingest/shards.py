@@ -15,9 +15,13 @@ from collections.abc import Callable
 import psycopg
 
 from adclick.db.connect import connect
+from adclick.db.identity import check_databases
+from adclick.errors import ConfigurationError
 from adclick.ingest.batch import Batch, DeadLetter
 from adclick.ingest.clock import PartitionClocks
 from adclick.ingest.writer import BatchWriter, Position, WriteResult
+from adclick.redact import mask_secrets
+from adclick.resources import load_sql
 from adclick.settings import Settings
 
 
@@ -27,12 +31,46 @@ class ShardWriters:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.writers: list[BatchWriter] = []
+        # Two shards that are one database would take each partition once and be read
+        # twice: refused before anything is written (adclick.db.identity).
+        check_databases(settings, home=False, reads=False)
         try:
             for shard in settings.shard_settings():
                 self.writers.append(BatchWriter(connect(shard), shard))
+            if settings.shards:
+                self._check_ownership()
         except BaseException:
             self.close()
             raise
+
+    def _check_ownership(self) -> None:
+        """Refuse a shard map the databases contradict: a shard that holds offsets or
+        clocks of a partition this map gives to another shard was written by a worker
+        with another map (or a move was not finished), and ingesting the partition into
+        its new shard would count its clicks in both."""
+        problems = []
+        for index, (shard, writer) in enumerate(
+            zip(self.settings.shards, self.writers, strict=True)
+        ):
+            rows = writer.conn.execute(
+                load_sql("ingest/foreign_partitions"),
+                {"topic": self.settings.clicks_topic, "owned": shard.partitions},
+            ).fetchall()
+            writer.conn.rollback()
+            for (partition,) in rows:
+                owner = self.settings.shard_of(partition)
+                problems.append(
+                    f"shard {index} ({mask_secrets(shard.url)}) holds the offsets of partition "
+                    f"{partition}, which ADCLICK_SHARDS gives to shard {owner}"
+                )
+        if problems:
+            raise ConfigurationError(
+                "ADCLICK_SHARDS disagrees with the databases: "
+                + "; ".join(problems)
+                + ". Start every worker with the map the databases were written with, or "
+                "finish moving the partitions (docs/operations.md, Moving partitions "
+                "between shards)"
+            )
 
     def _shard_parts(self, partitions: list[int]) -> dict[int, list[int]]:
         parts: dict[int, list[int]] = {}

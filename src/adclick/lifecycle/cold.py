@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 import fsspec
 
-from adclick.db.connect import Connection
+from adclick.db.connect import Connection, connect
 from adclick.errors import AdclickError
 from adclick.settings import Settings
 
@@ -77,6 +77,21 @@ def query_cold(
     of them; raise :class:`ColdQueryError` for anything else (see :func:`query_files`)."""
     select = _one_select(statement)  # refused before the catalog is even read
     return query_files(cold_storage_url(settings), catalogued_files(conn), select)
+
+
+def query_cold_everywhere(
+    settings: Settings, statement: str
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """``query_cold`` over the cold files of every database (each shard's, and the home
+    database's): each catalogues only its own files, and with ADCLICK_SHARDS a relation's
+    view is the union of them all (the shards' rows are disjoint), never one shard's."""
+    select = _one_select(statement)  # refused before any catalog is read
+    files: dict[str, list[str]] = {}
+    for database in settings.every_database():
+        with connect(database) as conn:
+            for relation, urls in catalogued_files(conn).items():
+                files.setdefault(relation, []).extend(urls)
+    return query_files(cold_storage_url(settings), files, select)
 
 
 def query_files(

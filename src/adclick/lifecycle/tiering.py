@@ -8,7 +8,9 @@ For each relation past its hot time, oldest chunk first:
 3. catalogue the file (cold_files);
 4. drop the chunk.
 
-A crash before 3 leaves the chunk (the file, if any, is overwritten next time); after 3,
+A crash before 3 leaves the chunk (the file, which names its database, is overwritten
+by that database's next run; a file at that URL that another database or an older
+version wrote is never overwritten: the chunk is kept, ColdFileConflictError); after 3,
 the catalogued file is verified, and the next run checks that the chunk still has the
 catalogued rows and drops it. So there is always the chunk or a verified file, never
 neither. Relations whose cold time is 0 are dropped without export; cold files past hot +
@@ -29,6 +31,7 @@ import pyarrow.parquet as pq
 from psycopg import sql
 
 from adclick.db.connect import Connection, connect, snapshot_transaction
+from adclick.db.identity import database_identity
 from adclick.errors import AdclickError
 from adclick.lifecycle import parquet
 from adclick.lifecycle.cold import cold_storage_url, duckdb_connection
@@ -112,6 +115,9 @@ def tiering_time(conn: Connection, settings: Settings) -> datetime:
     return _stream_times(conn, settings)[1]
 
 
+# The Parquet metadata key naming the database a cold file was exported from.
+DATABASE_KEY = b"adclick.database"
+
 # The advisory lock one maintain pass holds on a database (recalculate takes it too).
 MAINTENANCE_LOCK = "adclick-maintain"
 
@@ -123,6 +129,9 @@ class Maintainer:
         self.settings = settings
         self.say = say
         self.base_url = cold_storage_url(settings)
+        # What the server says this database is (set by run): written into every file,
+        # so a file left by a crash is told from another database's.
+        self.database_name = ""
 
     def run(self, on_chunk: Callable[[Chunk], None] | None = None) -> MaintenanceReport:
         """One pass over every policy; a pass another maintain holds the database for is
@@ -139,6 +148,8 @@ class Maintainer:
                 report.busy.append(self.settings.describe_database())
                 self.say("another adclick maintain is working on this database: left to it")
                 return report
+            self.database_name = database_identity(conn).directory_name
+            self.base_url = self.settings.shard_cold_directory(self.database_name)
             now = tiering_time(conn, self.settings)
             policies = load_policies(conn)
             conn.commit()
@@ -259,7 +270,32 @@ class Maintainer:
                 f"{chunk.relation} from {chunk.range_start:%Y-%m-%d %H:%M} cannot be written "
                 "there; the file is left as it is and the chunk kept"
             )
+        writer = self._written_by(url)
+        if writer is not None and writer != self.database_name:
+            # Another database's file (a shard's, before shards had directories named by
+            # their databases) or one this catalogue does not know: it may be all that
+            # is left of that database's range.
+            raise ColdFileConflictError(
+                f"{url} exists already, written by {writer or 'an unknown database'} and "
+                f"not catalogued here ({self.database_name}), so {chunk.relation} from "
+                f"{chunk.range_start:%Y-%m-%d %H:%M} is not written over it; the file is "
+                "left as it is and the chunk kept: find whose file it is"
+            )
         return url
+
+    def _written_by(self, url: str) -> str | None:
+        """Which database wrote the file at ``url`` ("" when it does not say; None: no
+        file there). Asked of the storage itself, not of a catalogue: two databases'
+        catalogues do not know each other's files."""
+        fs, path = fsspec.core.url_to_fs(url)
+        if not fs.exists(path):
+            return None
+        try:
+            metadata = pq.read_schema(url).metadata or {}
+        except (OSError, pa.ArrowInvalid):
+            return ""  # not a Parquet file adclick finished writing: kept as it is
+        written_by: bytes = metadata.get(DATABASE_KEY, b"")
+        return written_by.decode(errors="replace")
 
     def _columns(self, conn: Connection, chunk: Chunk) -> list[parquet.Column]:
         return [
@@ -277,6 +313,7 @@ class Maintainer:
                 "adclick.relation": chunk.relation,
                 "adclick.range_start": chunk.range_start.isoformat(),
                 "adclick.range_end": chunk.range_end.isoformat(),
+                DATABASE_KEY.decode(): self.database_name,
             },
         )
         exported = sql.SQL(", ").join(c.export() for c in columns)

@@ -221,6 +221,9 @@ class ShardPools:
 
     requests: ConnectionPool[Connection]
     background: ConnectionPool[Connection]
+    # When the two read a standby: its primary's, where the stream clock's idle
+    # partitions are judged (window_index.read_stream_clock).
+    primary: ConnectionPool[Connection] | None = None
 
 
 class ClickQueries:
@@ -243,6 +246,7 @@ class ClickQueries:
         shards = shards or [ShardPools(self.pool, self.background_pool)]
         self.shard_pools = [shard.requests for shard in shards]
         self.shard_backgrounds = [shard.background for shard in shards]
+        self.shard_primaries = [shard.primary for shard in shards if shard.primary is not None]
         self.rollups = filtered_rollups(settings)
         self.index = (
             WindowIndex(self.rollups, settings.api_cache_minutes, settings.api_max_limit)
@@ -263,9 +267,12 @@ class ClickQueries:
         """Bring the window index up to date and rank the standard windows ahead of time."""
         if self.index is None:
             return None
-        with connections(self.shard_backgrounds) as conns:
+        with (
+            connections(self.shard_backgrounds) as conns,
+            connections(self.shard_primaries) as primaries,
+        ):
             report = self.index.refresh(
-                conns, self.settings.clicks_topic, self.settings.idle_partition_timeout
+                conns, self.settings.clicks_topic, self.settings.idle_partition_timeout, primaries
             )
         snapshot = self.index.snapshot
         assert snapshot is not None
@@ -547,9 +554,10 @@ class ClickQueries:
         return buckets
 
     def _clock(self, conns: Sequence[Connection]) -> StreamClock:
-        return read_stream_clock(
-            conns, self.settings.clicks_topic, self.settings.idle_partition_timeout
-        )
+        with connections(self.shard_primaries) as primaries:
+            return read_stream_clock(
+                conns, self.settings.clicks_topic, self.settings.idle_partition_timeout, primaries
+            )
 
     def _window(self, clock: StreamClock, args: WindowArgs) -> Window:
         return resolve_window(

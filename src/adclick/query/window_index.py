@@ -23,7 +23,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -123,12 +123,17 @@ class WindowIndex:
         return self._snapshot
 
     def refresh(
-        self, conns: Sequence[Connection], topic: str, idle_timeout: timedelta
+        self,
+        conns: Sequence[Connection],
+        topic: str,
+        idle_timeout: timedelta,
+        primaries: Sequence[Connection] = (),
     ) -> RefreshReport:
-        """Bring the index up to the databases' (every shard's) committed state."""
+        """Bring the index up to the databases' (every shard's) committed state
+        (``primaries``: see ``read_stream_clock``)."""
         previous = self._snapshot.minutes if self._snapshot else {}
         with snapshots(conns):
-            clock = read_stream_clock(conns, topic, idle_timeout)
+            clock = read_stream_clock(conns, topic, idle_timeout, primaries)
             end_ms = clock.current_minute_ms
             start_ms = end_ms - self.cache_minutes * MINUTE_MS
             revisions = summed(
@@ -257,28 +262,79 @@ def _slices(
 
 
 def read_stream_clock(
-    conns: Sequence[Connection], topic: str, idle_timeout: timedelta
+    conns: Sequence[Connection],
+    topic: str,
+    idle_timeout: timedelta,
+    primaries: Sequence[Connection] = (),
 ) -> StreamClock:
     """The stream's clock as committed, over every shard's partitions: the newest event
     time, and the global watermark, the minimum of the partitions' watermarks over those
-    that are not idle. A partition is idle when its last batch is older (wall clock) than
-    the newest batch of any partition by more than the idle timeout; it then no longer
-    holds the watermark back."""
-    rows = [
-        row
-        for conn in conns
-        for row in conn.execute(load_sql("query/partition_clocks"), {"topic": topic}).fetchall()
-    ]
+    that are not idle (``stream_clock_of``).
+
+    ``primaries``: when ``conns`` read standbys, a connection to each one's primary (any
+    order), which say which partitions are idle: a standby that lags shows every
+    partition of its shard as long without a batch, and judged by its rows alone they
+    would stop holding the watermark back while their clicks are still on the way."""
+    rows = [row for conn in conns for row in _partition_clocks(conn, topic)]
+    primary_rows = [row for conn in primaries for row in _partition_clocks(conn, topic)]
     wall = conns[0].execute("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint")
     wall_ms = int((wall.fetchone() or (0,))[0])
+    return stream_clock_of(rows, wall_ms, idle_timeout, primary_rows if primaries else None)
+
+
+def _partition_clocks(conn: Connection, topic: str) -> list[PartitionClock]:
+    return [
+        PartitionClock(*row)
+        for row in conn.execute(load_sql("query/partition_clocks"), {"topic": topic}).fetchall()
+    ]
+
+
+class PartitionClock(NamedTuple):
+    """A partition's clock as ingest committed it (sql/query/partition_clocks.sql)."""
+
+    partition: int
+    newest_ms: int | None
+    watermark_ms: int | None
+    updated_ms: int
+
+
+def stream_clock_of(
+    rows: Sequence[PartitionClock],
+    wall_ms: int,
+    idle_timeout: timedelta,
+    primary_rows: Sequence[PartitionClock] | None = None,
+) -> StreamClock:
+    """The stream clock of the partitions' clocks ``rows`` as read (every shard's).
+
+    A partition is idle when its last batch is older (wall clock) than the newest batch
+    of any partition by more than the idle timeout; it then no longer holds the
+    watermark back. With ``primary_rows`` (``rows`` were read from standbys), that is
+    judged on the primaries' rows, and a partition is idle only if the standby has its
+    last batch too: a partition whose batches the standby has not all replayed holds the
+    watermark back at what the standby has, as a busy one does, whatever its lag."""
     if not rows:
         return StreamClock(newest_ms=None, watermark_ms=None, wall_ms=wall_ms)
-    newest_batch_ms = max(updated for _newest, _watermark, updated in rows)
-    idle_ms = idle_timeout.total_seconds() * 1000
-    busy = [w for _n, w, updated in rows if w is not None and updated >= newest_batch_ms - idle_ms]
-    newest = [n for n, _w, _u in rows if n is not None]
+    judged = rows if primary_rows is None else primary_rows
+    idle = _idle_partitions(judged, idle_timeout)
+    if primary_rows is not None:
+        replayed = {(r.partition, r.updated_ms) for r in rows}  # the very same batch
+        idle = {p.partition for p in primary_rows if (p.partition, p.updated_ms) in replayed} & idle
+    busy = [r.watermark_ms for r in rows if r.watermark_ms is not None and r.partition not in idle]
+    if primary_rows is not None and {p.partition for p in primary_rows} - {
+        r.partition for r in rows
+    }:
+        # A partition the primary has a clock for and the standby none yet: none of its
+        # clicks are there, so no minute is complete.
+        busy.append(0)
+    newest = [r.newest_ms for r in rows if r.newest_ms is not None]
     return StreamClock(
         newest_ms=max(newest) if newest else None,
         watermark_ms=min(busy) if busy else None,
         wall_ms=wall_ms,
     )
+
+
+def _idle_partitions(rows: Sequence[PartitionClock], idle_timeout: timedelta) -> set[int]:
+    newest_batch_ms = max(r.updated_ms for r in rows)
+    idle_ms = idle_timeout.total_seconds() * 1000
+    return {r.partition for r in rows if r.updated_ms < newest_batch_ms - idle_ms}
