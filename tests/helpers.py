@@ -9,6 +9,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -183,6 +184,17 @@ def recent_spec(events: int, seed: int, **options: Any) -> LoadSpec:
     span_ms = int(events * 1000 / event_rate)
     start_ms = (int(time.time() * 1000) - span_ms - 300_000) // 60_000 * 60_000
     return LoadSpec(events=events, start_ms=start_ms, seed=seed, event_rate=event_rate, **options)
+
+
+def click_at(ad: str, at: datetime, user: str) -> dict[str, object]:
+    """A click on ``ad`` by ``user`` at ``at`` (from Germany, one address)."""
+    return {
+        "ad_id": ad,
+        "timestamp": int(at.timestamp() * 1000),
+        "user_id": user,
+        "ip": "10.0.0.1",
+        "country": "DE",
+    }
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:

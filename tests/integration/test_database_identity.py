@@ -36,7 +36,7 @@ from adclick.lifecycle.cold import query_cold
 from adclick.lifecycle.tiering import Chunk, Maintainer
 from adclick.settings import ProcessKind, Settings, Shard
 from tests.conftest import TEMPLATE, _admin_connection, fresh_settings
-from tests.helpers import ingest_until_idle
+from tests.helpers import click_at, ingest_until_idle
 
 
 def _database(settings: Settings) -> str:
@@ -154,16 +154,6 @@ def test_a_read_url_must_reach_its_own_database(stack_settings: Settings, home: 
             check_databases(one)
 
 
-def _click(ad: str, at: datetime, user: str) -> dict[str, object]:
-    return {
-        "ad_id": ad,
-        "timestamp": int(at.timestamp() * 1000),
-        "user_id": user,
-        "ip": "10.0.0.1",
-        "country": "DE",
-    }
-
-
 def _send_to(settings: Settings, partition: int, events: list[dict[str, object]]) -> None:
     producer = make_producer(settings)
     for event in events:
@@ -196,7 +186,7 @@ def test_reordered_shards_keep_each_shard_s_cold_files(
         reordered = _with_shards(home, [b, a], cold_storage_url=cold)
         now = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
         old = now - timedelta(days=10)  # past raw_clicks' hot time: tiered
-        _send_to(listed, 0, [_click("adA", old, "u1"), _click("adA", now, "u1")])
+        _send_to(listed, 0, [click_at("adA", old, "u1"), click_at("adA", now, "u1")])
         ingest_until_idle(listed)
         for database in listed.shard_settings():
             Maintainer(database).run()
@@ -204,7 +194,7 @@ def test_reordered_shards_keep_each_shard_s_cold_files(
         _send_to(
             listed,
             2,
-            [_click("adB", old, "u2"), _click("adB", old, "u3"), _click("adB", now, "u3")],
+            [click_at("adB", old, "u2"), click_at("adB", old, "u3"), click_at("adB", now, "u3")],
         )
         ingest_until_idle(reordered)
         for database in reordered.shard_settings():
@@ -232,7 +222,7 @@ def test_a_cold_file_another_database_wrote_is_never_written_over(
     settings = home.model_copy(update={"cold_storage_url": str(tmp_path / "cold")})
     now = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
     old = now - timedelta(days=10)
-    _send_to(settings, 1, [_click("adA", old, "u1"), _click("adA", now, "u1")])
+    _send_to(settings, 1, [click_at("adA", old, "u1"), click_at("adA", now, "u1")])
     ingest_until_idle(settings)
     own = identify(settings).directory_name
     placed: list[str] = []
@@ -330,7 +320,7 @@ def test_a_worker_whose_shard_map_the_databases_contradict_is_refused(
         )
         now = datetime.now(UTC)
         for partition in range(4):
-            _send_to(written, partition, [_click(f"ad{partition}", now, "u1")])
+            _send_to(written, partition, [click_at(f"ad{partition}", now, "u1")])
         ingest_until_idle(written)
         ShardWriters(written.for_process(ProcessKind.INGEST)).close()  # the map they hold
         # A worker with another map (partitions 1 and 2 swapped): it would ingest

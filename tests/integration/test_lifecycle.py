@@ -27,6 +27,7 @@ from adclick.lifecycle.tiering import Chunk, Maintainer, MaintenanceReport, tier
 from adclick.settings import Settings
 from tests.helpers import (
     adclick_process,
+    click_at,
     execute,
     ingest_until_idle,
     load,
@@ -110,7 +111,7 @@ def retention_now(settings: Settings) -> datetime:
         return tiering_time(conn, settings)
 
 
-def test_tiering_moves_old_chunks_to_verified_parquet_and_keeps_every_click(
+def test_tiering_moves_old_chunks_to_verified_parquet_and_keeps_everyclick_at(
     settings: Settings, tmp_path: Path
 ) -> None:
     replay_sample(settings)
@@ -323,16 +324,6 @@ def _send_to(settings: Settings, partition: int, events: list[dict[str, object]]
     assert producer.flush(30) == 0
 
 
-def _click(ad: str, at: datetime, user: str) -> dict[str, object]:
-    return {
-        "ad_id": ad,
-        "timestamp": int(at.timestamp() * 1000),
-        "user_id": user,
-        "ip": "10.0.0.1",
-        "country": "DE",
-    }
-
-
 def test_a_lagging_partition_never_counts_twice_nor_overwrites_cold_data(
     settings: Settings, tmp_path: Path
 ) -> None:
@@ -342,10 +333,10 @@ def test_a_lagging_partition_never_counts_twice_nor_overwrites_cold_data(
     settings = settings.model_copy(update={"cold_storage_url": str(tmp_path / "cold")})
     now = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
     for partition in range(3):
-        _send_to(settings, partition, [_click(f"live{partition}", now, "u")])
+        _send_to(settings, partition, [click_at(f"live{partition}", now, "u")])
     ingest_until_idle(settings)
     old = now - 12 * DAY
-    old_clicks = [_click("old", old + timedelta(seconds=i), f"u{i}") for i in range(3)]
+    old_clicks = [click_at("old", old + timedelta(seconds=i), f"u{i}") for i in range(3)]
     _send_to(settings, 3, old_clicks)  # a partition without events until now
     assert ingest_until_idle(settings).inserted == 3
 
@@ -356,7 +347,7 @@ def test_a_lagging_partition_never_counts_twice_nor_overwrites_cold_data(
     exported = Path(url).read_bytes()
 
     # The replayed click and a new click of the tiered day: both refused, neither counted.
-    _send_to(settings, 3, [old_clicks[0], _click("old", old + timedelta(minutes=5), "new")])
+    _send_to(settings, 3, [old_clicks[0], click_at("old", old + timedelta(minutes=5), "new")])
     totals = ingest_until_idle(settings)
     assert (totals.inserted, totals.dead_lettered) == (0, 2)
     letters = read_topic(settings, settings.dlq_topic, expected=2)
@@ -379,7 +370,7 @@ def test_a_catalogued_cold_file_is_never_replaced(settings: Settings, tmp_path: 
     settings = settings.model_copy(update={"cold_storage_url": str(tmp_path / "cold")})
     now = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
     old = now - 10 * DAY
-    _send_to(settings, 0, [_click("a", old, "u"), _click("a", now, "u")])
+    _send_to(settings, 0, [click_at("a", old, "u"), click_at("a", now, "u")])
     ingest_until_idle(settings)
     assert Maintainer(settings).run().exported == 1
     [(url, _rows)] = cold_files(settings).values()
@@ -446,7 +437,9 @@ def test_two_maintains_at_once_leave_each_database_to_one(
     now = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
     old = now - 10 * DAY
     _send_to(
-        settings, 0, [_click("a", old, "u1"), _click("a", old + DAY, "u2"), _click("a", now, "u")]
+        settings,
+        0,
+        [click_at("a", old, "u1"), click_at("a", old + DAY, "u2"), click_at("a", now, "u")],
     )
     ingest_until_idle(settings)
     second: list[MaintenanceReport] = []
