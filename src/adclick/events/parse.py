@@ -131,9 +131,13 @@ def _ip(value: str) -> str:
     # inet_pton/inet_ntop are the C parser and printer, ~20x faster than the ipaddress
     # module, and print what PostgreSQL prints (lower case, zeros compressed,
     # ::ffff:1.2.3.4 for an IPv4-mapped address).
-    family = socket.AF_INET6 if ":" in value else socket.AF_INET
     try:
-        return socket.inet_ntop(family, socket.inet_pton(family, value))
+        if ":" not in value:
+            # The IPv4 form inet_pton accepts is the canonical one already (four decimal
+            # numbers without leading zeros): checked, it is returned as it came.
+            socket.inet_pton(socket.AF_INET, value)
+            return value
+        return socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, value))
     except OSError:
         raise InvalidEventError(
             DeadLetterReason.INVALID_FIELD, f"ip {value[:40]!r} is not an IP address"
@@ -282,7 +286,8 @@ def parse_json_event(payload: bytes | str) -> ClickEvent:
     # click_id's key and value if it has one (a "click_id": null, rare, adds its key and
     # takes the exact check).
     strings = 9 + isinstance(plain.timestamp, str) + 2 * (plain.click_id is not None)
-    _refuse_duplicate_keys(payload, strings)
+    if not _plainly_unique(payload, strings):
+        _refuse_duplicate_keys(payload)
     return event
 
 
@@ -295,24 +300,29 @@ def _parse_general(payload: bytes | str) -> ClickEvent:
         raise InvalidEventError(DeadLetterReason.MALFORMED, "not a JSON object")
     event = event_from_dict(data)
     # A valid click is a flat object: its strings are its keys and its text values.
-    strings = len(data) + sum(type(value) is str for value in data.values())
-    _refuse_duplicate_keys(payload, strings)
+    strings = len(data) + list(map(type, data.values())).count(str)
+    if not _plainly_unique(payload, strings):
+        _refuse_duplicate_keys(payload)
     return event
 
 
-def _refuse_duplicate_keys(payload: bytes | str, strings: int) -> None:
+def _plainly_unique(payload: bytes | str, strings: int) -> bool:
+    """Whether ``payload``, just decoded into an object of ``strings`` strings (keys and
+    text values), certainly names no key twice: the cheap proof of _refuse_duplicate_keys.
+
+    With no backslash in it, every quote delimits a string, so it holds exactly two quotes
+    per string of the decoded object, and a key the decoder dropped would add two more. A
+    backslash (an escaped quote, a key spelled with \\u escapes) or a count that does not
+    add up proves nothing: then the exact check runs (a ninth of a plain click's parse,
+    this; ten times that, the exact check)."""
+    return type(payload) is bytes and b"\\" not in payload and payload.count(b'"') == 2 * strings
+
+
+def _refuse_duplicate_keys(payload: bytes | str) -> None:
     # Both decoders keep the last of two equal keys, where another reader of the same
     # message may keep the first: {"ad_id": "a", "ad_id": "b"} is a click on either ad,
     # and a billed count cannot depend on the reader. Refused, whole.
-    #
-    # The cheap proof of no duplicate, for the valid click just decoded from ``payload``:
-    # with no backslash in it, every quote delimits a string, so it holds exactly two
-    # quotes per string of the decoded object, and a key the decoder dropped would add
-    # two more. A backslash (an escaped quote, or a key spelled with \u escapes) or a
-    # count that does not add up takes the exact check.
     text = payload if isinstance(payload, bytes) else payload.encode(errors="surrogatepass")
-    if b"\\" not in text and text.count(b'"') == 2 * strings:
-        return
     try:
         json.loads(text, object_pairs_hook=_unique_keys)
     except ValueError as exc:  # the standard library's reader refuses what orjson took
