@@ -158,6 +158,10 @@ def _settings_conf(port: int, socket_dir: Path) -> str:
     # wal_buffers: ingest writes ~0.7 kB of WAL per click; with the default 16 MB the
     # buffers filled ~55,000 times in a 3-million-click run and backends wrote WAL
     # themselves; with 64 MB 0 and 3,794 times, and 5-7% more clicks/s (docs/benchmarks.md).
+    # wal_compression lz4: late in a quarter-hour chunk of uniformly popular ads, ingest
+    # writes a full-page image every ~14 clicks, which pglz (`on`) compressed at a cost
+    # of a fifth of ingest's speed; lz4 is several times cheaper for the same bytes
+    # (docs/benchmarks.md, "Full-page images compressed with lz4").
     return f"""
 listen_addresses = '127.0.0.1'
 port = {port}
@@ -171,7 +175,7 @@ maintenance_work_mem = 256MB
 wal_buffers = 64MB
 max_wal_size = 8GB
 checkpoint_timeout = 15min
-wal_compression = on
+wal_compression = lz4
 max_locks_per_transaction = 1024
 logging_collector = off
 log_min_messages = warning
