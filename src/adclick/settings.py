@@ -454,8 +454,8 @@ class Settings(BaseSettings):
         ge=0,
         le=65_536,
         description="Memory for answers the API made from its indexes alone and sends "
-        "again to identical requests until the indexes next change (0: none kept; an API "
-        "of several workers keeps none).",
+        "again to identical requests until the indexes next change (0: none kept); with "
+        "several workers, each worker's.",
     )
     api_max_body_bytes: int = Field(
         65_536,

@@ -310,6 +310,8 @@ def test_only_holders_of_the_key_are_answered(
     data: Data, served: tuple[QueryHost, RemoteQueries]
 ) -> None:
     _, remote = served
-    stranger = RemoteQueries(data.settings, Address(remote.address.socket, b"\x00" * 32))
+    stranger = RemoteQueries(
+        data.settings, Address(remote.address.socket, b"\x00" * 32, remote.address.state)
+    )
     with pytest.raises(AuthenticationError):
         stranger.top_ads(10, WindowArgs(last_minutes=5), {})

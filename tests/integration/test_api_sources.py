@@ -7,6 +7,8 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from adclick.api.query_host import request_pool
 from adclick.demo.talkingdata import DEFAULT_SAMPLE, read_sample, shift_to_now, to_event
 from adclick.query.service import ClickQueries, RankedBy, WindowArgs
@@ -18,10 +20,14 @@ from tests.integration.test_api import assert_top_equals_truth, metric_values, t
 from tests.truth_ranking import iso, minute_s, truth_top
 
 
-def test_late_events_reach_answers_already_given(settings: Settings, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_late_events_reach_answers_already_given(
+    settings: Settings, tmp_path: Path, workers: int
+) -> None:
     """A late click changes a minute the window index holds; the next answer has it,
-    though the API had kept the answer before (api/response_cache.py)."""
-    settings, tokens = with_tokens(settings, api_refresh_interval_s=1.0)
+    though the API had kept the answer before (api/response_cache.py), also when its
+    workers keep answers against the supervisor's indexes (api/shared_state.py)."""
+    settings, tokens = with_tokens(settings, api_refresh_interval_s=1.0, api_workers=workers)
     spec = recent_spec(8_000, seed=31, ads=500, event_rate=10.0, duplicate_fraction=0.05)
     truth = load(settings, spec)
     ingest_until_idle(settings)

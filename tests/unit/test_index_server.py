@@ -50,7 +50,7 @@ def test_a_budget_copy_is_spent_as_far_as_the_original(
 
 @given(st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1), st.binary())
 def test_the_address_reaches_a_worker_through_its_environment(name: str, key: bytes) -> None:
-    address = Address(f"/run/{name}", key)
+    address = Address(f"/run/{name}/index.sock", key, f"/run/{name}/index.state")
     assert Address.from_environment(address.environment()) == address
 
 

@@ -39,8 +39,12 @@ def _stand_in_host() -> Any:
         top_ads=answer,
         top_list_history=answer,
         ingest_status=lambda: STATUS,
+        memory_state=lambda: None,
     )
-    return SimpleNamespace(queries=queries, index_problem=lambda: None, exposition=lambda: b"")
+    refresher = SimpleNamespace(on_refreshed=lambda: None)
+    return SimpleNamespace(
+        queries=queries, refresher=refresher, index_problem=lambda: None, exposition=lambda: b""
+    )
 
 
 @pytest.fixture

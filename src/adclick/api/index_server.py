@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from adclick.api.query_host import QueryHost, distinct, request_pool, write_pool
+from adclick.api.shared_state import MemoryState, SharedState
 from adclick.query.budget import RequestBudget
 from adclick.query.service import (
     AdClicks,
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 # what is not a setting reaches them through their environment.
 ADDRESS_VARIABLE = "ADCLICK_API_INDEX_SOCKET"
 KEY_VARIABLE = "ADCLICK_API_INDEX_KEY"
+STATE_VARIABLE = "ADCLICK_API_INDEX_STATE"
 
 _METHODS = (
     "ad_clicks",
@@ -85,13 +87,22 @@ class Address:
 
     socket: str
     key: bytes
+    state: str  # the file of the indexes' state, beside the socket (api/shared_state.py)
 
     def environment(self) -> dict[str, str]:
-        return {ADDRESS_VARIABLE: self.socket, KEY_VARIABLE: self.key.hex()}
+        return {
+            ADDRESS_VARIABLE: self.socket,
+            KEY_VARIABLE: self.key.hex(),
+            STATE_VARIABLE: self.state,
+        }
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Address:
-        return cls(environ[ADDRESS_VARIABLE], bytes.fromhex(environ[KEY_VARIABLE]))
+        return cls(
+            environ[ADDRESS_VARIABLE],
+            bytes.fromhex(environ[KEY_VARIABLE]),
+            environ[STATE_VARIABLE],
+        )
 
 
 def _returning_budget(method: Callable[..., Any]) -> Callable[..., tuple[Any, Any]]:
@@ -210,7 +221,18 @@ def serving(host: QueryHost, *, metrics_shared: bool) -> Iterator[Address]:
     Manager.register("queries", callable=lambda: served, exposed=_METHODS)
     directory = tempfile.mkdtemp(prefix=f"adclick-api-{os.getpid()}-")  # mode 0700
     try:
-        address = Address(str(Path(directory) / "index.sock"), secrets.token_bytes(32))
+        address = Address(
+            str(Path(directory) / "index.sock"),
+            secrets.token_bytes(32),
+            str(Path(directory) / "index.state"),
+        )
+        state = SharedState.create(Path(address.state))
+
+        def share_state() -> None:
+            state.publish(host.queries.memory_state())
+
+        host.refresher.on_refreshed = share_state
+        share_state()
         server = _BoundedServer(Manager._registry, address.socket, address.key, "pickle")  # type: ignore[attr-defined]
 
         def serve() -> None:
@@ -226,6 +248,8 @@ def serving(host: QueryHost, *, metrics_shared: bool) -> Iterator[Address]:
             server.stop_event.set()
             server.listener.close()  # and unlinks the socket, which exit would do otherwise
             thread.join(timeout=2)
+            host.refresher.on_refreshed = lambda: None
+            state.close()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -244,6 +268,7 @@ class RemoteQueries:
         self.settings = settings
         self.address = address
         self._proxy: BaseProxy | None = None
+        self._state: SharedState | None = None
         self._lock = threading.Lock()
 
     def _remote(self) -> Any:
@@ -333,10 +358,13 @@ class RemoteQueries:
         rows: list[tuple[Any, ...]] = self._remote().ingest_status()
         return rows
 
-    def memory_state(self) -> None:
-        """None: the indexes are the supervisor's, and asking it for their state would
-        cost a call per request, so a worker keeps no answers (api/response_cache.py)."""
-        return None
+    def memory_state(self) -> MemoryState:
+        """The supervisor's indexes' state, as it shares it (api/shared_state.py): what
+        this worker checks the answers it keeps against (api/response_cache.py)."""
+        with self._lock:
+            if self._state is None:
+                self._state = SharedState(Path(self.address.state), writable=False)
+        return self._state.read()
 
     def index_problem(self) -> str | None:
         problem: str | None = self._remote().index_problem()

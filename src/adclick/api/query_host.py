@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, generate_latest
 from psycopg_pool import ConnectionPool
@@ -40,6 +41,9 @@ class Refresher:
             threading.Thread(target=self._run_hours, name="hour-index", daemon=True),
         ]
         self.last_error = ""
+        # Called after every refresh of either index (the supervisor shares the
+        # indexes' state with its workers: api/shared_state.py).
+        self.on_refreshed: Callable[[], None] = lambda: None
 
     def start(self) -> None:
         for thread in self._threads:
@@ -65,6 +69,7 @@ class Refresher:
             except Exception as exc:  # the database may be away; keep serving, retry
                 self.last_error = str(exc)
                 log.warning("window index refresh failed: %s", exc)
+            self.on_refreshed()
             self._stop.wait(self.interval_s)
 
     def _run_hours(self) -> None:
@@ -81,6 +86,7 @@ class Refresher:
                         log.info("hour index: complete, %d hours", hours.held)
             except Exception as exc:  # as above
                 log.warning("hour index refresh failed: %s", exc)
+            self.on_refreshed()
             if hours.refreshed:  # before, what it wants is not known yet
                 HOUR_INDEX_HOURS.labels("held").set(hours.held)
                 HOUR_INDEX_HOURS.labels("wanted").set(hours.wanted)

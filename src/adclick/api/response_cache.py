@@ -21,8 +21,8 @@ and keeping every answer made the API's random single-ad reads up to a third slo
 (docs/benchmarks.md, "Answers kept by the API"), nearly none of them sent again.
 Kept answers are bounded in bytes (least recently used go first).
 
-An API of several worker processes keeps nothing: its indexes are the supervisor's, and
-asking for their state would cost a call per request.
+In an API of several worker processes each keeps its own, checked against the state the
+supervisor publishes for its indexes (api/shared_state.py: read without a call).
 """
 
 from __future__ import annotations
