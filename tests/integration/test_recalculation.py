@@ -21,10 +21,9 @@ from adclick.lifecycle.recompute import RangeError
 from adclick.lifecycle.reconcile import reconcile
 from adclick.lifecycle.tiering import Maintainer
 from adclick.settings import Settings
-from tests.helpers import adclick_process, execute, ingest_until_idle, query
+from tests.helpers import adclick_process, click_at, execute, ingest_until_idle, query
 from tests.integration.test_lifecycle import (
     DAY,
-    _click,
     _send_to,
     lifecycle_settings,
     policy,
@@ -175,7 +174,7 @@ def test_a_range_in_any_offset_is_the_same_range_in_utc(settings: Settings) -> N
     UTC range; bounds that are no whole UTC minute, or lie past any click's time, are
     refused with a clear error."""
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
-    clicks = [_click("ad1", hour + timedelta(minutes=m), f"u{m}") for m in range(60)]
+    clicks = [click_at("ad1", hour + timedelta(minutes=m), f"u{m}") for m in range(60)]
     _send_to(settings, 0, clicks)
     ingest_until_idle(settings)
     truth = snapshot(settings)
@@ -207,9 +206,11 @@ def test_recalculation_and_maintenance_take_turns_and_cold_ranges_are_refused(
     now = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
     old = now - 10 * DAY
     for partition in range(3):
-        _send_to(settings, partition, [_click(f"live{partition}", now, "u")])
+        _send_to(settings, partition, [click_at(f"live{partition}", now, "u")])
     ingest_until_idle(settings)
-    _send_to(settings, 3, [_click("old", old, "u1"), _click("old", old, "u2")])  # a new partition
+    _send_to(
+        settings, 3, [click_at("old", old, "u1"), click_at("old", old, "u2")]
+    )  # a new partition
     ingest_until_idle(settings)
     policy(settings, "clicks_1m", 2 * DAY, None)  # per-minute rows go cold, kept for good
 
