@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -140,6 +141,37 @@ def test_tiering_moves_old_chunks_to_verified_parquet_and_keeps_everyclick_at(
     # A second run finds nothing to do.
     again = Maintainer(settings).run()
     assert (again.exported, again.dropped_chunks) == (0, 0)
+
+
+def test_a_crash_mid_export_leaves_nothing_the_next_run_refuses(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A maintain killed while writing a file left it unfinished at its URL, where it
+    could not say which database wrote it: every later run refused to write over it and
+    kept the chunk hot for good. Files are written under a name of their own and moved
+    into place once verified; what a crash leaves, the next run writes over."""
+    replay_sample(settings)
+    settings = lifecycle_settings(settings, tmp_path)
+    before = hot_raw_per_ad(settings)
+    chunks = raw_chunks(settings)
+    policy(settings, "raw_clicks", DAY, None)
+    export = Maintainer._export
+
+    def crash_after_writing(self: Maintainer, conn: Any, chunk: Any, url: str) -> Any:
+        export(self, conn, chunk, url)
+        with open(url.removeprefix("file://"), "r+b") as written:
+            written.truncate(100)  # what a kill in the middle of the write leaves
+        raise KeyboardInterrupt  # the process dies here
+
+    monkeypatch.setattr(Maintainer, "_export", crash_after_writing)
+    with pytest.raises(KeyboardInterrupt):
+        Maintainer(settings).run()
+    monkeypatch.setattr(Maintainer, "_export", export)
+    report = Maintainer(settings).run()
+    assert report.conflicts == []
+    cutoff = retention_now(settings) - DAY
+    assert sorted(cold_files(settings)) == [s for s, e in chunks if e <= cutoff]
+    assert hot_raw_per_ad(settings) + cold_raw_per_ad(settings) == before
 
 
 def test_kill_9_during_tiering_loses_nothing(settings: Settings, tmp_path: Path) -> None:

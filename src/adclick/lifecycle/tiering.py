@@ -233,9 +233,16 @@ class Maintainer:
             )
         url = self._file_url(conn, chunk)
         self.say(f"exporting {chunk.relation} {chunk.range_start:%Y-%m-%d %H:%M} to {url}")
-        rows, checksum, hot_bytes = self._export(conn, chunk, url)
-        self._verify(chunk, url, rows, checksum)
+        # Written and verified under a name of this database's own, then moved into
+        # place: a crash mid-write leaves only that (written over by the next run), never
+        # an unfinished file at the URL, which could not say whose it is (so would be
+        # refused, the chunk kept hot for good).
+        partial = f"{url}.{self.database_name}.partial"
+        rows, checksum, hot_bytes = self._export(conn, chunk, partial)
+        self._verify(chunk, partial, rows, checksum)
         fs, path = fsspec.core.url_to_fs(url)
+        self._file_url(conn, chunk)  # still nobody else's (another database may write too)
+        fs.mv(fsspec.core.url_to_fs(partial)[1], path)
         conn.execute(
             load_sql("lifecycle/catalog_file"),
             {
