@@ -9,6 +9,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
+from adclick.api.index_server import sharing
 from adclick.api.shared_state import SharedState
 
 
@@ -49,3 +50,33 @@ def test_a_read_never_mixes_two_states(tmp_path: Path) -> None:
         reads += 1
     thread.join()
     assert reads > 100 and reader.read() == (19_999, -19_999 % 1_000_003)
+
+
+def test_a_state_read_before_a_newer_one_is_never_published_after_it(tmp_path: Path) -> None:
+    """The window thread reads (5, 0) and is held; the hour thread's (5, 1) comes in
+    meanwhile. Published last must be (5, 1): workers seeing (5, 0) again would send
+    answers kept before the hour changed."""
+    shared = SharedState.create(tmp_path / "state")
+    current = [(5, 0)]
+    held, go = threading.Event(), threading.Event()
+
+    class Queries:
+        def memory_state(self) -> tuple[int, int]:
+            read = current[0]
+            if threading.current_thread().name == "window":
+                held.set()
+                go.wait(5)
+            return read
+
+    share = sharing(shared, Queries())
+    window = threading.Thread(target=share, name="window")
+    window.start()
+    held.wait(5)
+    current[0] = (5, 1)
+    hours = threading.Thread(target=share, name="hours")
+    hours.start()
+    hours.join(1)  # unlocked, it would publish (5, 1) now, and the window thread after it
+    go.set()
+    window.join(5)
+    hours.join(5)
+    assert shared.read() == (5, 1)

@@ -209,6 +209,21 @@ class _BoundedServer(Server):
             self._slots.release()
 
 
+def sharing(state: SharedState, queries: Any) -> Callable[[], None]:
+    """What the refresh threads call after each refresh: publish the indexes' state.
+
+    Read and published under one lock: each of the two threads publishes, and a state
+    read before the other's newer one was published must not be published after it (the
+    workers' kept answers of the older state would be sent again)."""
+    lock = threading.Lock()
+
+    def share() -> None:
+        with lock:
+            state.publish(queries.memory_state())
+
+    return share
+
+
 @contextmanager
 def serving(host: QueryHost, *, metrics_shared: bool) -> Iterator[Address]:
     """Serve ``host`` to workers while the block runs; yields where to reach it.
@@ -227,10 +242,7 @@ def serving(host: QueryHost, *, metrics_shared: bool) -> Iterator[Address]:
             str(Path(directory) / "index.state"),
         )
         state = SharedState.create(Path(address.state))
-
-        def share_state() -> None:
-            state.publish(host.queries.memory_state())
-
+        share_state = sharing(state, host.queries)
         host.refresher.on_refreshed = share_state
         share_state()
         server = _BoundedServer(Manager._registry, address.socket, address.key, "pickle")  # type: ignore[attr-defined]

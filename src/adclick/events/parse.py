@@ -148,9 +148,11 @@ def _number_text(value: int | float) -> str:
     """One text per JSON number: 1, 1.0 and 1e0 are "1", -0.0 is "0", 1.5 is "1.5".
 
     The derived click_id hashes attribute values, so equal numbers must be equal text. An
-    integral number is its exact digits (orjson reads integers beyond 64 bits as floats;
-    under 2**64 both forms give the same digits), others the shortest text that reads back
-    as the same double.
+    integral number is its exact digits (orjson reads integers beyond 64 bits as floats,
+    whose digits under 2**64 are those of the double read), others the shortest text that
+    reads back as the same double. What the decoder already rounded cannot be told apart:
+    9007199254740993.0 is read as the double 9007199254740992 (integers over 2**53 written
+    with a point or an exponent are the nearest double).
     """
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**64:
         return str(int(value))
