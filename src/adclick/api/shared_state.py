@@ -28,7 +28,6 @@ class SharedState:
     """The state file, mapped: ``publish`` in the supervisor, ``read`` in workers."""
 
     def __init__(self, path: Path, *, writable: bool) -> None:
-        self.path = path
         with path.open("r+b" if writable else "rb") as file:
             access = mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ
             self._map = mmap.mmap(file.fileno(), _SIZE, access=access)
@@ -45,9 +44,13 @@ class SharedState:
     def publish(self, state: MemoryState) -> None:
         window, hours = (_NONE, _NONE) if state is None else state
         with self._lock:
+            # Odd while the values are written, even once they are: a reader that saw the
+            # same even number before and after read the values of one state.
             sequence = self._sequence()
-            self._store(sequence + 1, window, hours)  # odd: being written
-            self._store(sequence + 2, window, hours)  # even: done
+            self._map[0:8] = (sequence + 1).to_bytes(8, "little", signed=True)
+            self._map[8:16] = window.to_bytes(8, "little", signed=True)
+            self._map[16:24] = hours.to_bytes(8, "little", signed=True)
+            self._map[0:8] = (sequence + 2).to_bytes(8, "little", signed=True)
 
     def read(self) -> MemoryState:
         while True:
@@ -67,15 +70,3 @@ class SharedState:
             int.from_bytes(self._map[8:16], "little", signed=True),
             int.from_bytes(self._map[16:24], "little", signed=True),
         )
-
-    def _store(self, sequence: int, window: int, hours: int) -> None:
-        # The sequence first when it turns odd, last when it turns even: a reader that
-        # saw the same even number before and after read values of one state.
-        if sequence % 2:
-            self._map[0:8] = sequence.to_bytes(8, "little", signed=True)
-            self._map[8:16] = window.to_bytes(8, "little", signed=True)
-            self._map[16:24] = hours.to_bytes(8, "little", signed=True)
-        else:
-            self._map[8:16] = window.to_bytes(8, "little", signed=True)
-            self._map[16:24] = hours.to_bytes(8, "little", signed=True)
-            self._map[0:8] = sequence.to_bytes(8, "little", signed=True)
